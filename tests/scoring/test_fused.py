@@ -1,0 +1,173 @@
+"""The fused, chunked scoring kernel against the naive float64 reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hypros_lm.scoring import fused_linear_score, naive_linear_score
+
+# (N, d, V, chunk_size, vocab_block_size): V divisible by the block and not, odd shapes, one block
+SHAPES = [
+    (37, 16, 53, 8, None),
+    (252, 24, 507, 64, 123),
+    (64, 8, 96, 16, 32),
+]
+LAMBDAS = [0.0, 0.3, 1.0]
+
+
+def _inputs(n, d, v, dtype, ignore_every=5, scale=1.0):
+    h = (torch.randn(n, d, dtype=torch.float64) * scale).to(dtype).requires_grad_()
+    w = (torch.randn(v, d, dtype=torch.float64) * scale).to(dtype).requires_grad_()
+    t = torch.randint(0, v, (n,))
+    t[::ignore_every] = -100
+    return h, w, t
+
+
+def _reference(h, w, t, lam, bounded, **kw):
+    h64 = h.detach().double().requires_grad_()
+    w64 = w.detach().double().requires_grad_()
+    ref = naive_linear_score(h64, w64, t, lam, bounded, dtype=torch.float64, **kw)
+    gh, gw = torch.autograd.grad(ref["loss"], (h64, w64))
+    return ref, gh, gw
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("lam", LAMBDAS)
+@pytest.mark.parametrize("bounded", ["brier", "spherical"])
+def test_float32_matches_float64_reference(shape, lam, bounded):
+    n, d, v, chunk, block = shape
+    h, w, t = _inputs(n, d, v, torch.float32)
+    out = fused_linear_score(h, w, t, lam, bounded, chunk_size=chunk, vocab_block_size=block)
+    gh, gw = torch.autograd.grad(out.loss, (h, w))
+    ref, rh, rw = _reference(h, w, t, lam, bounded)
+    for key in ("log", "brier", "spherical", "entropy", "accuracy"):
+        assert getattr(out, key).double().item() == pytest.approx(ref[key].item(), abs=2e-5), key
+    assert out.loss.item() == pytest.approx(ref["loss"].item(), abs=2e-5)
+    torch.testing.assert_close(gh.double(), rh, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(gw.double(), rw, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("lam", LAMBDAS)
+@pytest.mark.parametrize("bounded", ["brier", "spherical"])
+def test_bfloat16_error_within_naive_bfloat16_error(lam, bounded):
+    """bf16 inputs: error against the fp64 truth no worse than a naive bf16 computation's, plus slack."""
+    n, d, v = 252, 32, 507
+    h, w, t = _inputs(n, d, v, torch.bfloat16)
+    out = fused_linear_score(h, w, t, lam, bounded, chunk_size=64, vocab_block_size=123)
+    gh, gw = torch.autograd.grad(out.loss, (h, w))
+    assert gh.dtype == torch.bfloat16 and gw.dtype == torch.bfloat16
+    ref, rh, rw = _reference(h, w, t, lam, bounded)
+    naive = naive_linear_score(h, w, t, lam, bounded)
+    nh, nw = torch.autograd.grad(naive["loss"], (h, w))
+    loss_err = abs(out.loss.double().item() - ref["loss"].item())
+    naive_err = abs(naive["loss"].double().item() - ref["loss"].item())
+    assert loss_err <= naive_err + 1e-3
+    for got, naive_g, truth in ((gh, nh, rh), (gw, nw, rw)):
+        err = (got.double() - truth).abs().max().item()
+        base = (naive_g.double() - truth).abs().max().item()
+        assert err <= base + 1e-3 * truth.abs().max().item()
+
+
+def test_gradcheck_float64():
+    h, w, t = _inputs(11, 5, 13, torch.float64, ignore_every=4)
+    for bounded in ("brier", "spherical"):
+        for grad_in_forward in (True, False):
+            fn = lambda h_, w_: fused_linear_score(  # noqa: E731
+                h_, w_, t, 0.3, bounded, chunk_size=4, vocab_block_size=5,
+                label_smoothing=0.1, grad_in_forward=grad_in_forward,
+            ).loss
+            assert torch.autograd.gradcheck(fn, (h, w))
+
+
+def test_recompute_in_backward_equals_grad_in_forward():
+    h, w, t = _inputs(40, 12, 70, torch.float32)
+    grads = []
+    for gif in (True, False):
+        out = fused_linear_score(h, w, t, 0.3, chunk_size=16, vocab_block_size=32, grad_in_forward=gif)
+        grads.append(torch.autograd.grad(out.loss * 3.0, (h, w)))  # non-unit upstream gradient
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_tied_weights_gradients_accumulate_both_uses():
+    """W is both the embedding table and the head: gradients from both paths must add up."""
+    v, d, n = 50, 8, 30
+    w = torch.randn(v, d, dtype=torch.float64, requires_grad=True)
+    ids = torch.randint(0, v, (n,))
+    t = torch.randint(0, v, (n,))
+    t[3] = -100
+    h = torch.tanh(F.embedding(ids, w))
+    out = fused_linear_score(h, w, t, 0.3, chunk_size=7, vocab_block_size=16)
+    (g,) = torch.autograd.grad(out.loss, (w,))
+    w2 = w.detach().clone().requires_grad_()
+    ref = naive_linear_score(torch.tanh(F.embedding(ids, w2)), w2, t, 0.3)
+    (rg,) = torch.autograd.grad(ref["loss"], (w2,))
+    torch.testing.assert_close(g, rg)
+
+
+def test_label_smoothing_matches_cross_entropy():
+    h, w, t = _inputs(33, 8, 41, torch.float64)
+    out = fused_linear_score(h, w, t, 0.0, label_smoothing=0.2, chunk_size=10, vocab_block_size=9)
+    expected = F.cross_entropy(h @ w.T, t, ignore_index=-100, label_smoothing=0.2)
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-12)
+    # the reported log component stays the plain NLL
+    assert out.log.item() == pytest.approx(F.cross_entropy(h @ w.T, t).item(), rel=1e-12)
+
+
+def test_lambda_as_tensor_and_no_grad_path():
+    h, w, t = _inputs(20, 8, 30, torch.float32)
+    a = fused_linear_score(h, w, t, torch.tensor(0.3))
+    with torch.no_grad():
+        b = fused_linear_score(h, w, t, 0.3)
+    assert a.loss.item() == pytest.approx(b.loss.item(), rel=1e-6)
+    assert not b.loss.requires_grad
+
+
+def test_component_grad_norms_match_autograd():
+    h, w, t = _inputs(30, 8, 40, torch.float64)
+    out = fused_linear_score(h, w, t, 0.3, "spherical", chunk_size=8, vocab_block_size=16, component_grad_norms=True)
+    for lam, got in ((0.0, out.grad_norm_log), (1.0, out.grad_norm_bounded)):
+        ref = naive_linear_score(h, w, t, lam, "spherical")
+        (gh,) = torch.autograd.grad(ref["loss"], (h,))
+        assert got.item() == pytest.approx(gh.norm().item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("bounded", ["brier", "spherical"])
+def test_extreme_logits_stay_finite(bounded):
+    n, d, v = 16, 4, 37
+    h = torch.zeros(n, d)
+    h[:, 0] = 1.0
+    w = torch.zeros(v, d)
+    w[:, 0] = torch.linspace(-1e4, 1e4, v)
+    h.requires_grad_()
+    w.requires_grad_()
+    t = torch.randint(0, v, (n,))
+    out = fused_linear_score(h, w, t, 0.5, bounded, chunk_size=5, vocab_block_size=8)
+    gh, gw = torch.autograd.grad(out.loss, (h, w))
+    for x in (out.loss, out.log, out.brier, out.spherical, out.entropy, gh, gw):
+        assert torch.isfinite(x).all()
+    ref = naive_linear_score(h.double(), w.double(), t, 0.5, bounded)
+    assert out.loss.item() == pytest.approx(ref["loss"].item(), rel=1e-5)
+
+
+def test_all_targets_ignored_gives_zero_loss_and_gradients():
+    h, w, _ = _inputs(12, 4, 9, torch.float32)
+    t = torch.full((12,), -100)
+    out = fused_linear_score(h, w, t, 0.3)
+    gh, gw = torch.autograd.grad(out.loss, (h, w))
+    assert out.loss.item() == 0.0 and out.n_tokens.item() == 0
+    assert gh.abs().max().item() == 0.0 and gw.abs().max().item() == 0.0
+
+
+def test_target_outside_vocabulary_raises_clear_error():
+    h, w, t = _inputs(8, 4, 9, torch.float32)
+    t[2] = 9
+    with pytest.raises(ValueError, match=r"target id 9 is outside the vocabulary \[0, 9\)"):
+        fused_linear_score(h, w, t, 0.3)
+
+
+def test_unknown_bounded_score_raises():
+    h, w, t = _inputs(8, 4, 9, torch.float32)
+    with pytest.raises(ValueError, match="log"):
+        fused_linear_score(h, w, t, 0.3, bounded="log")
