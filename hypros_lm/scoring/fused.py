@@ -34,7 +34,7 @@ When the vocabulary is split into several blocks, a token chunk needs two walks 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -45,10 +45,13 @@ Bounded = Literal["brier", "spherical"]
 _CHUNK_BUDGET_BYTES = 64 * 2**20
 
 
-@dataclass
-class ScoreOutput:
+class ScoreOutput(NamedTuple):
     """Result of one scoring pass. ``loss`` is differentiable; the rest are detached means
-    over the non-ignored tokens (0 when every token is ignored)."""
+    over the non-ignored tokens (0 when every token is ignored).
+
+    A NamedTuple, not a dataclass: DeepSpeed ZeRO-3 walks tuples and dicts of a module's outputs to
+    hook the re-gathering of its parameters before backward; it does not look inside dataclasses.
+    """
 
     loss: Tensor
     log: Tensor

@@ -1,0 +1,20 @@
+"""Shared entry-point plumbing: turn expected user errors into one clear line instead of a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError, KeyError)
+
+
+def run_main(main: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
+    try:
+        main(sys.argv[1:] if argv is None else argv)
+    except USER_ERRORS as err:
+        if os.environ.get("HYPROS_DEBUG") == "1":
+            raise
+        rank = os.environ.get("RANK", "0")
+        print(f"hypros-lm error (rank {rank}): {err}\n(set HYPROS_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(2)

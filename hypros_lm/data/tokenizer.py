@@ -1,0 +1,75 @@
+"""Tokenizers: a byte-level BPE trained once on the training text, or one loaded by path or name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+EOS = "<|endoftext|>"
+
+
+def train_bpe(documents: Iterable[str], vocab_size: int) -> Tokenizer:
+    """Byte-level BPE (GPT-2 style) with one special token, the end-of-text separator."""
+    if vocab_size < 300:
+        raise ValueError(f"data.vocab_size={vocab_size} is too small for byte-level BPE (256 bytes + merges); use ≥ 300")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    tok.train_from_iterator(documents, trainer)
+    return tok
+
+
+def load_tokenizer(name_or_path: str) -> Tokenizer:
+    """A tokenizer.json file, a folder holding one, or a hub tokenizer name (needs the network or its cache)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    if path.suffix == ".json" or os.sep in name_or_path and not path.exists():
+        raise FileNotFoundError(f"data.tokenizer={name_or_path!r}: no such tokenizer.json file or folder")
+    try:
+        return Tokenizer.from_pretrained(name_or_path)
+    except Exception as err:  # the tokenizers library raises a plain Exception for hub failures
+        raise FileNotFoundError(
+            f"data.tokenizer={name_or_path!r} is neither a local tokenizer.json nor a reachable hub tokenizer "
+            f"({err}); give a path, or leave it unset to train a BPE on the training text"
+        ) from err
+
+
+def eos_id(tok: Tokenizer) -> int:
+    for candidate in (EOS, "</s>", "<eos>"):
+        idx = tok.token_to_id(candidate)
+        if idx is not None:
+            return idx
+    raise ValueError(f"the tokenizer has no end-of-text token ({EOS!r}, '</s>' or '<eos>'); documents need a separator")
+
+
+def tokenizer_hash(tok: Tokenizer) -> str:
+    return hashlib.sha256(tok.to_str().encode()).hexdigest()[:16]
+
+
+def save_tokenizer(tok: Tokenizer, folder: Path) -> Path:
+    """Write tokenizer.json atomically into folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "tokenizer.json"
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(tok.to_str())
+    os.replace(tmp, target)
+    return target
+
+
+def key_of(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

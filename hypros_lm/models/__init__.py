@@ -1,0 +1,11 @@
+"""Models: the size ladder, the scoring head and the decoder that joins them."""
+
+from hypros_lm.models.attention import resolve_attention
+from hypros_lm.models.head import ScoringHead
+from hypros_lm.models.ladder import MODEL_SIZES, ModelSize, get_model_size
+from hypros_lm.models.lm import DecoderLM, ModelSettings, build_model, llama_config, model_vocab_size
+
+__all__ = [
+    "MODEL_SIZES", "DecoderLM", "ModelSettings", "ModelSize", "ScoringHead", "build_model",
+    "get_model_size", "llama_config", "model_vocab_size", "resolve_attention",
+]

@@ -1,0 +1,32 @@
+"""Attention backend choice: flash-attention 2 when it imports on CUDA, PyTorch SDPA otherwise."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Attention = Literal["auto", "sdpa", "flash_attention_2", "eager"]
+
+
+def flash_attention_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_attention(requested: Attention) -> str:
+    """The transformers ``attn_implementation`` to use; raises if flash-attention is asked for but absent."""
+    if requested == "auto":
+        return "flash_attention_2" if flash_attention_available() else "sdpa"
+    if requested == "flash_attention_2" and not flash_attention_available():
+        raise ImportError(
+            "model.attention=flash_attention_2 needs CUDA and the flash-attn package: "
+            "pip install 'hypros-lm[gpu]' (or pip install flash-attn --no-build-isolation), "
+            "or use model.attention=auto to fall back to PyTorch SDPA"
+        )
+    return requested

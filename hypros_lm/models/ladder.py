@@ -1,0 +1,31 @@
+"""The model size ladder: Llama-style decoders (RoPE, RMSNorm, SwiGLU) picked by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_positions: int
+
+
+# CPU-sized rungs first; `large` is ≈ 500M parameters with a 50k vocabulary.
+MODEL_SIZES: dict[str, ModelSize] = {
+    "nano": ModelSize(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=176, max_positions=512),
+    "micro": ModelSize(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=352, max_positions=1024),
+    "tiny": ModelSize(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=688, max_positions=1024),
+    "small": ModelSize(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376, max_positions=2048),
+    "base": ModelSize(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=2048, max_positions=2048),
+    "large": ModelSize(hidden_size=1280, num_layers=20, num_heads=20, intermediate_size=3456, max_positions=2048),
+}
+
+
+def get_model_size(name: str) -> ModelSize:
+    if name not in MODEL_SIZES:
+        raise ValueError(f"unknown model {name!r}; choose one of {list(MODEL_SIZES)}")
+    return MODEL_SIZES[name]

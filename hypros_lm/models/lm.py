@@ -1,0 +1,105 @@
+"""A decoder-only LM: a transformers Llama body plus the fused scoring head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from torch import Tensor, nn
+from transformers import LlamaConfig, LlamaModel
+
+from hypros_lm.models.attention import Attention, resolve_attention
+from hypros_lm.models.head import ScoringHead
+from hypros_lm.models.ladder import MODEL_SIZES, get_model_size
+from hypros_lm.scoring import ScoreOutput
+
+
+@dataclass(kw_only=True)
+class ModelSettings:
+    name: str = "nano"
+    """Rung of the size ladder: nano, micro, tiny, small, base, large."""
+    attention: Attention = "auto"
+    """auto (flash-attention 2 on CUDA when installed, else SDPA), sdpa, flash_attention_2 or eager."""
+    activation_checkpointing: bool = False
+    """Recompute each layer's activations in backward to save memory."""
+    tie_embeddings: bool = False
+    """Share the input embedding with the scoring head's weight."""
+    vocab_size: int | None = None
+    """Model vocabulary; None takes the tokenizer's, rounded up to a multiple of 64."""
+
+    def __post_init__(self) -> None:
+        get_model_size(self.name)
+        if self.attention not in ("auto", "sdpa", "flash_attention_2", "eager"):
+            raise ValueError(f"model.attention={self.attention!r}; use auto, sdpa, flash_attention_2 or eager")
+
+
+def model_vocab_size(settings: ModelSettings, tokenizer_vocab: int) -> int:
+    """The model's vocabulary for a tokenizer; raises if a fixed size cannot hold the tokenizer's ids."""
+    if settings.vocab_size is None:
+        return -(-tokenizer_vocab // 64) * 64
+    if settings.vocab_size < tokenizer_vocab:
+        raise ValueError(
+            f"model.vocab_size={settings.vocab_size} cannot hold the tokenizer's {tokenizer_vocab} ids; "
+            f"set model.vocab_size >= {tokenizer_vocab} or leave it unset to follow the tokenizer"
+        )
+    return settings.vocab_size
+
+
+def llama_config(settings: ModelSettings, vocab_size: int, *, attn: str | None = None) -> LlamaConfig:
+    size = MODEL_SIZES[settings.name]
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=size.hidden_size,
+        num_hidden_layers=size.num_layers,
+        num_attention_heads=size.num_heads,
+        num_key_value_heads=size.num_heads,
+        intermediate_size=size.intermediate_size,
+        max_position_embeddings=size.max_positions,
+        tie_word_embeddings=settings.tie_embeddings,
+        attn_implementation=attn or resolve_attention(settings.attention),
+        use_cache=False,
+    )
+
+
+class DecoderLM(nn.Module):
+    """Llama body → hidden states → ScoringHead. ``forward`` returns the scores, never N×V logits."""
+
+    def __init__(self, config: LlamaConfig, *, label_smoothing: float = 0.0, chunk_size: int | None = None):
+        super().__init__()
+        self.config = config
+        self.body = LlamaModel(config)
+        self.head = ScoringHead(
+            config.hidden_size, config.vocab_size, label_smoothing=label_smoothing, chunk_size=chunk_size
+        )
+        if config.tie_word_embeddings:
+            # one Parameter owned by both modules: each module's ZeRO-3 hook gathers it for its own forward
+            self.head.weight = self.body.embed_tokens.weight
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        targets: Tensor | None = None,
+        lam: float | Tensor = 0.0,
+        *,
+        bounded: str = "brier",
+        component_grad_norms: bool = False,
+    ) -> ScoreOutput | Tensor:
+        hidden = self.body(input_ids=input_ids).last_hidden_state  # (B, T, d)
+        return self.head(hidden, targets, lam, bounded=bounded, component_grad_norms=component_grad_norms)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+
+def build_model(
+    settings: ModelSettings, tokenizer_vocab: int, *, label_smoothing: float = 0.0, chunk_size: int | None = None
+) -> DecoderLM:
+    model = DecoderLM(
+        llama_config(settings, model_vocab_size(settings, tokenizer_vocab)),
+        label_smoothing=label_smoothing,
+        chunk_size=chunk_size,
+    )
+    if settings.activation_checkpointing:
+        model.body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+__all__ = ["DecoderLM", "ModelSettings", "build_model", "llama_config", "model_vocab_size"]

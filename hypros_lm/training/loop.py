@@ -1,0 +1,258 @@
+"""The pretraining loop: read it top to bottom.
+
+    check settings → init distributed → data (rank 0 first) → model → DeepSpeed engine → resume?
+    for step: λ(step), lr(step) → micro-batches: forward (fused scoring head) / backward → engine.step
+              → maybe_log → maybe_eval → maybe_save
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import yaml
+
+from hypros_lm.data import BlockOrder, PreparedData, TokenBlocks, prepare_data, resolve_sources, save_tokenizer
+from hypros_lm.models import MODEL_SIZES, build_model, resolve_attention
+from hypros_lm.scoring import Objective, build_objective
+from hypros_lm.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hypros_lm.training.engine import build_engine, init_distributed, load_ds_config, lr_at, resolve_ds_config, set_lr
+from hypros_lm.training.settings import RunSettings
+from hypros_lm.training.telemetry import Clock, console_line, make_loggers, peak_memory_mb
+
+COMPONENTS = ("loss", "loss_log", "loss_brier", "loss_spherical", "accuracy", "entropy")
+
+
+def check_run(settings: RunSettings) -> Path:
+    """Every check that needs no heavy work; returns the run folder (created, writable)."""
+    size = MODEL_SIZES[settings.model.name]
+    if settings.data.seq_len > size.max_positions:
+        raise ValueError(
+            f"data.seq_len={settings.data.seq_len} exceeds model {settings.model.name!r}'s "
+            f"{size.max_positions} positions; lower --seq-len or pick a larger model"
+        )
+    resolve_ds_config(settings.train.ds_config)
+    resolve_sources(settings.data)
+    resolve_attention(settings.model.attention)
+    build_objective(settings.loss, settings.train.max_steps)
+    out = Path(settings.train.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_probe_{dist.get_rank() if dist.is_initialized() else 0}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"train.out={out} is not writable ({err.strerror}); choose another --out") from err
+    if not settings.train.resume and latest_checkpoint(out / "checkpoints") is not None:
+        raise FileExistsError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
+    return out
+
+
+@dataclass
+class Run:
+    settings: RunSettings
+    out: Path
+    rank: int
+    world: int
+    data: PreparedData
+    engine: Any
+    objective: Objective
+    order: BlockOrder
+
+    def log(self, msg: str) -> None:
+        if self.rank == 0:
+            print(msg, flush=True)
+
+
+def train(settings: RunSettings) -> Path:
+    """Run (or resume) a pretraining run; returns the run folder."""
+    out = check_run(settings)
+    rank, _, world = init_distributed()
+    run = _build_run(settings, out, rank, world)
+    start_step, elapsed = _maybe_resume(run)
+    loggers = make_loggers(settings, out, resumed_step=start_step if settings.train.resume else None, rank=rank)
+    clock = Clock(elapsed)
+    t, tokens_per_step = settings.train, settings.train.micro_batch_size * settings.data.seq_len * world * settings.train.grad_accum
+    last_log = (time.perf_counter(), start_step)
+    for step in range(start_step + 1, t.max_steps + 1):  # steps are numbered from 1; λ uses step − 1
+        lam = run.objective.schedule(step - 1)
+        lr = lr_at(step - 1, settings.optim, t.max_steps)
+        set_lr(run.engine, lr)
+        want_norms = t.component_grad_every > 0 and step % t.component_grad_every == 0
+        sums = train_step(run, step, lam, want_norms)
+        final = step == t.max_steps or step == t.stop_at
+        if step % t.log_every == 0 or final:
+            now = time.perf_counter()
+            record = _train_record(run, step, sums, lam=lam, lr=lr, elapsed_s=clock.elapsed(),
+                                   tokens_per_s=tokens_per_step * (step - last_log[1]) / (now - last_log[0]),
+                                   tokens=tokens_per_step * step)
+            last_log = (now, step)
+            _emit(run, loggers, record, clock, start_step)
+        if t.eval_every and (step % t.eval_every == 0 or final):
+            _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "val",
+                                 "lambda": lam, **evaluate(run, lam)}, clock, start_step)
+        if (t.save_every and step % t.save_every == 0) or final:
+            save_checkpoint(run.engine, out / "checkpoints", step,
+                            {"elapsed_s": clock.elapsed(), "tokens": tokens_per_step * step}, keep=t.keep_checkpoints)
+            last_log = (time.perf_counter(), step)  # checkpoint time is not training throughput
+        if step == t.stop_at:
+            run.log(f"stopped at step {step} (train.stop_at); continue with --resume")
+            break
+    for logger in loggers:
+        logger.close()
+    run.log(f"done: {out} ({clock.elapsed():.1f}s)")
+    return out
+
+
+def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
+    log = print if rank == 0 else (lambda _msg: None)
+    ds_config = load_ds_config(settings.train, settings.optim, world)
+    sources = resolve_sources(settings.data)  # fails fast on a missing split, before tokenizer training
+    if rank == 0:
+        data = prepare_data(settings.data, sources=sources, log=log)
+    dist.barrier()
+    if rank != 0:
+        data = prepare_data(settings.data, sources=sources, log=log)  # now cached
+    if rank == 0:
+        _write_run_files(settings, out, data, world)
+    torch.manual_seed(settings.train.seed)
+    model = build_model(settings.model, data.tokenizer.get_vocab_size(),
+                        label_smoothing=settings.loss.label_smoothing, chunk_size=settings.loss.chunk_size)
+    log(f"model: {settings.model.name}, {model.num_parameters() / 1e6:.2f}M parameters, "
+        f"vocab {model.config.vocab_size}, attention {model.config._attn_implementation}, "
+        f"ZeRO stage {ds_config.get('zero_optimization', {}).get('stage', 0)}, {settings.train.precision}, {world} rank(s)")
+    engine = build_engine(model, ds_config, settings.optim)
+    objective = build_objective(settings.loss, settings.train.max_steps)
+    log(f"loss: {objective.name} (bounded={objective.bounded}); data: {len(data.train)} train blocks of "
+        f"{settings.data.seq_len}, {len(data.val)} val blocks")
+    return Run(settings, out, rank, world, data, engine, objective,
+               BlockOrder(len(data.train), settings.train.seed))
+
+
+def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int) -> None:
+    save_tokenizer(data.tokenizer, out)
+    (out / "settings.yaml").write_text(yaml.safe_dump(settings.to_dict(), sort_keys=False))
+    (out / "environment.json").write_text(json.dumps(_environment(world, data), indent=2))
+
+
+def _environment(world: int, data: PreparedData) -> dict[str, Any]:
+    import deepspeed
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"git_commit": commit, "python": platform.python_version(), "torch": torch.__version__,
+            "deepspeed": deepspeed.__version__, "transformers": transformers.__version__,
+            "world_size": world, "cuda": torch.cuda.is_available(), "data": data.sources}
+
+
+def _maybe_resume(run: Run) -> tuple[int, float]:
+    if not run.settings.train.resume:
+        return 0, 0.0
+    folder = latest_checkpoint(run.out / "checkpoints")
+    if folder is None:
+        run.log(f"resume: no checkpoint in {run.out / 'checkpoints'}, starting fresh")
+        return 0, 0.0
+    state = load_checkpoint(run.engine, folder)
+    run.log(f"resume: {folder} (step {state['step']})")
+    return state["step"], float(state.get("elapsed_s", 0.0))
+
+
+def _device(run: Run) -> torch.device:
+    return run.engine.device
+
+
+def batch_for(run: Run, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's micro-batch of a step: a pure function of (seed, step, micro, rank)."""
+    t = run.settings.train
+    first = (((step - 1) * t.grad_accum + micro) * run.world + run.rank) * t.micro_batch_size
+    x, y = run.data.train.batch(run.order.indices(first, t.micro_batch_size))
+    return x.to(_device(run)), y.to(_device(run))
+
+
+def train_step(run: Run, step: int, lam: float, want_norms: bool) -> dict[str, torch.Tensor]:
+    """One optimizer step over grad_accum micro-batches; returns detached component sums."""
+    sums: dict[str, torch.Tensor] = {}
+    for micro in range(run.settings.train.grad_accum):
+        x, y = batch_for(run, step, micro)
+        out = run.engine(x, y, lam, bounded=run.objective.bounded, component_grad_norms=want_norms)
+        run.engine.backward(out.loss)
+        run.engine.step()
+        for key, value in out.components().items():
+            sums[key] = sums.get(key, 0.0) + value.detach().float()
+    return sums
+
+
+def _train_record(run: Run, step: int, sums: dict[str, torch.Tensor], **extra: float) -> dict[str, Any]:
+    """Average the step's components over micro-batches and ranks (a sync point: log steps only)."""
+    keys = sorted(sums)
+    vec = torch.stack([sums[k] for k in keys]).to(_device(run))
+    dist.all_reduce(vec)
+    n = run.world * run.settings.train.grad_accum
+    record: dict[str, Any] = {"step": step, "split": "train"}
+    for key, value in zip(keys, vec.tolist()):
+        record[key] = value / n  # grad_norm_log/bounded: mean over ranks and micro-steps of ‖∂L/∂h‖
+    grad_norm = run.engine.get_global_grad_norm()
+    record["grad_norm"] = float(grad_norm) if grad_norm is not None else None
+    record["lambda"] = extra.pop("lam")
+    record.update(extra)
+    record["peak_mem_mb"] = peak_memory_mb()
+    return record
+
+
+@torch.no_grad()
+def evaluate(run: Run, lam: float) -> dict[str, float]:
+    """Token-weighted means of every component over a fixed validation slice, sharded over ranks."""
+    return evaluate_blocks(run.engine, run.data.val, run.settings.train.eval_batches,
+                           run.settings.train.micro_batch_size, lam, run.objective.bounded,
+                           rank=run.rank, world=run.world, device=_device(run))
+
+
+@torch.no_grad()
+def evaluate_blocks(model, blocks: TokenBlocks, batches: int, batch_size: int, lam: float, bounded: str,
+                    *, rank: int = 0, world: int = 1, device: torch.device | str = "cpu") -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(len(COMPONENTS) + 1, dtype=torch.float64, device=device)
+    for b in range(batches):
+        first = (b * world + rank) * batch_size
+        idx = [i % len(blocks) for i in range(first, first + batch_size)]
+        x, y = blocks.batch(idx)
+        out = model(x.to(device), y.to(device), lam, bounded=bounded)
+        n = out.n_tokens.double()
+        comps = out.components()
+        totals += torch.stack([*(comps[k].double() * n for k in COMPONENTS), n])
+    if dist.is_initialized() and world > 1:
+        dist.all_reduce(totals)
+    model.train(was_training)
+    n = totals[-1].clamp(min=1)
+    return {k: (totals[i] / n).item() for i, k in enumerate(COMPONENTS)} | {"val_tokens": int(totals[-1].item())}
+
+
+def _emit(run: Run, loggers: list, record: dict[str, Any], clock: Clock, start_step: int) -> None:
+    record.setdefault("elapsed_s", clock.elapsed())
+    for logger in loggers:
+        logger.log(record)
+    if run.rank != 0:
+        return
+    if record.get("split") == "val":
+        print(f"  val @ {record['step']}: loss {record['loss']:.4f} | log {record['loss_log']:.4f} "
+              f"(ppl {_ppl(record['loss_log']):.1f}) | brier {record['loss_brier']:.4f} | "
+              f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f}", flush=True)
+    else:
+        print(console_line(record, run.settings.train.max_steps, clock.elapsed(), start_step), flush=True)
+
+
+def _ppl(nll: float) -> float:
+    return float(torch.tensor(nll).exp())
+

@@ -1,0 +1,236 @@
+"""Run settings: one small dataclass per component, nested; loaded from YAML, overridden from the CLI.
+
+Precedence: dataclass defaults < ``--config FILE.yaml`` < command-line flags. Flags are dotted
+(``--loss.tau 0.05``, ``--train.max_steps=200``) with a few short aliases (``--loss hypros``,
+``--max-steps 200``). Unknown keys are errors that list the known ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hypros_lm.data import DataSettings
+from hypros_lm.models import ModelSettings
+from hypros_lm.scoring import LossSettings
+
+
+@dataclass(kw_only=True)
+class OptimSettings:
+    lr: float = 3e-3
+    """Peak learning rate (AdamW)."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak (cosine)."""
+    warmup_steps: int = 20
+    decay: Literal["cosine", "inverse_sqrt", "constant"] = "cosine"
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    """Global gradient-norm clipping (fills the DeepSpeed config's "auto"); 0 disables."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr={self.lr} must be > 0")
+        if self.decay not in ("cosine", "inverse_sqrt", "constant"):
+            raise ValueError(f"optim.decay={self.decay!r}; use cosine, inverse_sqrt or constant")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps={self.warmup_steps} must be ≥ 0")
+
+
+@dataclass(kw_only=True)
+class TrainSettings:
+    out: str = "runs/default"
+    """Run folder: settings, tokenizer, metrics.jsonl, checkpoints/."""
+    resume: bool = False
+    """Continue from the run folder's latest checkpoint (starts fresh if there is none)."""
+    max_steps: int = 300
+    """Optimizer steps T; λ schedules and the learning rate are defined over it."""
+    micro_batch_size: int = 8
+    """Sequences per rank per micro-step."""
+    grad_accum: int = 1
+    seed: int = 1234
+    ds_config: str = "zero2"
+    """DeepSpeed JSON: a path, or a name in ds_configs/ (zero0, zero1, zero2, zero3, zero3_offload)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    log_every: int = 10
+    eval_every: int = 100
+    """Validation every k steps (and at the last step); 0 disables."""
+    eval_batches: int = 8
+    """Micro-batches of validation per rank."""
+    save_every: int = 100
+    """Checkpoint every k steps (and at the last step); 0 keeps only the final one."""
+    keep_checkpoints: int = 2
+    component_grad_every: int = 50
+    """Log ‖∂L_log/∂h‖ and ‖∂L_bounded/∂h‖ every k steps; 0 disables."""
+    stop_at: int | None = None
+    """Stop (with a checkpoint) after this step, as a time-limited job would; resume later."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "micro_batch_size", "grad_accum", "log_every", "eval_batches", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}={getattr(self, name)} must be ≥ 1")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"train.precision={self.precision!r}; use fp32 or bf16")
+        if self.stop_at is not None and not 0 < self.stop_at <= self.max_steps:
+            raise ValueError(f"train.stop_at={self.stop_at} must lie in (0, max_steps={self.max_steps}]")
+
+
+@dataclass(kw_only=True)
+class TelemetrySettings:
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    """wandb mode; offline runs sync later with `wandb sync <out>/wandb/offline-run-*`."""
+    wandb_project: str = "hypros-lm"
+    run_name: str | None = None
+
+
+@dataclass(kw_only=True)
+class RunSettings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    loss: LossSettings = field(default_factory=LossSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+ALIASES = {
+    "loss": "loss.name",
+    "model": "model.name",
+    "data": "data.name",
+    "max-steps": "train.max_steps",
+    "seq-len": "data.seq_len",
+    "micro-batch-size": "train.micro_batch_size",
+    "ds-config": "train.ds_config",
+    "out": "train.out",
+    "resume": "train.resume",
+    "seed": "train.seed",
+    "precision": "train.precision",
+}
+_IGNORED_FLAGS = {"local_rank", "local-rank"}  # passed by the deepspeed launcher; we read LOCAL_RANK
+
+
+def _sections() -> dict[str, type]:
+    return {f.name: f.default_factory().__class__ for f in dataclasses.fields(RunSettings)}
+
+
+def known_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s, cls in _sections().items() for f in dataclasses.fields(cls)]
+
+
+def _coerce(key: str, raw: Any, annotation: Any) -> Any:
+    """Convert a YAML/CLI value to the field's type, or raise naming the key."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+            return None
+        hint = args[0]
+        origin = typing.get_origin(hint)
+    if origin is Literal:
+        if raw not in typing.get_args(hint):
+            raise ValueError(f"{key}={raw!r}: choose one of {list(typing.get_args(hint))}")
+        return raw
+    if hint is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return raw.lower() in ("true", "1", "yes")
+        raise ValueError(f"{key}={raw!r} is not a boolean (true/false)")
+    try:
+        if hint is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is str:
+            return str(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={raw!r} is not a valid {hint.__name__}") from None
+    return raw
+
+
+def _apply(tree: dict[str, dict[str, Any]], key: str, raw: Any) -> None:
+    section, _, name = key.partition(".")
+    sections = _sections()
+    if section not in sections or name not in {f.name for f in dataclasses.fields(sections[section])}:
+        raise ValueError(f"unknown setting {key!r}; known settings: {', '.join(known_keys())}")
+    hints = typing.get_type_hints(sections[section])
+    tree.setdefault(section, {})[name] = _coerce(key, raw, hints[name])
+
+
+def _flatten(data: dict[str, Any], source: str) -> list[tuple[str, Any]]:
+    items = []
+    for section, values in (data or {}).items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: top-level key {section!r} must hold a mapping of settings")
+        items += [(f"{section}.{k}", v) for k, v in values.items()]
+    return items
+
+
+def parse_cli(argv: list[str]) -> tuple[str | None, list[tuple[str, Any]]]:
+    """Split argv into an optional --config path and (dotted key, raw value) overrides."""
+    config, overrides, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}; settings are given as --section.key value")
+        name, eq, value = arg[2:].partition("=")
+        if name in _IGNORED_FLAGS:
+            i += 1 if eq else 2
+            continue
+        key = ALIASES.get(name, name.replace("-", "_") if "." not in name else name)
+        if not eq:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if key == "train.resume" and (nxt is None or nxt.startswith("--")):
+                value, i = "true", i + 1
+            elif nxt is None or nxt.startswith("--"):
+                raise ValueError(f"{arg} needs a value")
+            else:
+                value, i = nxt, i + 2
+        else:
+            i += 1
+        if key == "config":
+            config = value
+        else:
+            overrides.append((key, value))  # a string: _coerce converts it to the field's type
+    return config, overrides
+
+
+def load_settings(argv: list[str] | None = None, *, config: str | Path | None = None) -> RunSettings:
+    """Build RunSettings from an optional YAML file and CLI arguments; every check runs here."""
+    cli_config, overrides = parse_cli(list(argv or []))
+    config = cli_config or config
+    tree: dict[str, dict[str, Any]] = {}
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config {config}: no such file")
+        for key, value in _flatten(yaml.safe_load(path.read_text()), str(path)):
+            _apply(tree, key, value)
+    for key, value in overrides:
+        _apply(tree, key, value)
+    return _build(tree)
+
+
+def _build(tree: dict[str, dict[str, Any]]) -> RunSettings:
+    return RunSettings(**{name: cls(**tree.get(name, {})) for name, cls in _sections().items()})
+
+
+def settings_from_dict(data: dict[str, Any]) -> RunSettings:
+    """Rebuild RunSettings from ``to_dict()`` output (a saved run's settings.yaml)."""
+    tree: dict[str, dict[str, Any]] = {}
+    for key, value in _flatten(data, "settings"):
+        _apply(tree, key, value)
+    return _build(tree)

@@ -1,0 +1,24 @@
+"""Pretrain a decoder-only LM with a proper scoring rule.
+
+    deepspeed launch/pretrain.py --loss hypros                 # all local devices (CPU: one rank)
+    deepspeed --num_gpus 2 launch/pretrain.py --loss brier --ds-config zero3
+    python launch/pretrain.py --config configs/cpu-demo.yaml --max-steps 100
+
+Settings: --config FILE.yaml, then --section.key value overrides (see `--help`).
+"""
+
+import sys
+
+from hypros_lm.cli import run_main
+from hypros_lm.training import known_keys, load_settings, train
+
+
+def main(argv: list[str]) -> None:
+    if "-h" in argv or "--help" in argv:
+        print(__doc__ + "\nSettings:\n  " + "\n  ".join(known_keys()))
+        return
+    train(load_settings(argv))
+
+
+if __name__ == "__main__":
+    run_main(main, sys.argv[1:])
