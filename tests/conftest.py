@@ -20,3 +20,11 @@ def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One tokenizer/token cache for the whole session (the first run trains and packs, the rest reuse)."""
+    path = tmp_path_factory.mktemp("hypros_cache")
+    os.environ["HYPROS_CACHE_DIR"] = str(path)
+    return path

@@ -1,0 +1,136 @@
+"""Time (forward + backward) and peak memory of the scoring implementations, side by side.
+
+    python benchmarks/scoring.py                       # the default shape ladder, up to N=16k, V=50k
+    python benchmarks/scoring.py --shapes 4096x256x32768 --repeats 3
+
+Each (implementation, shape) runs in a fresh process: its peak resident memory minus the memory
+held once the inputs exist is the extra memory the implementation needed (CPU has no allocator
+statistics; on CUDA the allocator's peak is used instead). Time is the median of --repeats runs
+after one warm-up. Implementations:
+
+    naive          materialised logits, softmax, one-hot; HyProS (λ=0.3, Brier) by autograd
+    F.cross_entropy  materialised logits + torch's fused cross-entropy (log-loss only)
+    fused-log      fused_linear_score, λ = 0
+    fused-brier    fused_linear_score, λ = 1
+    fused-hypros   fused_linear_score, λ = 0.3 (the product path: gradients computed in forward)
+    fused-hypros-recompute  same, gradients recomputed in backward (the alternative design)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import time
+
+IMPLS = ["naive", "F.cross_entropy", "fused-log", "fused-brier", "fused-hypros", "fused-hypros-recompute"]
+DEFAULT_SHAPES = ["2048x256x8192", "8192x256x32768", "16384x256x50304"]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _measure(impl: str, n: int, d: int, v: int, repeats: int, queue) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from hypros_lm.scoring import fused_linear_score, naive_linear_score
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.manual_seed(0)
+    h = (torch.randn(n, d, device=device) * 0.5).to(dtype).requires_grad_()
+    w = (torch.randn(v, d, device=device) * 0.05).to(dtype).requires_grad_()
+    t = torch.randint(0, v, (n,), device=device)
+    t[::50] = -100
+
+    def step():
+        if impl == "naive":
+            loss = naive_linear_score(h, w, t, 0.3, "brier")["loss"]
+        elif impl == "F.cross_entropy":
+            loss = F.cross_entropy((h @ w.T).float(), t, ignore_index=-100)
+        else:
+            lam = {"fused-log": 0.0, "fused-brier": 1.0}.get(impl, 0.3)
+            loss = fused_linear_score(h, w, t, lam, "brier", grad_in_forward=impl != "fused-hypros-recompute").loss
+        loss.backward()
+        h.grad = w.grad = None
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() / 2**20
+    else:
+        base = _rss_mb()
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    queue.put({"time_s": statistics.median(times), "extra_mem_mb": max(0.0, _peak_mb() - base)})
+
+
+def measure(impl: str, shape: str, repeats: int) -> dict:
+    n, d, v = map(int, shape.split("x"))
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(impl, n, d, v, repeats, queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        return {"time_s": float("nan"), "extra_mem_mb": float("nan"), "error": f"exit {proc.exitcode}"}
+    return queue.get()
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES, help="NxDxV shapes")
+    parser.add_argument("--impls", nargs="+", default=IMPLS, choices=IMPLS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    results: dict[str, dict[str, dict]] = {}
+    print(f"{'shape N x d x V':>18} {'implementation':>24} {'fwd+bwd s':>10} {'extra MiB':>10}", flush=True)
+    for shape in args.shapes:
+        results[shape] = {}
+        for impl in args.impls:
+            r = measure(impl, shape, args.repeats)
+            results[shape][impl] = r
+            print(f"{shape:>18} {impl:>24} {r['time_s']:>10.3f} {r['extra_mem_mb']:>10.0f}", flush=True)
+        _print_ratios(shape, results[shape])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def _print_ratios(shape: str, r: dict[str, dict]) -> None:
+    def ratio(a: str, b: str, key: str) -> str:
+        if a not in r or b not in r or not r[b][key]:
+            return "n/a"
+        return f"{r[a][key] / r[b][key]:.3f}"
+
+    print(f"  ratios @ {shape}: memory fused-hypros/naive = {ratio('fused-hypros', 'naive', 'extra_mem_mb')} (goal ≤ 0.1)"
+          f" | time fused-hypros/F.cross_entropy = {ratio('fused-hypros', 'F.cross_entropy', 'time_s')} (goal ≤ 1.1)"
+          f" | time fused-hypros/fused-log = {ratio('fused-hypros', 'fused-log', 'time_s')} (goal ≤ 1.05)"
+          f" | time recompute/grad-in-forward = {ratio('fused-hypros-recompute', 'fused-hypros', 'time_s')}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

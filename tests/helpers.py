@@ -1,0 +1,60 @@
+"""Helpers for tests that start real training processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PRETRAIN = REPO / "launch" / "pretrain.py"
+
+# A few-step nano run on real WikiText-2; tests add --out and what they vary.
+TINY_RUN = [
+    "--model", "nano", "--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4",
+    "--data.vocab_size", "2048", "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2",
+    "--train.component_grad_every", "2", "--telemetry.wandb", "disabled", "--optim.warmup_steps", "2",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_env(cache_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="disabled",
+               HYPROS_CACHE_DIR=str(cache_dir), TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_deepspeed(args: list[str], cache_dir: Path, *, ranks: int = 2, script: Path = PRETRAIN,
+                  timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a script under the real deepspeed launcher with `ranks` CPU ranks on a free port."""
+    deepspeed = Path(sys.executable).parent / "deepspeed"
+    cmd = [str(deepspeed), "--num_gpus", str(ranks), "--master_port", str(free_port()), str(script), *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=test_env(cache_dir), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def run_python(args: list[str], cache_dir: Path, *, script: Path = PRETRAIN, check: bool = True,
+               timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a script as a plain single process (no launcher)."""
+    env = test_env(cache_dir)
+    env["MASTER_PORT"] = str(free_port())
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"{script.name} {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def read_metrics(run_dir: Path, split: str = "train") -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == split]

@@ -1,0 +1,68 @@
+"""Bad input stops before heavy work with one message naming the value and the fix."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hypros_lm.training import check_run, load_settings
+from tests.helpers import run_python
+
+
+def _check(argv, tmp_path):
+    return check_run(load_settings(["--out", str(tmp_path / "run"), *argv]))
+
+
+@pytest.mark.parametrize(
+    ("argv", "error", "message"),
+    [
+        (["--loss", "focal"], ValueError, "unknown loss 'focal'"),
+        (["--model", "huge"], ValueError, "unknown model 'huge'"),
+        (["--loss.tau", "0"], ValueError, "loss.tau=0.0 must be > 0"),
+        (["--loss.t0", "1.3"], ValueError, "loss.t0=1.3 lies outside the run"),
+        (["--seq-len", "4096"], ValueError, "data.seq_len=4096 exceeds model 'nano'"),
+        (["--ds-config", "zero9"], FileNotFoundError, "train.ds_config='zero9'"),
+        (["--data", "wikitext-103-raw-v1"], FileNotFoundError, "no 'train' split offline"),
+        (["--data", "no-such-corpus-xyz"], FileNotFoundError, "unknown data set 'no-such-corpus-xyz'"),
+        (["--train.max_steps", "ten"], ValueError, "train.max_steps='ten' is not a valid int"),
+        (["--train.lr", "1"], ValueError, "unknown setting 'train.lr'"),
+    ],
+)
+def test_bad_settings_raise_named_errors(argv, error, message, tmp_path):
+    with pytest.raises(error, match=message):
+        _check(argv, tmp_path)
+
+
+def test_missing_split_names_what_is_there(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"offline it has \['test', 'validation'\]"):
+        _check(["--data", "wikitext-2-raw-v1"], tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_run_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(PermissionError, match="not writable"):
+        check_run(load_settings(["--out", str(locked / "run")]))
+
+
+def test_run_folder_under_a_file_is_unwritable(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PermissionError, match="is not writable"):
+        check_run(load_settings(["--out", str(tmp_path / "file" / "run")]))
+
+
+def test_tokenizer_larger_than_fixed_model_vocab():
+    from hypros_lm.models import ModelSettings, model_vocab_size
+
+    with pytest.raises(ValueError, match="model.vocab_size=1000 cannot hold the tokenizer's 8192 ids"):
+        model_vocab_size(ModelSettings(vocab_size=1000), 8192)
+    assert model_vocab_size(ModelSettings(), 8190) == 8192
+
+
+def test_launcher_prints_one_clear_line(tmp_path, cache_dir):
+    proc = run_python(["--loss", "focal", "--out", str(tmp_path)], cache_dir, check=False)
+    assert proc.returncode == 2
+    assert "hypros-lm error (rank 0): unknown loss 'focal'" in proc.stderr
+    assert "Traceback" not in proc.stderr

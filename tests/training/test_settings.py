@@ -1,0 +1,57 @@
+"""Settings: every shipped YAML loads, precedence, and the fixed set of keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hypros_lm.training import known_keys, load_settings, settings_from_dict
+from hypros_lm.training.settings import ALIASES
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    settings = load_settings(["--config", str(path)])
+    assert settings_from_dict(settings.to_dict()) == settings
+
+
+def test_cli_overrides_yaml_overrides_defaults(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("loss:\n  name: brier\n  tau: 0.2\ntrain:\n  max_steps: 50\n")
+    s = load_settings(["--config", str(cfg), "--max-steps", "70", "--loss.t0=0.4"])
+    assert (s.loss.name, s.loss.tau, s.loss.t0, s.train.max_steps) == ("brier", 0.2, 0.4, 70)
+    assert s.model.name == "nano"  # default
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("loss:\n  taus: 0.2\n")
+    with pytest.raises(ValueError, match="unknown setting 'loss.taus'"):
+        load_settings(["--config", str(cfg)])
+
+
+def test_resume_flag_and_launcher_local_rank():
+    s = load_settings(["--local_rank=1", "--resume", "--seed", "7"])
+    assert s.train.resume and s.train.seed == 7
+
+
+def test_the_set_of_settings_is_deliberate():
+    """Adding or renaming a setting is a user-visible change: update this list on purpose."""
+    assert set(ALIASES) == {"loss", "model", "data", "max-steps", "seq-len", "micro-batch-size", "ds-config",
+                            "out", "resume", "seed", "precision"}
+    assert known_keys() == [
+        "model.name", "model.attention", "model.activation_checkpointing", "model.tie_embeddings", "model.vocab_size",
+        "data.name", "data.train_split", "data.val_split", "data.text_field", "data.seq_len", "data.tokenizer",
+        "data.vocab_size", "data.token_budget",
+        "loss.name", "loss.bounded", "loss.t0", "loss.tau", "loss.lam_max", "loss.lam_fixed", "loss.linear_start",
+        "loss.linear_end", "loss.peak", "loss.switch", "loss.label_smoothing", "loss.chunk_size",
+        "optim.lr", "optim.min_lr_ratio", "optim.warmup_steps", "optim.decay", "optim.weight_decay", "optim.beta1",
+        "optim.beta2", "optim.grad_clip",
+        "train.out", "train.resume", "train.max_steps", "train.micro_batch_size", "train.grad_accum", "train.seed",
+        "train.ds_config", "train.precision", "train.log_every", "train.eval_every", "train.eval_batches",
+        "train.save_every", "train.keep_checkpoints", "train.component_grad_every", "train.stop_at",
+        "telemetry.wandb", "telemetry.wandb_project", "telemetry.run_name",
+    ]
