@@ -41,8 +41,8 @@ from torch import Tensor
 
 Bounded = Literal["brier", "spherical"]
 
-# Default working-memory budget for one chunk's fp32 logits and its temporaries.
-_CHUNK_BUDGET_BYTES = 64 * 2**20
+# Default working-memory budget for one chunk: three fp32 (chunk × vocab-block) buffers.
+_CHUNK_BUDGET_BYTES = 512 * 2**20
 
 
 class ScoreOutput(NamedTuple):
@@ -90,18 +90,9 @@ class _Options:
     component_grad_norms: bool
 
 
-def default_chunk_size(vocab_size: int) -> int:
-    """Tokens per chunk so that a chunk's fp32 logits and ~3 temporaries fit the budget."""
-    return max(64, min(8192, _CHUNK_BUDGET_BYTES // (vocab_size * 4 * 4)))
-
-
-def _matmul_fp32(a: Tensor, b: Tensor) -> Tensor:
-    """a @ b with an fp32 result. On CUDA half inputs keep tensor-core speed with fp32 output."""
-    if a.dtype == b.dtype and a.dtype in (torch.bfloat16, torch.float16) and a.is_cuda:
-        return torch.mm(a, b, out_dtype=torch.float32)
-    if a.dtype != b.dtype or a.dtype in (torch.bfloat16, torch.float16):
-        return torch.mm(a.float(), b.float())
-    return torch.mm(a, b)
+def default_chunk_size(vocab_block: int) -> int:
+    """Tokens per chunk so that three fp32 (chunk × vocab_block) buffers fit the budget."""
+    return max(128, min(8192, _CHUNK_BUDGET_BYTES // (vocab_block * 4 * 3)))
 
 
 def _upcast_on_cpu(t: Tensor) -> Tensor:
@@ -109,43 +100,59 @@ def _upcast_on_cpu(t: Tensor) -> Tensor:
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) and not t.is_cuda else t
 
 
+def _mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """a @ b with an fp32 (or fp64) result; on CUDA, half inputs keep tensor-core speed."""
+    if a.dtype in (torch.bfloat16, torch.float16):
+        return torch.mm(a, b, out_dtype=torch.float32)
+    return torch.mm(a, b, out=out) if out is not None else torch.mm(a, b)
+
+
+def _view(buf: Tensor, rows: int, cols: int) -> Tensor:
+    """A contiguous (rows, cols) view at the start of a flat buffer (out= wants contiguous)."""
+    return buf[: rows * cols].view(rows, cols)
+
+
+def _rowdot(a: Tensor, b: Tensor) -> Tensor:
+    """Σ_v a[c, v]·b[c, v] per row, without a (C, V) temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
 class _Stats:
-    """Running per-token statistics over vocabulary blocks (see the module docstring)."""
+    """Running per-token statistics over vocabulary blocks (see the module docstring).
 
-    def __init__(self, z: Tensor, block_start: int, targets: Tensor):
-        self.m, idx = z.max(dim=1)
-        self.argmax = idx + block_start
-        e = torch.exp(z - self.m[:, None])
-        self.s1 = e.sum(1)
-        self.s2 = (e * e).sum(1)
-        self.u = (e * (z - self.m[:, None])).sum(1)
-        self.sum_z = z.sum(1)
-        self.z_y = torch.zeros_like(self.m)
-        self._gather_target(z, block_start, targets)
+    ``add`` consumes a block of logits: it centres ``z`` in place and leaves e^(z−m) in ``e``.
+    """
 
-    def update(self, z: Tensor, block_start: int, targets: Tensor) -> None:
-        m_blk, idx = z.max(dim=1)
-        m_new = torch.maximum(self.m, m_blk)
-        self.argmax = torch.where(m_blk > self.m, idx + block_start, self.argmax)
-        shift = self.m - m_new  # ≤ 0
-        scale = torch.exp(shift)
-        e = torch.exp(z - m_new[:, None])
-        self.u = scale * (self.u + shift * self.s1) + (e * (z - m_new[:, None])).sum(1)
-        self.s1 = scale * self.s1 + e.sum(1)
-        self.s2 = scale * scale * self.s2 + (e * e).sum(1)
-        self.sum_z = self.sum_z + z.sum(1)
+    def __init__(self, rows: int, like: Tensor):
+        self.m = None
+        self.s1 = self.s2 = self.u = self.sum_z = like.new_zeros(rows)
+        self.z_y = like.new_zeros(rows)
+
+    def add(self, z: Tensor, e: Tensor, block_start: int, targets: Tensor, want_sum: bool) -> None:
+        m_blk = z.amax(dim=1)
+        m_new = m_blk if self.m is None else torch.maximum(self.m, m_blk)
+        if want_sum:
+            self.sum_z = self.sum_z + z.sum(1)
+        zc = z.sub_(m_new[:, None])  # z − m, in place
+        torch.exp(zc, out=e)
+        s1, s2, u = e.sum(1), _rowdot(e, e), _rowdot(e, zc)
+        if self.m is None:
+            self.s1, self.s2, self.u = s1, s2, u
+        else:
+            shift = self.m - m_new  # ≤ 0
+            scale = torch.exp(shift)
+            self.u = scale * (self.u + shift * self.s1) + u
+            self.s1 = scale * self.s1 + s1
+            self.s2 = scale * scale * self.s2 + s2
         self.m = m_new
-        self._gather_target(z, block_start, targets)
-
-    def _gather_target(self, z: Tensor, block_start: int, targets: Tensor) -> None:
         local = targets - block_start
         inside = (local >= 0) & (local < z.shape[1])
-        picked = z.gather(1, local.clamp(0, z.shape[1] - 1)[:, None]).squeeze(1)
+        picked = zc.gather(1, local.clamp(0, z.shape[1] - 1)[:, None]).squeeze(1) + m_new
         self.z_y = torch.where(inside, picked, self.z_y)
 
 
 def _chunk_scores(st: _Stats, vocab_size: int, opts: _Options) -> dict[str, Tensor]:
-    """Per-token scores and gradient coefficients from the finished statistics."""
+    """Per-token scores from the finished statistics."""
     lse = st.m + torch.log(st.s1)
     e_y = torch.exp(st.z_y - st.m)
     p_y = e_y / st.s1
@@ -157,39 +164,42 @@ def _chunk_scores(st: _Stats, vocab_size: int, opts: _Options) -> dict[str, Tens
     brier = 1 - 2 * p_y + q
     spherical = 1 - r
     bounded = brier if opts.bounded == "brier" else spherical
-    lam = opts.lam
     return {
         "lse": lse, "p_y": p_y, "q": q, "r": r,
         "log": log, "brier": brier, "spherical": spherical,
-        "combined": (1 - lam) * log_smoothed + lam * bounded,
+        "combined": (1 - opts.lam) * log_smoothed + opts.lam * bounded,
         "entropy": torch.log(st.s1) - st.u / st.s1,
+        "correct": (st.z_y >= st.m).to(lse.dtype),  # the target attains the max logit
     }
 
 
-def _logit_grad(
-    z: Tensor, block_start: int, targets: Tensor, valid: Tensor, sc: dict[str, Tensor],
-    weight: Tensor, *, lam: float, opts: _Options, vocab_size: int,
-) -> Tensor:
-    """∂(Σ_token weight·score)/∂z for one (token chunk × vocab block), fp32 (C, B).
-
-    weight is the per-token factor (1/N_valid, 0 for ignored tokens); lam = 1 or 0 selects one
-    component for the per-component gradient norms.
-    """
-    p = torch.exp(z - sc["lse"][:, None])  # (C, B)
+def _grad_coefficients(sc: dict[str, Tensor], weight: Tensor, lam: float, opts: _Options, vocab_size: int):
+    """Per-token (α, β, γ, δ) of G = p·(α + β·p) + γ·1_y − δ, scaled by the token weight."""
     eps = opts.label_smoothing
     if opts.bounded == "brier":
         alpha_b, beta_b, gamma_b = 2 * (sc["p_y"] - sc["q"]), 2.0, -2 * sc["p_y"]
     else:
         alpha_b, beta_b, gamma_b = 0.0, sc["r"] / sc["q"], -sc["r"]
     alpha = weight * ((1 - lam) + lam * alpha_b)
-    beta = weight * (lam * beta_b)
+    beta = weight * (lam * beta_b) if lam else None
     gamma = weight * (-(1 - lam) * (1 - eps) + lam * gamma_b)
-    g = p * (alpha[:, None] + beta[:, None] * p) if lam else p * alpha[:, None]
-    if eps and lam != 1:
-        g -= (weight * (1 - lam) * eps / vocab_size)[:, None]
+    delta = weight * ((1 - lam) * eps / vocab_size) if eps and lam != 1 else None
+    return alpha, beta, gamma, delta
+
+
+def _logit_grad(p: Tensor, out: Tensor, coefs, block_start: int, targets: Tensor, valid: Tensor) -> Tensor:
+    """G for one (token chunk × vocab block) from its probabilities p, written into ``out``
+    (which may be p itself when p is no longer needed)."""
+    alpha, beta, gamma, delta = coefs
+    if beta is None:
+        g = torch.mul(p, alpha[:, None], out=out)
+    else:
+        g = torch.addcmul(alpha[:, None], p, beta[:, None], out=out)  # α + β·p
+        g.mul_(p)
+    if delta is not None:
+        g.sub_(delta[:, None])
     local = targets - block_start
-    inside = valid & (local >= 0) & (local < z.shape[1])
-    rows = inside.nonzero().squeeze(1)
+    rows = (valid & (local >= 0) & (local < p.shape[1])).nonzero().squeeze(1)
     g[rows, local[rows]] += gamma[rows]
     return g
 
@@ -207,50 +217,56 @@ def _score_pass(
     safe_targets = torch.where(valid, targets, 0)
     w_mm = _upcast_on_cpu(weight)  # once per call (O(V·d)), not once per chunk
     blocks = [(a, min(a + opts.vocab_block_size, v)) for a in range(0, v, opts.vocab_block_size)]
-    keys = ("combined", "log", "brier", "spherical", "entropy")
-    sums = {k: torch.zeros((), dtype=acc, device=hidden.device) for k in (*keys, "accuracy")}
+    # Preallocated (chunk × block) buffers: on CPU a fresh allocation costs more than the op itself.
+    rows = min(opts.chunk_size, n)
+    buf_z, buf_e = (torch.empty(rows * blocks[0][1], dtype=acc, device=hidden.device) for _ in range(2))
+    keys = ("combined", "log", "brier", "spherical", "entropy", "correct")
+    sums = {k: torch.zeros((), dtype=acc, device=hidden.device) for k in keys}
     grad_h = torch.empty_like(hidden) if want_grad else None
     grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if want_grad else None
-    comp_sq = [hidden.new_zeros((), dtype=acc) for _ in range(2)]
+    comp_sq = hidden.new_zeros(2, dtype=acc)
+    single = len(blocks) == 1
 
     for s in range(0, n, opts.chunk_size):
         h_c, t_c = hidden[s : s + opts.chunk_size], safe_targets[s : s + opts.chunk_size]
         ok_c, w_c = valid[s : s + opts.chunk_size], token_weight[s : s + opts.chunk_size]
+        c = h_c.shape[0]
         h_mm = _upcast_on_cpu(h_c)
-        kept: Tensor | None = None
-        st: _Stats | None = None
+        st = _Stats(c, token_weight)
         for a, b in blocks:
-            z = _matmul_fp32(h_mm, w_mm[a:b].T)  # (C, B)
-            if st is None:
-                st = _Stats(z, a, t_c)
-            else:
-                st.update(z, a, t_c)
-            kept = z if len(blocks) == 1 else None
+            z = _mm(h_mm, w_mm[a:b].T, out=_view(buf_z, c, b - a))  # (C, B)
+            st.add(z, _view(buf_e, c, b - a), a, t_c, want_sum=bool(opts.label_smoothing))
         sc = _chunk_scores(st, v, opts)
         for k in keys:
             sums[k] += (sc[k] * ok_c).sum()
-        sums["accuracy"] += ((st.argmax == t_c) & ok_c).sum()
         if not want_grad:
             continue
-        gh_c = torch.zeros(h_c.shape, dtype=acc, device=h_c.device)
-        comp_h = [torch.zeros_like(gh_c) for _ in range(2)] if opts.component_grad_norms else None
+        coefs = _grad_coefficients(sc, w_c, opts.lam, opts, v)
+        comp = None
+        if opts.component_grad_norms:
+            comp = [_grad_coefficients(sc, w_c, lam_i, opts, v) for lam_i in (0.0, 1.0)]
+        gh_c, comp_h = None, [None, None]
         for a, b in blocks:
-            z = kept if kept is not None else _matmul_fp32(h_mm, w_mm[a:b].T)
-            grad_args = dict(opts=opts, vocab_size=v)
-            g = _logit_grad(z, a, t_c, ok_c, sc, w_c, lam=opts.lam, **grad_args)
+            if single:  # e^(z−m) from the statistics pass: p = e / S1
+                p = _view(buf_e, c, b - a).div_(st.s1[:, None])
+            else:
+                p = _mm(h_mm, w_mm[a:b].T, out=_view(buf_z, c, b - a)).sub_(sc["lse"][:, None]).exp_()
+            w_blk = w_mm[a:b]
+            if comp is not None:  # ∂L_log/∂h and ∂L_bounded/∂h of this chunk, summed over blocks
+                for i, co in enumerate(comp):
+                    g_i = _logit_grad(p, torch.empty_like(p), co, a, t_c, ok_c)
+                    part = _mm(g_i.to(h_c.dtype) if h_c.is_cuda else g_i, w_blk)
+                    comp_h[i] = part if comp_h[i] is None else comp_h[i].add_(part)
+            g = _logit_grad(p, _view(buf_z if single else buf_e, c, b - a), coefs, a, t_c, ok_c)
             g_mm = g.to(h_c.dtype) if h_c.is_cuda else g
-            gh_c += _matmul_fp32(g_mm, w_mm[a:b])
-            grad_w[a:b] += _matmul_fp32(g_mm.T, h_mm)
-            if comp_h is not None:
-                for i, lam_i in enumerate((0.0, 1.0)):
-                    g_i = _logit_grad(z, a, t_c, ok_c, sc, w_c, lam=lam_i, **grad_args)
-                    comp_h[i] += _matmul_fp32(g_i, w_mm[a:b])
-        grad_h[s : s + opts.chunk_size] = gh_c.to(hidden.dtype)
-        if comp_h is not None:
-            for i in range(2):
-                comp_sq[i] += comp_h[i].square().sum()
+            gh_c = _mm(g_mm, w_blk) if gh_c is None else gh_c.add_(_mm(g_mm, w_blk))
+            grad_w[a:b].addmm_(g_mm.T, h_mm) if not h_c.is_cuda else grad_w[a:b].add_(_mm(g_mm.T, h_mm))
+        grad_h[s : s + c] = gh_c.to(hidden.dtype)
+        if comp is not None:
+            comp_sq += torch.stack([x.square().sum() for x in comp_h])
     sums["n_tokens"] = n_valid
-    sums["comp_norms"] = torch.stack(comp_sq).sqrt()
+    sums["accuracy"] = sums.pop("correct")
+    sums["comp_norms"] = comp_sq.sqrt()
     return sums, grad_h, grad_w
 
 
