@@ -28,3 +28,17 @@ def cache_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("hypros_cache")
     os.environ["HYPROS_CACHE_DIR"] = str(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def stage_runs(tmp_path_factory, cache_dir):
+    """The same 4-step HyProS run under ZeRO-0, ZeRO-2 and ZeRO-3, 2 ranks each, on real WikiText-2."""
+    from tests.helpers import TINY_RUN, run_deepspeed
+
+    runs = {}
+    for stage in ("zero0", "zero2", "zero3"):
+        out = tmp_path_factory.mktemp(stage)
+        run_deepspeed([*TINY_RUN, "--loss", "hypros", "--max-steps", "4", "--ds-config", stage, "--out", str(out)],
+                      cache_dir)
+        runs[stage] = out
+    return runs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hypros_lm.scoring import ScoreOutput, fused_linear_score
+from hypros_lm.scoring import ScoreOutput, fused_linear_score, token_scores
 
 
 class ScoringHead(nn.Module):
@@ -38,10 +38,17 @@ class ScoringHead(nn.Module):
         *,
         bounded: str = "brier",
         component_grad_norms: bool = False,
-    ) -> ScoreOutput | Tensor:
-        """Score (B, T, d) hidden states against (B, T) targets; without targets return logits."""
+        per_token: bool = False,
+    ) -> ScoreOutput | dict[str, Tensor] | Tensor:
+        """Score (B, T, d) hidden states against (B, T) targets.
+
+        Without targets: the (B, T, V) logits (generation, export checks). With ``per_token``: the
+        per-token scores of :func:`token_scores` over the non-ignored tokens (evaluation).
+        """
         if targets is None:
-            return hidden @ self.weight.T  # (B, T, V): for generation and export checks only
+            return hidden @ self.weight.T
+        if per_token:
+            return token_scores(hidden, self.weight, targets, self.ignore_index, self.chunk_size)
         return fused_linear_score(
             hidden, self.weight, targets, lam, bounded, self.ignore_index, self.chunk_size,
             label_smoothing=self.label_smoothing, component_grad_norms=component_grad_norms,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from torch import Tensor, nn
 from transformers import LlamaConfig, LlamaModel
 
@@ -81,9 +82,11 @@ class DecoderLM(nn.Module):
         *,
         bounded: str = "brier",
         component_grad_norms: bool = False,
-    ) -> ScoreOutput | Tensor:
+        per_token: bool = False,
+    ) -> ScoreOutput | dict[str, Tensor] | Tensor:
         hidden = self.body(input_ids=input_ids).last_hidden_state  # (B, T, d)
-        return self.head(hidden, targets, lam, bounded=bounded, component_grad_norms=component_grad_norms)
+        return self.head(hidden, targets, lam, bounded=bounded, component_grad_norms=component_grad_norms,
+                         per_token=per_token)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

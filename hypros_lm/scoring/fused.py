@@ -206,9 +206,11 @@ def _logit_grad(p: Tensor, out: Tensor, coefs, block_start: int, targets: Tensor
 
 def _score_pass(
     hidden: Tensor, weight: Tensor, targets: Tensor, opts: _Options, want_grad: bool,
+    per_token: dict[str, list[Tensor]] | None = None,
 ) -> tuple[dict[str, Tensor], Tensor | None, Tensor | None]:
     """Walk token chunks × vocab blocks. Returns summed scores and, if asked, the gradients
-    of the mean combined score w.r.t. hidden (in hidden's dtype) and weight (fp32)."""
+    of the mean combined score w.r.t. hidden (in hidden's dtype) and weight (fp32).
+    ``per_token``, if given, receives each chunk's per-token scores."""
     n, v = hidden.shape[0], weight.shape[0]
     acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # statistics dtype
     valid = targets != opts.ignore_index
@@ -239,6 +241,10 @@ def _score_pass(
         sc = _chunk_scores(st, v, opts)
         for k in keys:
             sums[k] += (sc[k] * ok_c).sum()
+        if per_token is not None:
+            sc["confidence"] = 1.0 / st.s1  # top-1 probability: e^(m−m)/S1
+            for k in (*keys[1:], "confidence"):
+                per_token.setdefault(k, []).append(sc[k])
         if not want_grad:
             continue
         coefs = _grad_coefficients(sc, w_c, opts.lam, opts, v)
@@ -349,6 +355,34 @@ def fused_linear_score(
         grad_norm_log=None if norms is None else norms[0],
         grad_norm_bounded=None if norms is None else norms[1],
     )
+
+
+@torch.no_grad()
+def token_scores(
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+    *,
+    vocab_block_size: int | None = None,
+) -> dict[str, Tensor]:
+    """Per-token scores for evaluation, from the same chunked pass (no N×V tensor, no gradients).
+
+    Returns 1-D tensors over the non-ignored tokens: ``log`` (NLL), ``brier``, ``spherical``,
+    ``entropy``, ``confidence`` (top-1 probability) and ``correct`` (1 if the target is the top-1).
+    """
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    targets = targets.reshape(-1)
+    _check_inputs(hidden, weight, targets, "brier", ignore_index, 0.0)
+    v = weight.shape[0]
+    opts = _Options(lam=0.0, bounded="brier", ignore_index=ignore_index, label_smoothing=0.0,
+                    chunk_size=int(chunk_size or default_chunk_size(min(v, vocab_block_size or v))),
+                    vocab_block_size=int(vocab_block_size or v), component_grad_norms=False)
+    collected: dict[str, list[Tensor]] = {}
+    _score_pass(hidden, weight, targets, opts, want_grad=False, per_token=collected)
+    valid = targets != ignore_index
+    return {k: torch.cat(v)[valid] for k, v in collected.items()}
 
 
 def _check_inputs(

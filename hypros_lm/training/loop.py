@@ -19,15 +19,14 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from hypros_lm.data import BlockOrder, PreparedData, TokenBlocks, prepare_data, resolve_sources, save_tokenizer
+from hypros_lm.data import BlockOrder, PreparedData, prepare_data, resolve_sources, save_tokenizer
+from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import MODEL_SIZES, build_model, resolve_attention
 from hypros_lm.scoring import Objective, build_objective
 from hypros_lm.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hypros_lm.training.engine import build_engine, init_distributed, load_ds_config, lr_at, resolve_ds_config, set_lr
 from hypros_lm.training.settings import RunSettings
 from hypros_lm.training.telemetry import Clock, console_line, make_loggers, peak_memory_mb
-
-COMPONENTS = ("loss", "loss_log", "loss_brier", "loss_spherical", "accuracy", "entropy")
 
 
 def check_run(settings: RunSettings) -> Path:
@@ -200,7 +199,7 @@ def _train_record(run: Run, step: int, sums: dict[str, torch.Tensor], **extra: f
     dist.all_reduce(vec)
     n = run.world * run.settings.train.grad_accum
     record: dict[str, Any] = {"step": step, "split": "train"}
-    for key, value in zip(keys, vec.tolist()):
+    for key, value in zip(keys, vec.tolist(), strict=True):
         record[key] = value / n  # grad_norm_log/bounded: mean over ranks and micro-steps of ‖∂L/∂h‖
     grad_norm = run.engine.get_global_grad_norm()
     record["grad_norm"] = float(grad_norm) if grad_norm is not None else None
@@ -210,33 +209,11 @@ def _train_record(run: Run, step: int, sums: dict[str, torch.Tensor], **extra: f
     return record
 
 
-@torch.no_grad()
 def evaluate(run: Run, lam: float) -> dict[str, float]:
-    """Token-weighted means of every component over a fixed validation slice, sharded over ranks."""
-    return evaluate_blocks(run.engine, run.data.val, run.settings.train.eval_batches,
-                           run.settings.train.micro_batch_size, lam, run.objective.bounded,
-                           rank=run.rank, world=run.world, device=_device(run))
-
-
-@torch.no_grad()
-def evaluate_blocks(model, blocks: TokenBlocks, batches: int, batch_size: int, lam: float, bounded: str,
-                    *, rank: int = 0, world: int = 1, device: torch.device | str = "cpu") -> dict[str, float]:
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(len(COMPONENTS) + 1, dtype=torch.float64, device=device)
-    for b in range(batches):
-        first = (b * world + rank) * batch_size
-        idx = [i % len(blocks) for i in range(first, first + batch_size)]
-        x, y = blocks.batch(idx)
-        out = model(x.to(device), y.to(device), lam, bounded=bounded)
-        n = out.n_tokens.double()
-        comps = out.components()
-        totals += torch.stack([*(comps[k].double() * n for k in COMPONENTS), n])
-    if dist.is_initialized() and world > 1:
-        dist.all_reduce(totals)
-    model.train(was_training)
-    n = totals[-1].clamp(min=1)
-    return {k: (totals[i] / n).item() for i, k in enumerate(COMPONENTS)} | {"val_tokens": int(totals[-1].item())}
+    """Every score and calibration metric on a fixed validation slice, sharded over ranks."""
+    t = run.settings.train
+    return evaluate_blocks(run.engine, run.data.val, t.eval_batches, t.micro_batch_size, lam=lam,
+                           bounded=run.objective.bounded, rank=run.rank, world=run.world, device=_device(run))
 
 
 def _emit(run: Run, loggers: list, record: dict[str, Any], clock: Clock, start_step: int) -> None:
@@ -247,12 +224,8 @@ def _emit(run: Run, loggers: list, record: dict[str, Any], clock: Clock, start_s
         return
     if record.get("split") == "val":
         print(f"  val @ {record['step']}: loss {record['loss']:.4f} | log {record['loss_log']:.4f} "
-              f"(ppl {_ppl(record['loss_log']):.1f}) | brier {record['loss_brier']:.4f} | "
-              f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f}", flush=True)
+              f"(ppl {record['perplexity']:.1f}) | brier {record['loss_brier']:.4f} | "
+              f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f} | ECE {record['ece_10']:.4f}", flush=True)
     else:
         print(console_line(record, run.settings.train.max_steps, clock.elapsed(), start_step), flush=True)
-
-
-def _ppl(nll: float) -> float:
-    return float(torch.tensor(nll).exp())
 

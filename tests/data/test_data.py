@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from hypros_lm.data import (
-    BlockOrder, DataSettings, TokenBlocks, data_dir, iter_documents, prepare_data, resolve_source, train_bpe,
+    BlockOrder,
+    DataSettings,
+    TokenBlocks,
+    data_dir,
+    iter_documents,
+    prepare_data,
+    resolve_source,
+    train_bpe,
 )
 
 DATA = data_dir()

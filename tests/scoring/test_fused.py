@@ -74,10 +74,11 @@ def test_gradcheck_float64():
     h, w, t = _inputs(11, 5, 13, torch.float64, ignore_every=4)
     for bounded in ("brier", "spherical"):
         for grad_in_forward in (True, False):
-            fn = lambda h_, w_: fused_linear_score(  # noqa: E731
-                h_, w_, t, 0.3, bounded, chunk_size=4, vocab_block_size=5,
-                label_smoothing=0.1, grad_in_forward=grad_in_forward,
-            ).loss
+            def fn(h_, w_, bounded=bounded, gif=grad_in_forward):
+                return fused_linear_score(
+                    h_, w_, t, 0.3, bounded, chunk_size=4, vocab_block_size=5, label_smoothing=0.1, grad_in_forward=gif,
+                ).loss
+
             assert torch.autograd.gradcheck(fn, (h, w))
 
 
@@ -171,3 +172,17 @@ def test_unknown_bounded_score_raises():
     h, w, t = _inputs(8, 4, 9, torch.float32)
     with pytest.raises(ValueError, match="log"):
         fused_linear_score(h, w, t, 0.3, bounded="log")
+
+
+def test_token_scores_match_the_reference_per_token():
+    from hypros_lm.scoring import naive_token_scores, token_scores
+
+    h, w, t = _inputs(45, 8, 70, torch.float64)
+    got = token_scores(h.detach(), w.detach(), t, chunk_size=16, vocab_block_size=32)
+    valid = t != -100
+    logits = h.detach() @ w.detach().T
+    ref = naive_token_scores(logits[valid], t[valid])
+    for key in ("log", "brier", "spherical", "entropy"):
+        torch.testing.assert_close(got[key], ref[key])
+    torch.testing.assert_close(got["correct"], ref["correct"])
+    torch.testing.assert_close(got["confidence"], torch.softmax(logits[valid], -1).amax(-1))

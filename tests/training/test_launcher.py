@@ -14,18 +14,6 @@ REQUIRED = {"step", "tokens", "lambda", "loss", "loss_log", "loss_brier", "loss_
             "tokens_per_s", "elapsed_s", "accuracy", "entropy", "peak_mem_mb"}
 
 
-@pytest.fixture(scope="module")
-def stage_runs(tmp_path_factory, cache_dir):
-    """The same 4-step HyProS run under ZeRO-0, ZeRO-2 and ZeRO-3, 2 ranks each."""
-    runs = {}
-    for stage in ("zero0", "zero2", "zero3"):
-        out = tmp_path_factory.mktemp(stage)
-        run_deepspeed([*TINY_RUN, "--loss", "hypros", "--max-steps", "4", "--ds-config", stage, "--out", str(out)],
-                      cache_dir)
-        runs[stage] = out
-    return runs
-
-
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
 def test_metrics_file_is_complete(stage_runs, stage):
     train = read_metrics(stage_runs[stage])
@@ -40,6 +28,7 @@ def test_metrics_file_is_complete(stage_runs, stage):
     val = read_metrics(stage_runs[stage], "val")
     assert [r["step"] for r in val] == [3, 4]
     assert val[0]["val_tokens"] == 2 * 2 * 4 * 64
+    assert 0.0 <= val[0]["ece_10"] <= 1.0 and val[0]["perplexity"] == pytest.approx(math.exp(val[0]["loss_log"]))
     assert (stage_runs[stage] / "checkpoints" / "step_0000004" / "meta.json").is_file()
 
 
@@ -62,9 +51,21 @@ def test_resumed_run_reproduces_uninterrupted_losses(tmp_path, cache_dir):
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
     for key in ("loss", "loss_log", "loss_brier", "lambda", "lr", "grad_norm"):
         assert [r[key] for r in resumed] == [r[key] for r in full], key  # identical on CPU
-    assert [r["loss"] for r in read_metrics(tmp_path / "cut", "val")] == [r["loss"] for r in read_metrics(tmp_path / "full", "val")]
+    val_losses = [[r["loss"] for r in read_metrics(tmp_path / name, "val")] for name in ("cut", "full")]
+    assert val_losses[0] == val_losses[1]
 
 
 def test_single_process_without_launcher_and_bf16(tmp_path, cache_dir):
     run_python([*TINY_RUN, "--max-steps", "2", "--precision", "bf16", "--out", str(tmp_path)], cache_dir)
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+
+
+def test_zero3_offload_accumulation_checkpointing_and_wandb_offline(tmp_path, cache_dir):
+    run_deepspeed([*TINY_RUN, "--loss", "log-then-brier", "--max-steps", "2", "--ds-config", "zero3_offload",
+                   "--train.grad_accum", "2", "--model.activation_checkpointing", "true",
+                   "--telemetry.wandb", "offline", "--out", str(tmp_path)],
+                  cache_dir, env={"WANDB_MODE": "offline"})
+    train = read_metrics(tmp_path)
+    assert [r["tokens"] for r in train] == [2 * 2 * 4 * 64, 2 * 2 * 2 * 4 * 64]  # 2 ranks × 2 micro-steps
+    assert [r["lambda"] for r in train] == [0.0, 1.0]  # the switch at 0.5·T
+    assert list((tmp_path / "wandb").glob("offline-run-*"))

@@ -1,0 +1,25 @@
+"""Export a run's DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face folder.
+
+    python eval/export.py runs/cpu-demo runs/cpu-demo/hf [--step 400]
+"""
+
+import argparse
+import sys
+
+from hypros_lm.cli import run_main
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    args = parser.parse_args(argv)
+    from hypros_lm.evaluation.checkpoints import export_hf
+
+    out = export_hf(args.run_dir, args.out_dir, step=args.step)
+    print(f"exported {args.run_dir} -> {out} (load with AutoModelForCausalLM.from_pretrained)")
+
+
+if __name__ == "__main__":
+    run_main(main, sys.argv[1:])

@@ -1,0 +1,74 @@
+"""Evaluate a run's checkpoint (or an exported Hugging Face folder) on a data split.
+
+    python eval/lm.py runs/cpu-demo                          # its validation split, latest checkpoint
+    python eval/lm.py runs/cpu-demo --split test --batches 100 --out runs/cpu-demo/eval-test
+    python eval/lm.py --hf-dir runs/cpu-demo/hf --data wikitext-2-v1 --split test
+
+Writes metrics.json (perplexity, NLL, Brier, spherical, accuracy, entropy, ECE with 10 and 15 bins,
+adaptive ECE, MCE, the reliability table), reliability.png and entropy_hist.png.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hypros_lm.cli import run_main
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", nargs="?", help="a training run folder")
+    parser.add_argument("--hf-dir", help="an exported Hugging Face folder instead of a run")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    parser.add_argument("--data", help="data set (default: the run's)")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--seq-len", type=int, help="default: the run's")
+    parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--out", help="output folder (default: <run>/eval-<split>)")
+    args = parser.parse_args(argv)
+    if bool(args.run_dir) == bool(args.hf_dir):
+        parser.error("give a run folder or --hf-dir, not both")
+
+    import torch
+
+    from hypros_lm.data import TokenBlocks, load_tokenizer, resolve_source, tokenize_to_cache
+    from hypros_lm.evaluation.lm import HFScorer, evaluate_blocks
+    from hypros_lm.plots import entropy_histogram, reliability_diagram
+
+    if args.hf_dir:
+        from transformers import AutoModelForCausalLM
+
+        model = HFScorer(AutoModelForCausalLM.from_pretrained(args.hf_dir, torch_dtype=torch.float32))
+        tokenizer, data_name, seq_len, label = load_tokenizer(args.hf_dir), args.data, args.seq_len or 128, args.hf_dir
+        if data_name is None:
+            parser.error("--data is required with --hf-dir")
+    else:
+        from hypros_lm.evaluation.checkpoints import load_run
+
+        run = load_run(args.run_dir, step=args.step)
+        model, tokenizer = run.model, run.tokenizer
+        data_name, seq_len = args.data or run.settings.data.name, args.seq_len or run.settings.data.seq_len
+        label = f"{run.settings.loss.name} @ {run.checkpoint.name}"
+    source = resolve_source(data_name, args.split, text_field="text")
+    blocks = TokenBlocks(tokenize_to_cache(source, tokenizer), seq_len)
+    batches = min(args.batches, -(-len(blocks) // args.batch_size))
+    result = evaluate_blocks(model, blocks, batches, args.batch_size, keep_tokens=True, progress=True)
+    tokens = result.pop("_tokens")
+    out = Path(args.out or Path(args.run_dir or args.hf_dir) / f"eval-{args.split}")
+    out.mkdir(parents=True, exist_ok=True)
+    result.update(data=source.describe(), seq_len=seq_len, batches=batches, batch_size=args.batch_size, model=label)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    reliability_diagram({label: result["reliability_10"]}, out)
+    entropy_histogram({label: tokens["entropy"].numpy()}, out)
+    print(f"{label} on {source.describe()} ({result['val_tokens']:,} tokens):")
+    print(f"  ppl {result['perplexity']:.2f} | NLL {result['loss_log']:.4f} | Brier {result['loss_brier']:.4f} | "
+          f"spherical {result['loss_spherical']:.4f} | acc {result['accuracy']:.4f} | entropy {result['entropy']:.3f}")
+    print(f"  ECE(10) {result['ece_10']:.4f} | ECE(15) {result['ece_15']:.4f} | adaptive ECE(10) "
+          f"{result['ece_adaptive_10']:.4f} | MCE(10) {result['mce_10']:.4f}")
+    print(f"  wrote {out}/metrics.json, reliability.png, entropy_hist.png")
+
+
+if __name__ == "__main__":
+    run_main(main, sys.argv[1:])

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up .venv on a fresh machine: torch first (the CPU build by default), then hypros-lm and its tools.
+# Re-running is cheap: nothing is reinstalled while pyproject.toml is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TORCH_SPEC=${HYPROS_TORCH_SPEC:-torch==2.13.0}  # on a GPU cluster: your CUDA build, e.g. "torch==2.13.0+cu128"
+if [ ! -x .venv/bin/python ]; then
+  "${PYTHON:-python3}" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+stamp=".venv/.hypros-installed-$(sha256sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing $TORCH_SPEC, then hypros-lm[dev] into .venv (a few minutes the first time)"
+  python -m pip install -q --upgrade pip
+  # torch before the project: a bare `pip install torch` would pull a multi-GB CUDA build
+  python -c "import torch" 2>/dev/null || python -m pip install -q "$TORCH_SPEC"
+  python -m pip install -q -e ".[dev]"
+  rm -f .venv/.hypros-installed-*
+  touch "$stamp"
+fi
