@@ -82,12 +82,10 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> LoadedRun:
     return LoadedRun(settings, model.eval(), tokenizer, folder)
 
 
-def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = None) -> Path:
-    """Write a Hugging Face folder (LlamaForCausalLM + fast tokenizer) that from_pretrained loads."""
+def to_hf(loaded: LoadedRun):
+    """The run's model as a transformers LlamaForCausalLM and a fast tokenizer (in memory)."""
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-    loaded = load_run(run_dir, step=step)
-    out_dir = Path(out_dir)
     config = loaded.model.config
     config.tie_word_embeddings = loaded.settings.model.tie_embeddings
     config.use_cache = True
@@ -98,7 +96,14 @@ def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = No
     eos_id = loaded.tokenizer.token_to_id(EOS)
     hf.config.eos_token_id = hf.config.bos_token_id = eos_id
     hf.generation_config.eos_token_id = hf.generation_config.bos_token_id = eos_id
-    hf.save_pretrained(out_dir)
     fast = PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+    return hf.eval(), fast
+
+
+def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = None) -> Path:
+    """Write a Hugging Face folder (LlamaForCausalLM + fast tokenizer) that from_pretrained loads."""
+    hf, fast = to_hf(load_run(run_dir, step=step))
+    out_dir = Path(out_dir)
+    hf.save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
     return out_dir
