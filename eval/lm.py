@@ -9,7 +9,6 @@ adaptive ECE, MCE, the reliability table), reliability.png and entropy_hist.png.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,17 +32,16 @@ def main(argv: list[str]) -> None:
 
     import torch
 
-    from hypros_lm.data import TokenBlocks, load_tokenizer, resolve_source, tokenize_to_cache
-    from hypros_lm.evaluation.lm import HFScorer, evaluate_blocks
-    from hypros_lm.plots import entropy_histogram, reliability_diagram
+    from hypros_lm.data import load_tokenizer
+    from hypros_lm.evaluation.lm import HFScorer, evaluate_and_write
 
     if args.hf_dir:
         from transformers import AutoModelForCausalLM
 
-        model = HFScorer(AutoModelForCausalLM.from_pretrained(args.hf_dir, torch_dtype=torch.float32))
-        tokenizer, data_name, seq_len, label = load_tokenizer(args.hf_dir), args.data, args.seq_len or 128, args.hf_dir
-        if data_name is None:
+        if args.data is None:
             parser.error("--data is required with --hf-dir")
+        model = HFScorer(AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=torch.float32))
+        tokenizer, data_name, seq_len, label = load_tokenizer(args.hf_dir), args.data, args.seq_len or 128, args.hf_dir
     else:
         from hypros_lm.evaluation.checkpoints import load_run
 
@@ -51,18 +49,10 @@ def main(argv: list[str]) -> None:
         model, tokenizer = run.model, run.tokenizer
         data_name, seq_len = args.data or run.settings.data.name, args.seq_len or run.settings.data.seq_len
         label = f"{run.settings.loss.name} @ {run.checkpoint.name}"
-    source = resolve_source(data_name, args.split, text_field="text")
-    blocks = TokenBlocks(tokenize_to_cache(source, tokenizer), seq_len)
-    batches = min(args.batches, -(-len(blocks) // args.batch_size))
-    result = evaluate_blocks(model, blocks, batches, args.batch_size, keep_tokens=True, progress=True)
-    tokens = result.pop("_tokens")
     out = Path(args.out or Path(args.run_dir or args.hf_dir) / f"eval-{args.split}")
-    out.mkdir(parents=True, exist_ok=True)
-    result.update(data=source.describe(), seq_len=seq_len, batches=batches, batch_size=args.batch_size, model=label)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    reliability_diagram({label: result["reliability_10"]}, out)
-    entropy_histogram({label: tokens["entropy"].numpy()}, out)
-    print(f"{label} on {source.describe()} ({result['val_tokens']:,} tokens):")
+    result = evaluate_and_write(model, tokenizer, data=data_name, split=args.split, seq_len=seq_len,
+                                batches=args.batches, batch_size=args.batch_size, out=out, label=label)
+    print(f"{label} on {result['data']} ({result['val_tokens']:,} tokens):")
     print(f"  ppl {result['perplexity']:.2f} | NLL {result['loss_log']:.4f} | Brier {result['loss_brier']:.4f} | "
           f"spherical {result['loss_spherical']:.4f} | acc {result['accuracy']:.4f} | entropy {result['entropy']:.3f}")
     print(f"  ECE(10) {result['ece_10']:.4f} | ECE(15) {result['ece_15']:.4f} | adaptive ECE(10) "

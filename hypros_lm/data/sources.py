@@ -48,6 +48,9 @@ KNOWN_DATASETS: dict[str, HubDataset] = {
     ),
     "wikitext-103-v1": HubDataset("Salesforce/wikitext", "wikitext-103-v1"),
     "pile": HubDataset("monology/pile-uncopyrighted", None, layout="records", streaming=True),
+    # evaluation-only text for domain shift (fiction, film reviews)
+    "lambada": HubDataset("EleutherAI/lambada_openai", "default", {"test": "lambada/lambada_test.jsonl"}, layout="records"),
+    "imdb": HubDataset("stanfordnlp/imdb", None, {"test": "imdb/test.jsonl.gz"}, layout="records"),
 }
 _SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}
 

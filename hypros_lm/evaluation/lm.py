@@ -86,3 +86,27 @@ class HFScorer(torch.nn.Module):
 
         hidden = self.hf.model(input_ids=input_ids).last_hidden_state
         return token_scores(hidden, self.hf.lm_head.weight, targets)
+
+
+def evaluate_and_write(model, tokenizer, *, data: str, split: str, seq_len: int, batches: int, batch_size: int,
+                       out, label: str, progress: bool = True) -> dict[str, Any]:
+    """Evaluate on a split (tokenized with the model's tokenizer, cached) and write metrics.json,
+    reliability.png and entropy_hist.png into ``out``."""
+    import json
+    from pathlib import Path
+
+    from hypros_lm.data import resolve_source, tokenize_to_cache
+    from hypros_lm.plots import entropy_histogram, reliability_diagram
+
+    source = resolve_source(data, split)
+    blocks = TokenBlocks(tokenize_to_cache(source, tokenizer, log=lambda _m: None), seq_len)
+    batches = min(batches, -(-len(blocks) // batch_size))
+    result = evaluate_blocks(model, blocks, batches, batch_size, keep_tokens=True, progress=progress)
+    tokens = result.pop("_tokens")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.update(data=source.describe(), seq_len=seq_len, batches=batches, batch_size=batch_size, model=label)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    reliability_diagram({label: result["reliability_10"]}, out)
+    entropy_histogram({label: tokens["entropy"].numpy()}, out)
+    return result

@@ -119,11 +119,11 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     dist.barrier()
     if rank != 0:
         data = prepare_data(settings.data, sources=sources, log=log)  # now cached
-    if rank == 0:
-        _write_run_files(settings, out, data, world)
     torch.manual_seed(settings.train.seed)
     model = build_model(settings.model, data.tokenizer.get_vocab_size(),
                         label_smoothing=settings.loss.label_smoothing, chunk_size=settings.loss.chunk_size)
+    if rank == 0:
+        _write_run_files(settings, out, data, world, model.num_parameters())
     log(f"model: {settings.model.name}, {model.num_parameters() / 1e6:.2f}M parameters, "
         f"vocab {model.config.vocab_size}, attention {model.config._attn_implementation}, "
         f"ZeRO stage {ds_config.get('zero_optimization', {}).get('stage', 0)}, {settings.train.precision}, {world} rank(s)")
@@ -135,10 +135,11 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
                BlockOrder(len(data.train), settings.train.seed))
 
 
-def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int) -> None:
+def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int, params: int) -> None:
     save_tokenizer(data.tokenizer, out)
     (out / "settings.yaml").write_text(yaml.safe_dump(settings.to_dict(), sort_keys=False))
-    (out / "environment.json").write_text(json.dumps(_environment(world, data), indent=2))
+    env = {"num_parameters": params, **_environment(world, data)}
+    (out / "environment.json").write_text(json.dumps(env, indent=2))
 
 
 def _environment(world: int, data: PreparedData) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""Run a study's matrix on this machine, one run after another, through the deepspeed launcher.
+
+Finished runs are skipped (final checkpoint at max_steps and every evaluation written); interrupted
+ones resume from their last checkpoint. Each run folder records its study identity (study.json),
+resolved settings, code version and environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from hypros_lm.studies.spec import RunSpec, Study
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def entry_point(study: Study) -> Path:
+    return REPO / "launch" / ("pretrain.py" if study.task == "pretrain" else "finetune.py")
+
+
+def training_done(run: RunSpec) -> bool:
+    meta = run.out / "checkpoints" / f"step_{run.settings.train.max_steps:07d}" / "meta.json"
+    return meta.is_file()
+
+
+def evaluations_done(study: Study, run: RunSpec) -> bool:
+    return all((run.out / f"eval-{name}" / "metrics.json").is_file() for name in study.evaluations)
+
+
+def check_identity(study: Study, run: RunSpec) -> None:
+    """Refuse to reuse a folder that belongs to another study or another cell of the matrix."""
+    path = run.out / "study.json"
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found != run.identity(study.name, study.task):
+            raise ValueError(f"{run.out} holds run {found}, not {run.identity(study.name, study.task)}; "
+                             f"use another --out for this study")
+
+
+def write_run_config(study: Study, run: RunSpec) -> Path:
+    run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / "study.json").write_text(json.dumps(run.identity(study.name, study.task), indent=2))
+    config = run.out / "study-run.yaml"
+    config.write_text(yaml.safe_dump(run.settings.to_dict(), sort_keys=False))
+    return config
+
+
+def deepspeed_command(study: Study, run: RunSpec, *, ranks: int, port: int | None = None,
+                      hostfile: str | None = None) -> list[str]:
+    local = Path(sys.executable).parent / "deepspeed"
+    cmd = [str(local) if port else "deepspeed"]  # printed commands run on other machines: take it from PATH
+    if hostfile:
+        cmd += ["--hostfile", hostfile]
+    else:
+        cmd += ["--num_gpus", str(ranks)]
+    if port:
+        cmd += ["--master_port", str(port)]
+    script = entry_point(study) if port else entry_point(study).relative_to(REPO)
+    return [*cmd, str(script), "--config", str(run.out / "study-run.yaml"), "--resume"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_training(study: Study, run: RunSpec, ranks: int) -> float:
+    """Train (or resume) one run under the deepspeed launcher; its output goes to <run>/train.log."""
+    write_run_config(study, run)
+    start = time.time()
+    with open(run.out / "train.log", "a") as log:
+        proc = subprocess.run(deepspeed_command(study, run, ranks=ranks, port=_free_port()), cwd=REPO,
+                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        tail = (run.out / "train.log").read_text()[-3000:]
+        raise RuntimeError(f"run {run.name} failed (exit {proc.returncode}); end of {run.out / 'train.log'}:\n{tail}")
+    return time.time() - start
+
+
+def run_evaluations(study: Study, run: RunSpec) -> None:
+    from hypros_lm.evaluation.checkpoints import load_run
+    from hypros_lm.evaluation.lm import evaluate_and_write
+
+    loaded = load_run(run.out)
+    for name, spec in study.evaluations.items():
+        out = run.out / f"eval-{name}"
+        if (out / "metrics.json").is_file():
+            continue
+        evaluate_and_write(loaded.model, loaded.tokenizer, data=spec["data"], split=spec["split"],
+                           seq_len=run.settings.data.seq_len, batches=study.eval_batches,
+                           batch_size=run.settings.train.micro_batch_size, out=out,
+                           label=f"{run.variation} ({run.model}, seed {run.seed})", progress=False)
+
+
+def run_study(study: Study, runs: list[RunSpec], *, ranks: int, log=print) -> None:
+    for run in runs:
+        check_identity(study, run)
+    start = time.time()
+    for i, run in enumerate(runs, 1):
+        prefix = f"[{i}/{len(runs)}] {run.name}"
+        if training_done(run) and evaluations_done(study, run):
+            log(f"{prefix}: done, skipped")
+            continue
+        if not training_done(run):
+            state = "resuming" if (run.out / "checkpoints" / "latest").is_file() else "training"
+            log(f"{prefix}: {state} ...")
+            for stale in run.out.glob("eval-*"):  # evaluations of an earlier checkpoint
+                shutil.rmtree(stale)
+            seconds = run_training(study, run, ranks)
+            if not training_done(run):
+                log(f"{prefix}: stopped before step {run.settings.train.max_steps} (train.stop_at); not evaluated")
+                continue
+            log(f"{prefix}: trained in {seconds:.0f}s")
+        run_evaluations(study, run)
+        done = i
+        elapsed = time.time() - start
+        log(f"{prefix}: evaluated | study {elapsed / 60:.1f} min so far, ~{elapsed / done * (len(runs) - i) / 60:.1f} min left")
+    log(f"study {study.name}: {len(runs)} runs complete in {(time.time() - start) / 60:.1f} min")

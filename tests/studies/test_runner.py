@@ -1,0 +1,72 @@
+"""The study runner on real tiny runs: it trains, evaluates, skips finished runs and resumes cut ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from hypros_lm.studies.spec import expand, load_study
+from tests.helpers import REPO, read_metrics, run_python
+
+STUDY = {
+    "name": "unit",
+    "task": "pretrain",
+    "base": {
+        "data": {"name": "wikitext-2-v1", "seq_len": 64, "vocab_size": 2048},
+        "train": {"max_steps": 4, "micro_batch_size": 4, "log_every": 1, "eval_every": 2, "eval_batches": 2,
+                  "save_every": 2},
+        "telemetry": {"wandb": "disabled"},
+    },
+    "variations": {"log": {"loss": {"name": "log"}}, "hypros": {"loss": {"name": "hypros"}}},
+    "baselines": {"log": "log", "bounded": "log", "method": "hypros"},
+    "models": ["nano"],
+    "seeds": [1],
+    "evaluations": {"test": {"data": "wikitext-2-v1", "split": "test"}},
+    "eval_batches": 2,
+}
+
+
+def _write(tmp_path, **changes):
+    study = json.loads(json.dumps(STUDY))
+    for key, value in changes.items():
+        study["base"]["train"][key] = value
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def test_bad_study_files_are_named(tmp_path):
+    bad = dict(STUDY, sizes=["nano"])
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match=r"unknown study key\(s\) \['sizes'\]"):
+        load_study(tmp_path / "a.yaml")
+    bad = dict(STUDY, variations={"x": {"loss": {"name": "focal"}}}, baselines={"log": "x", "bounded": "x", "method": "x"})
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match="run x-nano-s1: unknown loss 'focal'"):
+        expand(load_study(tmp_path / "b.yaml"), tmp_path / "runs")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_studies_expand(path, tmp_path):
+    runs = expand(load_study(path), tmp_path)
+    assert len({r.name for r in runs}) == len(runs) > 0
+
+
+@pytest.mark.slow
+def test_runner_trains_skips_and_resumes(tmp_path, cache_dir):
+    out = tmp_path / "runs"
+    study_cut = _write(tmp_path, stop_at=2)  # a job cut short: checkpoints at step 2, no final one
+    cut = run_python([str(study_cut), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py", timeout=600)
+    assert cut.stdout.count("not evaluated") == 2
+    assert [r["step"] for r in read_metrics(out / "hypros-nano-s1")] == [1, 2]
+    assert not (out / "hypros-nano-s1" / "eval-test").exists()
+    full = _write(tmp_path)
+    proc = run_python([str(full), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py", timeout=600)
+    assert "hypros-nano-s1: resuming" in proc.stdout
+    assert [r["step"] for r in read_metrics(out / "hypros-nano-s1")] == [1, 2, 3, 4]
+    assert (out / "log-nano-s1" / "eval-test" / "metrics.json").is_file()
+    assert json.loads((out / "hypros-nano-s1" / "study.json").read_text())["variation"] == "hypros"
+    again = run_python([str(full), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py")
+    assert again.stdout.count("done, skipped") == 2
