@@ -19,7 +19,18 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from hypros_lm.data import BlockOrder, PreparedData, prepare_data, resolve_sources, save_tokenizer
+from hypros_lm.data import (
+    BlockOrder,
+    PreparedData,
+    cache_root,
+    load_tokenizer,
+    prepare_data,
+    resolve_sources,
+    save_tokenizer,
+    train_bpe,
+)
+from hypros_lm.data.seq2seq import check_splits, get_task, load_pairs, prepare_seq2seq
+from hypros_lm.data.tokenizer import key_of
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import MODEL_SIZES, build_model, resolve_attention
 from hypros_lm.scoring import Objective, build_objective
@@ -38,7 +49,12 @@ def check_run(settings: RunSettings) -> Path:
             f"{size.max_positions} positions; lower --seq-len or pick a larger model"
         )
     resolve_ds_config(settings.train.ds_config)
-    resolve_sources(settings.data)
+    if settings.task.name is None:
+        resolve_sources(settings.data)
+    else:
+        check_splits(get_task(settings.task.name), [settings.data.train_split, settings.data.val_split])
+        if settings.task.init_from is not None and not Path(settings.task.init_from).is_dir():
+            raise FileNotFoundError(f"task.init_from={settings.task.init_from}: no such run or Hugging Face folder")
     resolve_attention(settings.model.attention)
     build_objective(settings.loss, settings.train.max_steps)
     out = Path(settings.train.out)
@@ -113,15 +129,17 @@ def train(settings: RunSettings) -> Path:
 def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     log = print if rank == 0 else (lambda _msg: None)
     ds_config = load_ds_config(settings.train, settings.optim, world)
-    sources = resolve_sources(settings.data)  # fails fast on a missing split, before tokenizer training
-    if rank == 0:
-        data = prepare_data(settings.data, sources=sources, log=log)
+    if rank == 0:  # rank 0 prepares and caches first; the other ranks then read the caches
+        data = _prepare(settings, log)
     dist.barrier()
     if rank != 0:
-        data = prepare_data(settings.data, sources=sources, log=log)  # now cached
+        data = _prepare(settings, log)
     torch.manual_seed(settings.train.seed)
     model = build_model(settings.model, data.tokenizer.get_vocab_size(),
                         label_smoothing=settings.loss.label_smoothing, chunk_size=settings.loss.chunk_size)
+    if settings.task.init_from:
+        _load_initial_weights(model, settings.task.init_from)
+        log(f"init: weights from {settings.task.init_from}")
     if rank == 0:
         _write_run_files(settings, out, data, world, model.num_parameters())
     log(f"model: {settings.model.name}, {model.num_parameters() / 1e6:.2f}M parameters, "
@@ -133,6 +151,46 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
         f"{settings.data.seq_len}, {len(data.val)} val blocks")
     return Run(settings, out, rank, world, data, engine, objective,
                BlockOrder(len(data.train), settings.train.seed))
+
+
+def _prepare(settings: RunSettings, log) -> PreparedData:
+    """Token blocks for pretraining, or prompt/target examples for a fine-tuning task."""
+    if settings.task.name is None:
+        return prepare_data(settings.data, log=log)
+    task, init = get_task(settings.task.name), settings.task.init_from
+    if settings.data.tokenizer is not None or init is not None:
+        tok = load_tokenizer(settings.data.tokenizer or str(Path(init) / "tokenizer.json"))
+    else:  # from scratch: a BPE on the task's own training text, cached so every rank reads the same one
+        folder = cache_root() / "tokenizers" / key_of({"task": task.name, "split": settings.data.train_split,
+                                                       "vocab": settings.data.vocab_size})
+        if not (folder / "tokenizer.json").is_file():
+            sources, targets, _ = load_pairs(task, settings.data.train_split)
+            save_tokenizer(train_bpe(sources + targets, settings.data.vocab_size), folder)
+        tok = load_tokenizer(str(folder))
+    train, val, described = prepare_seq2seq(settings.task, tok, seq_len=settings.data.seq_len,
+                                            train_split=settings.data.train_split, val_split=settings.data.val_split,
+                                            log=log)
+    return PreparedData(tok, train, val, described)
+
+
+def _load_initial_weights(model, init_from: str) -> None:
+    """Weights of a pretraining run (any ZeRO stage) or an exported Hugging Face folder."""
+    folder = Path(init_from)
+    if (folder / "settings.yaml").is_file():
+        from hypros_lm.evaluation.checkpoints import load_run
+
+        state = load_run(folder).model.state_dict()
+    else:
+        from transformers import AutoModelForCausalLM
+
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        state = {f"body.{k}": v for k, v in hf.model.state_dict().items()} | {"head.weight": hf.lm_head.weight}
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state.items()}
+    if mine != theirs:
+        raise ValueError(f"task.init_from={init_from} holds a model of another size or vocabulary than "
+                         f"model.name; set --model to the pretrained run's size")
+    model.load_state_dict(state)
 
 
 def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int, params: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from hypros_lm.data import DataSettings
+from hypros_lm.data.seq2seq import TaskSettings
 from hypros_lm.models import ModelSettings
 from hypros_lm.scoring import LossSettings
 
@@ -98,6 +99,7 @@ class RunSettings:
     optim: OptimSettings = field(default_factory=OptimSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    task: TaskSettings = field(default_factory=TaskSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,6 +117,8 @@ ALIASES = {
     "resume": "train.resume",
     "seed": "train.seed",
     "precision": "train.precision",
+    "task": "task.name",
+    "init-from": "task.init_from",
 }
 _IGNORED_FLAGS = {"local_rank", "local-rank"}  # passed by the deepspeed launcher; we read LOCAL_RANK
 

@@ -9,7 +9,14 @@ import pytest
 from scipy import stats
 
 from hypros_lm.studies.stats import (
-    NotEnoughData, bootstrap_ci, curve_area, fit_power_law, mean_std, paired_t_test, sign_test, time_to_target,
+    NotEnoughData,
+    bootstrap_ci,
+    curve_area,
+    fit_power_law,
+    mean_std,
+    paired_t_test,
+    sign_test,
+    time_to_target,
 )
 
 

@@ -41,7 +41,7 @@ def test_resume_flag_and_launcher_local_rank():
 def test_the_set_of_settings_is_deliberate():
     """Adding or renaming a setting is a user-visible change: update this list on purpose."""
     assert set(ALIASES) == {"loss", "model", "data", "max-steps", "seq-len", "micro-batch-size", "ds-config",
-                            "out", "resume", "seed", "precision"}
+                            "out", "resume", "seed", "precision", "task", "init-from"}
     assert known_keys() == [
         "model.name", "model.attention", "model.activation_checkpointing", "model.tie_embeddings", "model.vocab_size",
         "data.name", "data.train_split", "data.val_split", "data.text_field", "data.seq_len", "data.tokenizer",
@@ -54,4 +54,5 @@ def test_the_set_of_settings_is_deliberate():
         "train.ds_config", "train.precision", "train.log_every", "train.eval_every", "train.eval_batches",
         "train.save_every", "train.keep_checkpoints", "train.component_grad_every", "train.stop_at",
         "telemetry.wandb", "telemetry.wandb_project", "telemetry.run_name",
+        "task.name", "task.init_from", "task.max_target_tokens", "task.train_limit",
     ]

@@ -1,0 +1,230 @@
+"""Sequence-to-sequence tasks cast as decoder-only prompts: ``prompt(source) target <eos>``.
+
+Each example is one row of ``seq_len`` tokens; the targets of the prompt (source) and of the padding
+are ``ignore_index``, so only target tokens are scored. Offline, task names resolve to the real copies in
+the data folder; copies that are tokenized (Moses-style, with ``&apos;``-type escapes) are detokenized
+before they are used as text or references.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from hypros_lm.data.sources import data_dir, offline
+from hypros_lm.data.tokenizer import eos_id
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Seq2SeqTask:
+    name: str
+    kind: str  # "translation" or "summarization"
+    prompt: str  # format with {source}; the target follows after a space
+    local: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """split → (source file, target file) or (jsonl file, source field, target field[, first, last])."""
+    hub: tuple[str, str | None, str, str] | None = None  # (path, config, source field, target field)
+    tokenized: bool = False
+    source_lang: str = "en"
+    target_lang: str = "en"
+    note: str = ""
+
+
+def _lines(path: Path) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n").lstrip("\ufeff") for line in f]
+
+
+TASKS: dict[str, Seq2SeqTask] = {
+    "multi30k-en-de": Seq2SeqTask(
+        "multi30k-en-de", "translation", "English: {source}\nGerman:",
+        {"train": ("multi30k/train.en", "multi30k/train.de"), "validation": ("multi30k/val.en", "multi30k/val.de"),
+         "test": ("multi30k/test.en", "multi30k/test.de")},
+        hub=("bentrevett/multi30k", None, "en", "de"), source_lang="en", target_lang="de"),
+    "wmt14-en-de": Seq2SeqTask(
+        "wmt14-en-de", "translation", "English: {source}\nGerman:",
+        {"train": ("wmt-ende-10k/src-train.txt", "wmt-ende-10k/tgt-train.txt"),
+         "validation": ("wmt-ende-10k/src-val.txt", "wmt-ende-10k/tgt-val.txt"),
+         "test": ("wmt-ende-10k/src-test.txt", "wmt-ende-10k/tgt-test.txt")},
+        hub=("wmt/wmt14", "de-en", "en", "de"), tokenized=True, source_lang="en", target_lang="de",
+        note="offline: 10k training pairs, newstest2013 validation, newstest2014 (2,737 filtered) test"),
+    "iwslt15-vi-en": Seq2SeqTask(
+        "iwslt15-vi-en", "translation", "Vietnamese: {source}\nEnglish:",
+        {"validation": ("iwslt15-en-vi/tst2012.vi", "iwslt15-en-vi/tst2012.en"),
+         "test": ("iwslt15-en-vi/tst2013.vi", "iwslt15-en-vi/tst2013.en")},
+        hub=("IWSLT/iwslt2015", "vi-en", "vi", "en"), tokenized=True, source_lang="vi", target_lang="en",
+        note="offline: tst2012/tst2013 only (evaluation and domain shift)"),
+    "cnn-dailymail": Seq2SeqTask(
+        "cnn-dailymail", "summarization", "Article: {source}\nSummary:",
+        {"test": ("cnn_dailymail/summeval_test_sample100.jsonl", "article", "highlights")},
+        hub=("abisee/cnn_dailymail", "3.0.0", "article", "highlights"), tokenized=True,
+        note="offline: a real 100-article test sample (SummEval), tokenized"),
+    "xsum": Seq2SeqTask(
+        "xsum", "summarization", "Article: {source}\nSummary:",
+        {"train": ("xsum/dev_sample.jsonl.gz", "dialogue", "summary", "0", "800"),
+         "validation": ("xsum/dev_sample.jsonl.gz", "dialogue", "summary", "800", "880"),
+         "test": ("xsum/dev_sample.jsonl.gz", "dialogue", "summary", "880", "980")},
+        hub=("EdinburghNLP/xsum", None, "document", "summary"),
+        note="offline: a real 980-pair sample split 800/80/100 (reported as a sample)"),
+}
+
+
+def get_task(name: str) -> Seq2SeqTask:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+_detok_cache: dict[str, object] = {}
+
+
+def detokenize(text: str, lang: str) -> str:
+    """Undo Moses-style tokenization and its HTML escapes (for tokenized copies)."""
+    from sacremoses import MosesDetokenizer
+
+    detok = _detok_cache.setdefault(lang, MosesDetokenizer(lang=lang))
+    return detok.detokenize(html.unescape(text).split())
+
+
+def load_pairs(task: Seq2SeqTask, split: str) -> tuple[list[str], list[str], str]:
+    """(sources, targets, description) for a split, as clean text; errors name what exists."""
+    root = data_dir()
+    if root is not None and split in task.local:
+        spec = task.local[split]
+        if len(spec) == 2:
+            src_path, tgt_path = root / spec[0], root / spec[1]
+            sources, targets = _lines(src_path), _lines(tgt_path)
+            if len(sources) != len(targets):
+                raise ValueError(f"{src_path} has {len(sources)} lines but {tgt_path} has {len(targets)}; "
+                                 f"source and target files must be aligned line by line")
+            where = f"{src_path} + {tgt_path}"
+        else:
+            path = root / spec[0]
+            records = [json.loads(x) for x in _lines(path) if x.strip()]
+            first, last = (int(spec[3]), int(spec[4])) if len(spec) > 3 else (0, len(records))
+            records = records[first:last]
+            sources, targets = [r[spec[1]] for r in records], [r[spec[2]] for r in records]
+            where = f"{path} [{first}:{last}]"
+        if task.tokenized:
+            sources = [detokenize(s, task.source_lang) for s in sources]
+            targets = [detokenize(t, task.target_lang) for t in targets]
+        return sources, targets, f"{task.name} [{split}] from {where}" + (f" ({task.note})" if task.note else "")
+    if offline() or root is not None:
+        raise FileNotFoundError(f"task {task.name!r} has no {split!r} split offline; offline it has "
+                                f"{sorted(task.local) or 'no splits'} ({task.note or 'data folder: ' + str(root)})")
+    import datasets
+
+    path, config, src_field, tgt_field = task.hub
+    ds = datasets.load_dataset(path, config, split=split)
+    if "translation" in ds.column_names:
+        rows = ds["translation"]
+        return [r[src_field] for r in rows], [r[tgt_field] for r in rows], f"{task.name} [{split}] from the hub ({path})"
+    return list(ds[src_field]), list(ds[tgt_field]), f"{task.name} [{split}] from the hub ({path})"
+
+
+@dataclass
+class Encoded:
+    prompt_ids: list[list[int]]
+    target_ids: list[list[int]]
+    truncated_sources: int
+    empty_skipped: int
+
+
+def encode_pairs(task: Seq2SeqTask, tok: Tokenizer, sources: list[str], targets: list[str], *, seq_len: int,
+                 max_target_tokens: int) -> Encoded:
+    """Tokenize prompts and targets; truncate long sources (counted) so every example fits seq_len."""
+    eos = eos_id(tok)
+    keep = [i for i, (s, t) in enumerate(zip(sources, targets, strict=True)) if s.strip() and t.strip()]
+    enc_t = tok.encode_batch([" " + targets[i].strip() for i in keep])
+    head, tail = task.prompt.split("{source}")
+    head_ids = tok.encode(head).ids if head else []
+    tail_ids = tok.encode(tail).ids
+    enc_s = tok.encode_batch([sources[i].strip() for i in keep])
+    prompts, tgts, truncated = [], [], 0
+    for s, t in zip(enc_s, enc_t, strict=True):
+        target = t.ids[:max_target_tokens] + [eos]
+        room = seq_len - len(target) - len(head_ids) - len(tail_ids)
+        if room < 1:
+            raise ValueError(f"data.seq_len={seq_len} leaves no room for a source next to {len(target)} target tokens; "
+                             f"raise --seq-len or lower task.max_target_tokens")
+        src = s.ids
+        if len(src) > room:
+            src, truncated = src[:room], truncated + 1
+        prompts.append(head_ids + src + tail_ids)
+        tgts.append(target)
+    return Encoded(prompts, tgts, truncated, len(sources) - len(keep))
+
+
+class Seq2SeqBlocks:
+    """The TokenBlocks interface over examples: batch(indices) → (inputs, targets), targets only on the answer."""
+
+    def __init__(self, encoded: Encoded, seq_len: int, pad_id: int):
+        self.encoded, self.seq_len, self.pad_id = encoded, seq_len, pad_id
+        if not encoded.prompt_ids:
+            raise ValueError("no usable examples (every pair had an empty source or target)")
+
+    def __len__(self) -> int:
+        return len(self.encoded.prompt_ids)
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.full((len(indices), self.seq_len), self.pad_id, dtype=np.int64)
+        y = np.full((len(indices), self.seq_len), IGNORE, dtype=np.int64)
+        for row, i in enumerate(indices):
+            p, t = self.encoded.prompt_ids[i], self.encoded.target_ids[i]
+            seq = (p + t)[: self.seq_len + 1]
+            x[row, : len(seq) - 1] = seq[:-1]
+            y[row, len(p) - 1 : len(seq) - 1] = seq[len(p):]  # position k predicts token k+1: only target tokens
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+@dataclass(kw_only=True)
+class TaskSettings:
+    name: str | None = None
+    """None: language-model pretraining; else a sequence-to-sequence task of TASKS (fine-tuning)."""
+    init_from: str | None = None
+    """A pretraining run folder or an exported Hugging Face folder to start from (None: from scratch)."""
+    max_target_tokens: int = 64
+    """Target tokens kept per example (the source is truncated to fit the rest of seq_len)."""
+    train_limit: int | None = None
+    """Use at most this many training pairs."""
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            get_task(self.name)
+        if self.max_target_tokens < 1:
+            raise ValueError(f"task.max_target_tokens={self.max_target_tokens} must be ≥ 1")
+
+
+def check_splits(task: Seq2SeqTask, splits: list[str]) -> None:
+    """Fail before heavy work when a split cannot be had offline."""
+    if data_dir() is None and not offline():
+        return
+    missing = [s for s in splits if s not in task.local]
+    if missing:
+        raise FileNotFoundError(f"task {task.name!r} has no {missing} split offline; offline it has "
+                                f"{sorted(task.local)} ({task.note or 'see the data MANIFEST'})")
+
+
+def prepare_seq2seq(settings: TaskSettings, tok: Tokenizer, *, seq_len: int, train_split: str, val_split: str,
+                    log=print) -> tuple[Seq2SeqBlocks, Seq2SeqBlocks, dict[str, str]]:
+    task = get_task(settings.name)
+    blocks, described = [], {}
+    for role, split in (("train", train_split), ("val", val_split)):
+        sources, targets, where = load_pairs(task, split)
+        if role == "train" and settings.train_limit:
+            sources, targets = sources[: settings.train_limit], targets[: settings.train_limit]
+        enc = encode_pairs(task, tok, sources, targets, seq_len=seq_len, max_target_tokens=settings.max_target_tokens)
+        log(f"data: {where}: {len(enc.prompt_ids)} pairs, {enc.truncated_sources} sources truncated to fit "
+            f"seq_len={seq_len}, {enc.empty_skipped} empty pairs skipped")
+        blocks.append(Seq2SeqBlocks(enc, seq_len, eos_id(tok)))
+        described[role] = where
+    return blocks[0], blocks[1], described

@@ -1,0 +1,128 @@
+"""The report's figure families: learning curves, calibration, robustness, scaling (one PNG each)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from hypros_lm.plots import plt
+from hypros_lm.studies.report import RunResult
+
+CURVES = (("loss_log", "validation NLL"), ("loss_brier", "validation Brier"), ("ece_10", "validation ECE (10 bins)"))
+
+
+def _grouped(runs: list[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
+    groups: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
+    for r in runs:
+        groups[(r.model, r.variation)].append(r)
+    return groups
+
+
+def learning_curves(runs: list[RunResult], models: list[str], variations: list[str], out: Path, *, x: str) -> Path:
+    """Mean ± std over seeds of each validation score, one row per model size."""
+    groups = _grouped(runs)
+    fig, axes = plt.subplots(len(models), len(CURVES), figsize=(5 * len(CURVES), 3.2 * len(models)), squeeze=False)
+    for i, m in enumerate(models):
+        for j, (key, title) in enumerate(CURVES):
+            ax = axes[i][j]
+            for v in variations:
+                rs = groups.get((m, v), [])
+                if not rs:
+                    continue
+                n = min(len(r.curve) for r in rs)
+                xs = np.mean([[p[x] for p in r.curve[:n]] for r in rs], axis=0)
+                ys = np.array([[p[key] for p in r.curve[:n]] for r in rs])
+                ax.plot(xs, ys.mean(0), label=v)
+                ax.fill_between(xs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.2)
+            ax.set_title(f"{m}: {title}", fontsize=10)
+            ax.set_xlabel("optimizer step" if x == "step" else "wall-clock seconds")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    path = out / f"learning_curves_{'steps' if x == 'step' else 'wallclock'}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def calibration(runs: list[RunResult], models: list[str], variations: list[str], out: Path, split: str = "test") -> Path:
+    """Reliability diagrams from the test evaluation, bins summed over seeds, one panel per model."""
+    groups = _grouped(runs)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4.3), squeeze=False)
+    for ax, m in zip(axes[0], models, strict=True):
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect")
+        for v in variations:
+            tables = [r.evals[split]["reliability_10"] for r in groups.get((m, v), []) if split in r.evals]
+            if not tables:
+                continue
+            count = np.sum([[row["count"] for row in t] for t in tables], axis=0)
+            conf = np.sum([[(row["confidence"] or 0) * row["count"] for row in t] for t in tables], axis=0)
+            acc = np.sum([[(row["accuracy"] or 0) * row["count"] for row in t] for t in tables], axis=0)
+            ok = count > 0
+            ax.plot(conf[ok] / count[ok], acc[ok] / count[ok], marker="o", ms=3, label=v)
+        ax.set_title(f"{m}: reliability ({split})", fontsize=10)
+        ax.set_xlabel("top-1 confidence")
+        ax.set_ylabel("top-1 accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "calibration.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def robustness(runs: list[RunResult], models: list[str], variations: list[str], sets: list[str], out: Path) -> Path:
+    """Bars of NLL and ECE per variation on each evaluation set (mean ± std over seeds), largest model."""
+    groups = _grouped(runs)
+    m = models[-1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / max(1, len(variations))
+    for ax, key, title in ((axes[0], "loss_log", "NLL"), (axes[1], "ece_10", "ECE (10 bins)")):
+        for k, v in enumerate(variations):
+            means, stds = [], []
+            for s in sets:
+                vals = [r.evals[s][key] for r in groups.get((m, v), []) if s in r.evals]
+                means.append(np.mean(vals) if vals else np.nan)
+                stds.append(np.std(vals) if vals else 0)
+            ax.bar(np.arange(len(sets)) + k * width, means, width, yerr=stds, label=v, capsize=3)
+        ax.set_xticks(np.arange(len(sets)) + width * (len(variations) - 1) / 2, sets)
+        ax.set_title(f"{m}: {title} in and out of domain", fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend()
+    fig.tight_layout()
+    path = out / "robustness.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def scaling(runs: list[RunResult], variations: list[str], fits: dict, out: Path) -> Path:
+    """Test NLL and Brier against parameters and training compute, with the fitted power laws (log axes)."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for row, key, label in ((0, "nll", "test NLL"), (1, "brier", "test Brier")):
+        for col, axis in ((0, "params"), (1, "compute")):
+            ax = axes[row][col]
+            for v in variations:
+                rs = [r for r in runs if r.variation == v]
+                xs = np.array([r.params if axis == "params" else 6.0 * r.params * r.tokens for r in rs], dtype=float)
+                line = ax.plot(xs, [r.test[key] for r in rs], "o", ms=4, label=v)[0]
+                fit = fits.get(f"{v}:{key}:{axis}")
+                if fit:
+                    grid = np.geomspace(xs.min(), xs.max(), 50)
+                    ax.plot(grid, fit["E"] + fit["A"] * grid ** (-fit["alpha"]), color=line.get_color())
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("parameters" if axis == "params" else "training FLOPs ≈ 6·N·tokens")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend()
+    fig.tight_layout()
+    path = out / "scaling.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
