@@ -16,6 +16,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write as PNG and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
@@ -50,11 +58,7 @@ def learning_curves(run_dirs: list[Path], out: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("score (lower is better)")
         axes[-1].legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"learning_curves_{'steps' if x == 'step' else 'wallclock'}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, out / f"learning_curves_{'steps' if x == 'step' else 'wallclock'}.png"))
     return written
 
 
@@ -77,11 +81,7 @@ def lambda_and_grad_norms(run_dirs: list[Path], out: Path) -> Path:
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "lambda_grad_norms.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "lambda_grad_norms.png")
 
 
 def reliability_diagram(tables: dict[str, list[dict]], out: Path, name: str = "reliability.png") -> Path:
@@ -97,11 +97,7 @@ def reliability_diagram(tables: dict[str, list[dict]], out: Path, name: str = "r
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / name)
 
 
 def entropy_histogram(entropies: dict[str, Any], out: Path, name: str = "entropy_hist.png") -> Path:
@@ -112,8 +108,4 @@ def entropy_histogram(entropies: dict[str, Any], out: Path, name: str = "entropy
     ax.set_ylabel("density of tokens")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / name)

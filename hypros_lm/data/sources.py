@@ -147,7 +147,12 @@ def resolve_source(name: str, split: str, *, text_field: str = "text") -> TextSo
             if file is not None:
                 return TextSource(name, split, spec.layout, path=file, text_field=text_field)
         if offline() or (folder is not None and os.environ.get("HYPROS_ONLINE") != "1"):
-            have = sorted(s for s in spec.local if folder is not None and _existing(folder / spec.local[s]))
+            if folder is None:
+                raise FileNotFoundError(
+                    f"data set {name!r} [{split}]: offline, and no data folder with offline copies was found; "
+                    f"set {DATA_DIR_ENV} to it (or place the copies in ../shared/data), or go online"
+                )
+            have = sorted(s for s in spec.local if _existing(folder / spec.local[s]))
             raise FileNotFoundError(
                 f"data set {name!r} has no {split!r} split offline (data folder: {folder}); "
                 f"offline it has {have or 'no splits'}. Use data.name=wikitext-2-v1 for a whole offline "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hypros_lm.plots import plt
+from hypros_lm.plots import plt, save_figure
 from hypros_lm.studies.report import RunResult
 
 CURVES = (("loss_log", "validation NLL"), ("loss_brier", "validation Brier"), ("ece_10", "validation ECE (10 bins)"))
@@ -40,11 +40,7 @@ def learning_curves(runs: list[RunResult], models: list[str], variations: list[s
             ax.set_xlabel("optimizer step" if x == "step" else "wall-clock seconds")
             ax.grid(alpha=0.3)
     axes[0][0].legend()
-    fig.tight_layout()
-    path = out / f"learning_curves_{'steps' if x == 'step' else 'wallclock'}.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / f"learning_curves_{'steps' if x == 'step' else 'wallclock'}.png")
 
 
 def calibration(runs: list[RunResult], models: list[str], variations: list[str], out: Path, split: str = "test") -> Path:
@@ -69,11 +65,7 @@ def calibration(runs: list[RunResult], models: list[str], variations: list[str],
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "calibration.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "calibration.png")
 
 
 def robustness(runs: list[RunResult], models: list[str], variations: list[str], sets: list[str], out: Path) -> Path:
@@ -94,11 +86,7 @@ def robustness(runs: list[RunResult], models: list[str], variations: list[str], 
         ax.set_title(f"{m}: {title} in and out of domain", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend()
-    fig.tight_layout()
-    path = out / "robustness.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "robustness.png")
 
 
 def scaling(runs: list[RunResult], variations: list[str], fits: dict, out: Path) -> Path:
@@ -121,8 +109,4 @@ def scaling(runs: list[RunResult], variations: list[str], fits: dict, out: Path)
             ax.set_ylabel(label)
             ax.grid(alpha=0.3, which="both")
     axes[0][0].legend()
-    fig.tight_layout()
-    path = out / "scaling.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "scaling.png")

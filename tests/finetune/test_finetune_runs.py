@@ -1,0 +1,63 @@
+"""Fine-tunes end to end on real data: Multi30k under the deepspeed launcher, XSum summarization."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hypros_lm.data.seq2seq import get_task, load_pairs
+from tests.helpers import REPO, read_metrics, run_deepspeed, run_python
+
+pytestmark = pytest.mark.slow
+FINETUNE = REPO / "launch" / "finetune.py"
+GENERATE = REPO / "eval" / "generate.py"
+
+
+def _common(init, out, task, seq_len, steps):
+    return ["--task", task, "--init-from", str(init), "--model", "nano", "--seq-len", str(seq_len),
+            "--max-steps", str(steps), "--micro-batch-size", "4", "--loss", "hypros", "--out", str(out),
+            "--train.log_every", "1", "--train.eval_every", str(steps), "--train.eval_batches", "2",
+            "--telemetry.wandb", "disabled", "--task.max_target_tokens", "24"]
+
+
+def test_multi30k_finetune_generate_and_score(stage_runs, cache_dir, tmp_path):
+    out = tmp_path / "ft"
+    proc = run_deepspeed([*_common(stage_runs["zero2"], out, "multi30k-en-de", 96, 3), "--task.train_limit", "2000"],
+                         cache_dir, script=FINETUNE)
+    assert "init: weights from" in proc.stdout and "multi30k/train.en" in proc.stdout
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+    gen = run_python([str(out), "--split", "test", "--limit", "8", "--max-new-tokens", "12",
+                      "--perturb", "swap:0.1"], cache_dir, script=GENERATE)
+    assert "sacreBLEU signatures: nrefs:1" in gen.stdout
+    metrics = json.loads((out / "gen-multi30k-en-de-test" / "metrics.json").read_text())
+    hyps = (out / "gen-multi30k-en-de-test" / "predictions-clean.txt").read_text().splitlines()
+    refs = load_pairs(get_task("multi30k-en-de"), "test")[1][:8]
+    assert len(hyps) == 8 and metrics["examples"] == 8
+    from sacrebleu.metrics import BLEU, CHRF
+
+    assert metrics["clean"]["bleu"] == pytest.approx(BLEU().corpus_score(hyps, [refs]).score)
+    assert metrics["clean"]["chrf"] == pytest.approx(CHRF().corpus_score(hyps, [refs]).score)
+    assert "relative_degradation" in metrics["swap:0.1"]
+    assert metrics["target_tokens"]["val_tokens"] > 0 and 0 <= metrics["target_tokens"]["ece_10"] <= 1
+
+
+def test_xsum_summarization_finetune_and_rouge(stage_runs, cache_dir, tmp_path):
+    out = tmp_path / "sum"
+    proc = run_python(_common(stage_runs["zero2"], out, "xsum", 256, 2), cache_dir, script=FINETUNE)
+    assert "sources truncated" in proc.stdout
+    run_python([str(out), "--limit", "4", "--max-new-tokens", "12"], cache_dir, script=GENERATE)
+    metrics = json.loads((out / "gen-xsum-test" / "metrics.json").read_text())
+    hyps = (out / "gen-xsum-test" / "predictions-clean.txt").read_text().splitlines()
+    refs = load_pairs(get_task("xsum"), "test")[1][:4]
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    expected = 100 * sum(scorer.score(r, h)["rougeL"].fmeasure for r, h in zip(refs, hyps, strict=True)) / 4
+    assert metrics["clean"]["rougeL_f"] == pytest.approx(expected)
+    assert "sample" in metrics["data"]
+
+
+def test_finetune_needs_a_task(cache_dir, tmp_path):
+    proc = run_python(["--out", str(tmp_path)], cache_dir, script=FINETUNE, check=False)
+    assert proc.returncode == 2 and "needs a task: --task multi30k-en-de" in proc.stderr
