@@ -12,6 +12,8 @@
     eval_batches: 20
     target: {metric: loss_log, value: null}   # time-to-target; null = the level every variation reaches
 
+String settings may name their cell: ``{variation}``, ``{model}`` and ``{seed}`` are filled per run (e.g. a
+fine-tune study's ``task.init_from: runs/studies/exp1-core/{variation}-{model}-s{seed}``).
 Every run's settings are built and checked when the file is loaded, before anything runs.
 """
 
@@ -97,6 +99,9 @@ def expand(study: Study, out_root: Path) -> list[RunSpec]:
                 name = f"{variation}-{model}-s{seed}"
                 tree = _merge(_merge(study.base, overrides),
                               {"model": {"name": model}, "train": {"seed": seed, "out": str(out_root / name)}})
+                cell = {"variation": variation, "model": model, "seed": seed}
+                tree = {sec: {k: v.format(**cell) if isinstance(v, str) else v for k, v in values.items()}
+                        for sec, values in tree.items()}
                 try:
                     settings = settings_from_dict(tree)
                 except (ValueError, TypeError) as err:

@@ -1,6 +1,6 @@
-"""The pretraining loop: read it top to bottom.
+"""The training loop, for pretraining and fine-tuning alike: read it top to bottom.
 
-    check settings → init distributed → data (rank 0 first) → model → DeepSpeed engine → resume?
+    check settings → init distributed → data (rank 0 first) → model (→ initial weights) → DeepSpeed engine → resume?
     for step: λ(step), lr(step) → micro-batches: forward (fused scoring head) / backward → engine.step
               → maybe_log → maybe_eval → maybe_save
 """
@@ -87,7 +87,7 @@ class Run:
 
 
 def train(settings: RunSettings) -> Path:
-    """Run (or resume) a pretraining run; returns the run folder."""
+    """Run (or resume) a training run (a fine-tune when settings.task.name is set); returns the run folder."""
     out = check_run(settings)
     rank, _, world = init_distributed()
     run = _build_run(settings, out, rank, world)
@@ -113,10 +113,11 @@ def train(settings: RunSettings) -> Path:
         if t.eval_every and (step % t.eval_every == 0 or final):
             _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "val",
                                  "lambda": lam, **evaluate(run, lam)}, clock, start_step)
+            last_log = (time.perf_counter(), step)  # evaluation time is not training throughput
         if (t.save_every and step % t.save_every == 0) or final:
             save_checkpoint(run.engine, out / "checkpoints", step,
                             {"elapsed_s": clock.elapsed(), "tokens": tokens_per_step * step}, keep=t.keep_checkpoints)
-            last_log = (time.perf_counter(), step)  # checkpoint time is not training throughput
+            last_log = (time.perf_counter(), step)  # nor is checkpoint time
         if step == t.stop_at:
             run.log(f"stopped at step {step} (train.stop_at); continue with --resume")
             break
@@ -147,8 +148,8 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
         f"ZeRO stage {ds_config.get('zero_optimization', {}).get('stage', 0)}, {settings.train.precision}, {world} rank(s)")
     engine = build_engine(model, ds_config, settings.optim)
     objective = build_objective(settings.loss, settings.train.max_steps)
-    log(f"loss: {objective.name} (bounded={objective.bounded}); data: {len(data.train)} train blocks of "
-        f"{settings.data.seq_len}, {len(data.val)} val blocks")
+    log(f"loss: {objective.name} (bounded={objective.bounded}); data: {len(data.train)} train and {len(data.val)} val "
+        f"sequences of {settings.data.seq_len} tokens")
     return Run(settings, out, rank, world, data, engine, objective,
                BlockOrder(len(data.train), settings.train.seed))
 

@@ -42,10 +42,13 @@ def test_multi30k_finetune_generate_and_score(stage_runs, cache_dir, tmp_path):
     assert metrics["target_tokens"]["val_tokens"] > 0 and 0 <= metrics["target_tokens"]["ece_10"] <= 1
 
 
-def test_xsum_summarization_finetune_and_rouge(stage_runs, cache_dir, tmp_path):
+def test_xsum_summarization_from_an_exported_model_and_rouge(stage_runs, cache_dir, tmp_path):
+    from hypros_lm.evaluation.checkpoints import export_hf
+
+    hf = export_hf(stage_runs["zero2"], tmp_path / "hf")  # start from a Hugging Face folder this time
     out = tmp_path / "sum"
-    proc = run_python(_common(stage_runs["zero2"], out, "xsum", 256, 2), cache_dir, script=FINETUNE)
-    assert "sources truncated" in proc.stdout
+    proc = run_python(_common(hf, out, "xsum", 256, 2), cache_dir, script=FINETUNE)
+    assert "sources truncated" in proc.stdout and f"init: weights from {hf}" in proc.stdout
     run_python([str(out), "--limit", "4", "--max-new-tokens", "12"], cache_dir, script=GENERATE)
     metrics = json.loads((out / "gen-xsum-test" / "metrics.json").read_text())
     hyps = (out / "gen-xsum-test" / "predictions-clean.txt").read_text().splitlines()

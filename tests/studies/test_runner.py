@@ -70,3 +70,19 @@ def test_runner_trains_skips_and_resumes(tmp_path, cache_dir):
     assert json.loads((out / "hypros-nano-s1" / "study.json").read_text())["variation"] == "hypros"
     again = run_python([str(full), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py")
     assert again.stdout.count("done, skipped") == 2
+    # the report on these real runs: one seed is too few for the statistics, and it says so
+    run_python([str(out), "--study", str(full), "--out", str(tmp_path / "report")], cache_dir,
+               script=REPO / "eval" / "report.py")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "**1 seeds**" in report and "| log |" in report and "| hypros |" in report
+    assert "NOT EVALUATED" in report and "not compared (a paired t-test needs ≥ 2 pairs; got 1)" in report
+    assert "power-law fit needs ≥ 3 distinct sizes" in report
+    for name in ("learning_curves_steps.png", "calibration.png", "scaling.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 1000
+
+
+def test_cells_fill_placeholders(tmp_path):
+    study = dict(STUDY, base={**STUDY["base"], "task": {"name": "multi30k-en-de", "init_from": "pre/{variation}-{model}-s{seed}"}})
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
+    runs = expand(load_study(tmp_path / "s.yaml"), tmp_path)
+    assert {r.settings.task.init_from for r in runs} == {"pre/log-nano-s1", "pre/hypros-nano-s1"}
