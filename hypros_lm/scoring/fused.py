@@ -107,6 +107,19 @@ def _mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     return torch.mm(a, b, out=out) if out is not None else torch.mm(a, b)
 
 
+def _addmm_(acc: Tensor, a: Tensor, b: Tensor) -> None:
+    """acc += a @ b in place, in acc's precision (fp32 products of half inputs on CUDA are added)."""
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+    else:
+        acc.add_(_mm(a, b))
+
+
+def _as_operand(g: Tensor, like: Tensor) -> Tensor:
+    """On CUDA the logit gradient goes into the matmuls in the inputs' (half) dtype, as in the forward."""
+    return g.to(like.dtype) if like.is_cuda else g
+
+
 def _view(buf: Tensor, rows: int, cols: int) -> Tensor:
     """A contiguous (rows, cols) view at the start of a flat buffer (out= wants contiguous)."""
     return buf[: rows * cols].view(rows, cols)
@@ -251,24 +264,21 @@ def _score_pass(
         comp = None
         if opts.component_grad_norms:
             comp = [_grad_coefficients(sc, w_c, lam_i, opts, v) for lam_i in (0.0, 1.0)]
-        gh_c, comp_h = None, [None, None]
+        gh_c = torch.zeros(h_c.shape, dtype=acc, device=h_c.device)
+        comp_h = [torch.zeros_like(gh_c) for _ in range(2)] if comp is not None else []
         for a, b in blocks:
             if single:  # e^(z−m) from the statistics pass: p = e / S1
                 p = _view(buf_e, c, b - a).div_(st.s1[:, None])
             else:
                 p = _mm(h_mm, w_mm[a:b].T, out=_view(buf_z, c, b - a)).sub_(sc["lse"][:, None]).exp_()
             w_blk = w_mm[a:b]
-            if comp is not None:  # ∂L_log/∂h and ∂L_bounded/∂h of this chunk, summed over blocks
-                for i, co in enumerate(comp):
-                    g_i = _logit_grad(p, torch.empty_like(p), co, a, t_c, ok_c)
-                    part = _mm(g_i.to(h_c.dtype) if h_c.is_cuda else g_i, w_blk)
-                    comp_h[i] = part if comp_h[i] is None else comp_h[i].add_(part)
-            g = _logit_grad(p, _view(buf_z if single else buf_e, c, b - a), coefs, a, t_c, ok_c)
-            g_mm = g.to(h_c.dtype) if h_c.is_cuda else g
-            gh_c = _mm(g_mm, w_blk) if gh_c is None else gh_c.add_(_mm(g_mm, w_blk))
-            grad_w[a:b].addmm_(g_mm.T, h_mm) if not h_c.is_cuda else grad_w[a:b].add_(_mm(g_mm.T, h_mm))
+            for co, acc_h in zip(comp or [], comp_h, strict=True):  # ∂L_log/∂h and ∂L_bounded/∂h, for telemetry
+                _addmm_(acc_h, _as_operand(_logit_grad(p, torch.empty_like(p), co, a, t_c, ok_c), h_mm), w_blk)
+            g = _as_operand(_logit_grad(p, _view(buf_z if single else buf_e, c, b - a), coefs, a, t_c, ok_c), h_mm)
+            _addmm_(gh_c, g, w_blk)
+            _addmm_(grad_w[a:b], g.T, h_mm)
         grad_h[s : s + c] = gh_c.to(hidden.dtype)
-        if comp is not None:
+        if comp_h:
             comp_sq += torch.stack([x.square().sum() for x in comp_h])
     sums["n_tokens"] = n_valid
     sums["accuracy"] = sums.pop("correct")
