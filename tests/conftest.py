@@ -42,3 +42,13 @@ def stage_runs(tmp_path_factory, cache_dir):
                       cache_dir)
         runs[stage] = out
     return runs
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked requires_gpu are skipped where CUDA is absent (CI and these machines)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "requires_gpu" in item.keywords:
+            item.add_marker(skip)

@@ -19,10 +19,14 @@ def flash_attention_available() -> bool:
     return True
 
 
-def resolve_attention(requested: Attention) -> str:
-    """The transformers ``attn_implementation`` to use; raises if flash-attention is asked for but absent."""
+def resolve_attention(requested: Attention, *, half_precision: bool = True) -> str:
+    """The transformers ``attn_implementation`` to use. flash-attention 2 runs only in fp16/bf16, so
+    ``auto`` picks it for half-precision runs on CUDA when it imports; otherwise PyTorch SDPA."""
     if requested == "auto":
-        return "flash_attention_2" if flash_attention_available() else "sdpa"
+        return "flash_attention_2" if half_precision and flash_attention_available() else "sdpa"
+    if requested == "flash_attention_2" and not half_precision:
+        raise ValueError("model.attention=flash_attention_2 needs half precision: add --precision bf16, "
+                         "or use model.attention=auto/sdpa for fp32")
     if requested == "flash_attention_2" and not flash_attention_available():
         raise ImportError(
             "model.attention=flash_attention_2 needs CUDA and the flash-attn package: "

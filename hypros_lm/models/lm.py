@@ -44,7 +44,8 @@ def model_vocab_size(settings: ModelSettings, tokenizer_vocab: int) -> int:
     return settings.vocab_size
 
 
-def llama_config(settings: ModelSettings, vocab_size: int, *, attn: str | None = None) -> LlamaConfig:
+def llama_config(settings: ModelSettings, vocab_size: int, *, attn: str | None = None,
+                 half_precision: bool = False) -> LlamaConfig:
     size = MODEL_SIZES[settings.name]
     return LlamaConfig(
         vocab_size=vocab_size,
@@ -55,7 +56,7 @@ def llama_config(settings: ModelSettings, vocab_size: int, *, attn: str | None =
         intermediate_size=size.intermediate_size,
         max_position_embeddings=size.max_positions,
         tie_word_embeddings=settings.tie_embeddings,
-        attn_implementation=attn or resolve_attention(settings.attention),
+        attn_implementation=attn or resolve_attention(settings.attention, half_precision=half_precision),
         use_cache=False,
     )
 
@@ -93,10 +94,11 @@ class DecoderLM(nn.Module):
 
 
 def build_model(
-    settings: ModelSettings, tokenizer_vocab: int, *, label_smoothing: float = 0.0, chunk_size: int | None = None
+    settings: ModelSettings, tokenizer_vocab: int, *, label_smoothing: float = 0.0, chunk_size: int | None = None,
+    half_precision: bool = False,
 ) -> DecoderLM:
     model = DecoderLM(
-        llama_config(settings, model_vocab_size(settings, tokenizer_vocab)),
+        llama_config(settings, model_vocab_size(settings, tokenizer_vocab), half_precision=half_precision),
         label_smoothing=label_smoothing,
         chunk_size=chunk_size,
     )

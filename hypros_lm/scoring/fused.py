@@ -103,7 +103,10 @@ def _upcast_on_cpu(t: Tensor) -> Tensor:
 def _mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     """a @ b with an fp32 (or fp64) result; on CUDA, half inputs keep tensor-core speed."""
     if a.dtype in (torch.bfloat16, torch.float16):
-        return torch.mm(a, b, out_dtype=torch.float32)
+        try:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError):  # torch < 2.8 has no out_dtype: half output, fp32 from here on
+            return torch.mm(a, b).float()
     return torch.mm(a, b, out=out) if out is not None else torch.mm(a, b)
 
 

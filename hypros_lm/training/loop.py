@@ -55,7 +55,7 @@ def check_run(settings: RunSettings) -> Path:
         check_splits(get_task(settings.task.name), [settings.data.train_split, settings.data.val_split])
         if settings.task.init_from is not None and not Path(settings.task.init_from).is_dir():
             raise FileNotFoundError(f"task.init_from={settings.task.init_from}: no such run or Hugging Face folder")
-    resolve_attention(settings.model.attention)
+    resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
     build_objective(settings.loss, settings.train.max_steps)
     out = Path(settings.train.out)
     try:
@@ -136,8 +136,8 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     if rank != 0:
         data = _prepare(settings, log)
     torch.manual_seed(settings.train.seed)
-    model = build_model(settings.model, data.tokenizer.get_vocab_size(),
-                        label_smoothing=settings.loss.label_smoothing, chunk_size=settings.loss.chunk_size)
+    model = build_model(settings.model, data.tokenizer.get_vocab_size(), label_smoothing=settings.loss.label_smoothing,
+                        chunk_size=settings.loss.chunk_size, half_precision=settings.train.precision == "bf16")
     if settings.task.init_from:
         _load_initial_weights(model, settings.task.init_from)
         log(f"init: weights from {settings.task.init_from}")

@@ -186,3 +186,20 @@ def test_token_scores_match_the_reference_per_token():
         torch.testing.assert_close(got[key], ref[key])
     torch.testing.assert_close(got["correct"], ref["correct"])
     torch.testing.assert_close(got["confidence"], torch.softmax(logits[valid], -1).amax(-1))
+
+
+@pytest.mark.requires_gpu
+@pytest.mark.parametrize("bounded", ["brier", "spherical"])
+def test_cuda_bfloat16_path_matches_reference(bounded):
+    """The CUDA path (bf16 matmuls with fp32 outputs) within the naive bf16 error budget."""
+    n, d, v = 1024, 64, 5000
+    h = (torch.randn(n, d) * 0.5).to("cuda", torch.bfloat16).requires_grad_()
+    w = (torch.randn(v, d) * 0.1).to("cuda", torch.bfloat16).requires_grad_()
+    t = torch.randint(0, v, (n,), device="cuda")
+    t[::7] = -100
+    out = fused_linear_score(h, w, t, 0.3, bounded, chunk_size=256, vocab_block_size=2048)
+    gh, gw = torch.autograd.grad(out.loss, (h, w))
+    ref, rh, rw = _reference(h.cpu(), w.cpu(), t.cpu(), 0.3, bounded)
+    assert out.loss.item() == pytest.approx(ref["loss"].item(), abs=2e-3)
+    assert (gh.double().cpu() - rh).abs().max().item() <= 2e-2 * rh.abs().max().item() + 1e-6
+    assert (gw.double().cpu() - rw).abs().max().item() <= 2e-2 * rw.abs().max().item() + 1e-6

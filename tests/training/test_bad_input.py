@@ -27,6 +27,7 @@ def _check(argv, tmp_path):
         (["--data", "no-such-corpus-xyz"], FileNotFoundError, "unknown data set 'no-such-corpus-xyz'"),
         (["--train.max_steps", "ten"], ValueError, "train.max_steps='ten' is not a valid int"),
         (["--train.lr", "1"], ValueError, "unknown setting 'train.lr'"),
+        (["--model.attention", "flash_attention_2"], ValueError, "needs half precision: add --precision bf16"),
     ],
 )
 def test_bad_settings_raise_named_errors(argv, error, message, tmp_path):
