@@ -112,7 +112,9 @@ def load_pairs(task: Seq2SeqTask, split: str) -> tuple[list[str], list[str], str
             records = [json.loads(x) for x in _lines(path) if x.strip()]
             first, last = (int(spec[3]), int(spec[4])) if len(spec) > 3 else (0, len(records))
             records = records[first:last]
-            sources, targets = [r[spec[1]] for r in records], [r[spec[2]] for r in records]
+            # a missing text (the XSum sample has a NaN document) becomes empty: skipped and counted later
+            sources = [r[spec[1]] if isinstance(r[spec[1]], str) else "" for r in records]
+            targets = [r[spec[2]] if isinstance(r[spec[2]], str) else "" for r in records]
             where = f"{path} [{first}:{last}]"
         if task.tokenized:
             sources = [detokenize(s, task.source_lang) for s in sources]

@@ -204,8 +204,8 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
         tb = [_ttt(r, metric, targets[m]) for r in cells[(log_v, m)].values()]
         faster = all(ta) and all(tb) and np.mean([t[0] for t in ta]) <= 0.75 * np.mean([t[0] for t in tb])
         c2.append(better or (matched and faster))
-        steps_a = np.mean([t[0] for t in ta]) if all(ta) else "never"
-        steps_b = np.mean([t[0] for t in tb]) if all(tb) else "never"
+        steps_a = f"{np.mean([t[0] for t in ta]):.0f}" if all(ta) else "never"
+        steps_b = f"{np.mean([t[0] for t in tb]):.0f}" if all(tb) else "never"
         detail2.append(f"{m}: ΔNLL {-diff:+.4f} (σ_log {sigma:.4f}), steps to target {steps_a} vs {steps_b}")
         t_stat, p = paired_t_test(a, b)
         nll_ok = not (p < 0.05 and t_stat > 0)

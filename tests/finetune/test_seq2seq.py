@@ -50,7 +50,9 @@ def test_long_sources_are_truncated_and_counted():
     task = get_task("xsum")
     sources, targets, where = load_pairs(task, "train")
     assert len(sources) == 800 and "[0:800]" in where and "sample" in where
+    assert sources[219] == ""  # the sample's one record without a document (NaN in the file)
     tok = train_bpe(sources[:50] + targets[:50], 1000)
+    assert encode_pairs(task, tok, sources[210:230], targets[210:230], seq_len=128, max_target_tokens=32).empty_skipped == 1
     enc = encode_pairs(task, tok, sources[:20], targets[:20], seq_len=128, max_target_tokens=32)
     assert enc.truncated_sources > 0
     assert all(len(p) + len(t) <= 128 for p, t in zip(enc.prompt_ids, enc.target_ids, strict=True))
