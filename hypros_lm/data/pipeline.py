@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from tokenizers import Tokenizer
 
@@ -57,16 +56,27 @@ def resolve_sources(settings: DataSettings) -> dict[str, TextSource]:
 def get_tokenizer(settings: DataSettings, train: TextSource, *, log: Callable[[str], None] = print) -> Tokenizer:
     if settings.tokenizer is not None:
         return load_tokenizer(settings.tokenizer)
-    key = key_of({"source": train.identity(), "vocab": settings.vocab_size, "budget": settings.token_budget})
-    folder = cache_root() / "tokenizers" / key
+
+    def documents() -> Iterable[str]:
+        docs = iter_documents(train)
+        if settings.token_budget is not None:  # ~4 bytes per token: enough text to cover the budget
+            docs = _take_chars(docs, settings.token_budget * 4)
+        return docs
+
+    key = {"source": train.identity(), "vocab": settings.vocab_size, "budget": settings.token_budget}
+    return cached_bpe(key, documents, settings.vocab_size, log=log)
+
+
+def cached_bpe(key: dict, documents: Callable[[], Iterable[str]], vocab_size: int, *,
+               log: Callable[[str], None] = print) -> Tokenizer:
+    """The byte-level BPE cached under ``key``, trained on ``documents()`` and saved the first time
+    (so a second run, or another rank, reads the same tokenizer)."""
+    folder = cache_root() / "tokenizers" / key_of(key)
     if (folder / "tokenizer.json").is_file():
         log(f"tokenizer: cached BPE {folder / 'tokenizer.json'}")
         return load_tokenizer(str(folder))
     start = time.time()
-    docs = iter_documents(train)
-    if settings.token_budget is not None:  # ~4 bytes per token: enough text to cover the budget
-        docs = _take_chars(docs, settings.token_budget * 4)
-    tok = train_bpe(docs, settings.vocab_size)
+    tok = train_bpe(documents(), vocab_size)
     save_tokenizer(tok, folder)
     log(f"tokenizer: trained byte-level BPE ({tok.get_vocab_size()} tokens) in {time.time() - start:.1f}s")
     return tok
@@ -91,6 +101,3 @@ def prepare_data(
     val = TokenBlocks(tokenize_to_cache(sources["val"], tok, log=log), settings.seq_len)
     return PreparedData(tok, train, val, {k: s.describe() for k, s in sources.items()})
 
-
-def copy_tokenizer_to(tok: Tokenizer, run_dir: Path) -> Path:
-    return save_tokenizer(tok, run_dir)

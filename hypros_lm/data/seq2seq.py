@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from hypros_lm.data.sources import data_dir, offline
+from hypros_lm.data.sources import data_dir, use_offline_copies
 from hypros_lm.data.tokenizer import eos_id
 
 IGNORE = -100
@@ -120,7 +120,7 @@ def load_pairs(task: Seq2SeqTask, split: str) -> tuple[list[str], list[str], str
             sources = [detokenize(s, task.source_lang) for s in sources]
             targets = [detokenize(t, task.target_lang) for t in targets]
         return sources, targets, f"{task.name} [{split}] from {where}" + (f" ({task.note})" if task.note else "")
-    if offline() or root is not None:
+    if use_offline_copies():
         raise FileNotFoundError(f"task {task.name!r} has no {split!r} split offline; offline it has "
                                 f"{sorted(task.local) or 'no splits'} ({task.note or 'data folder: ' + str(root)})")
     import datasets
@@ -208,7 +208,7 @@ class TaskSettings:
 
 def check_splits(task: Seq2SeqTask, splits: list[str]) -> None:
     """Fail before heavy work when a split cannot be had offline."""
-    if data_dir() is None and not offline():
+    if not use_offline_copies():
         return
     missing = [s for s in splits if s not in task.local]
     if missing:

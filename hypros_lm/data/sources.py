@@ -84,6 +84,11 @@ def offline() -> bool:
     return any(os.environ.get(v, "0").lower() in ("1", "true", "yes") for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
 
 
+def use_offline_copies() -> bool:
+    """The hub is not to be asked: offline is set, or a data folder exists and HYPROS_ONLINE=1 is not set."""
+    return offline() or (data_dir() is not None and os.environ.get("HYPROS_ONLINE") != "1")
+
+
 def data_dir() -> Path | None:
     """The folder of offline copies: $HYPROS_DATA_DIR, else ../shared/data beside the checkout or the cwd."""
     if os.environ.get(DATA_DIR_ENV):
@@ -146,7 +151,7 @@ def resolve_source(name: str, split: str, *, text_field: str = "text") -> TextSo
             file = _existing(folder / spec.local[split])
             if file is not None:
                 return TextSource(name, split, spec.layout, path=file, text_field=text_field)
-        if offline() or (folder is not None and os.environ.get("HYPROS_ONLINE") != "1"):
+        if use_offline_copies():
             if folder is None:
                 raise FileNotFoundError(
                     f"data set {name!r} [{split}]: offline, and no data folder with offline copies was found; "

@@ -79,20 +79,19 @@ def evaluate_task(run_dir, *, task_name: str | None = None, split: str = "test",
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"task": task.name, "data": where, "examples": len(sources), "beams": beams,
                               "max_new_tokens": max_new_tokens, "checkpoint": str(loaded.checkpoint)}
-    enc = encode_pairs(task, tok, sources, references, seq_len=seq_len - max_new_tokens + max_target,
-                       max_target_tokens=max_target)
     blocks = Seq2SeqBlocks(encode_pairs(task, tok, sources, references, seq_len=seq_len, max_target_tokens=max_target),
                            seq_len, eos)
     calib = evaluate_blocks(loaded.model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=False)
     result["target_tokens"] = {k: calib[k] for k in ("loss_log", "loss_brier", "loss_spherical", "accuracy",
                                                       "ece_10", "ece_15", "perplexity", "val_tokens")}
-    result["truncated_sources"] = enc.truncated_sources
     runs = {"clean": sources} | {spec: perturb_all(sources, spec, seed) for spec in perturbations}
     samples = {}
     for name, srcs in runs.items():
-        prompts = encode_pairs(task, tok, srcs, references, seq_len=seq_len - max_new_tokens + max_target,
-                               max_target_tokens=max_target).prompt_ids
-        hyps = generate(hf, prompts, eos_id=eos, beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        enc = encode_pairs(task, tok, srcs, references, seq_len=seq_len - max_new_tokens + max_target,
+                           max_target_tokens=max_target)  # prompts leave room for max_new_tokens
+        if name == "clean":
+            result["truncated_sources"] = enc.truncated_sources
+        hyps = generate(hf, enc.prompt_ids, eos_id=eos, beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size,
                         decode=tok.decode, progress=progress)
         (out / f"predictions-{name.replace(':', '_').replace('+', '_')}.txt").write_text("\n".join(hyps) + "\n")
         result[name] = score(hyps, references)

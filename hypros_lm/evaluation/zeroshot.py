@@ -11,7 +11,6 @@ raw test file.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from hypros_lm.data.sources import data_dir, offline
+from hypros_lm.data.sources import data_dir, use_offline_copies
 
 
 @dataclass(frozen=True)
@@ -151,8 +150,7 @@ def boolq_string_labels(dataset):
 
 def resolve_tasks(names: list[str], folder: Path) -> tuple[list[str], dict[str, str]]:
     """Map requested task names to what lm-eval runs: the offline variants when offline."""
-    use_offline = offline() or (data_dir() is not None and os.environ.get("HYPROS_ONLINE") != "1")
-    if not use_offline:
+    if not use_offline_copies():
         return names, {n: f"lm-eval {n} (hub data)" for n in names}
     unknown = [n for n in names if n not in OFFLINE_TASKS]
     if unknown:

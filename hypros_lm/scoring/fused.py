@@ -90,6 +90,14 @@ class _Options:
     component_grad_norms: bool
 
 
+def _options(vocab_size: int, *, chunk_size: int | None, vocab_block_size: int | None, **fixed) -> _Options:
+    """Options with the chunking defaults filled: the whole vocabulary in one block, and as many tokens
+    per chunk as the working-memory budget allows for that block."""
+    block = int(vocab_block_size or vocab_size)
+    return _Options(chunk_size=int(chunk_size or default_chunk_size(min(vocab_size, block))),
+                    vocab_block_size=block, **fixed)
+
+
 def default_chunk_size(vocab_block: int) -> int:
     """Tokens per chunk so that three fp32 (chunk × vocab_block) buffers fit the budget."""
     return max(128, min(8192, _CHUNK_BUDGET_BYTES // (vocab_block * 4 * 3)))
@@ -339,16 +347,9 @@ def fused_linear_score(
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     _check_inputs(hidden, weight, targets, bounded, ignore_index, label_smoothing)
-    v = weight.shape[0]
-    opts = _Options(
-        lam=float(lam),
-        bounded=bounded,
-        ignore_index=ignore_index,
-        label_smoothing=float(label_smoothing),
-        chunk_size=int(chunk_size or default_chunk_size(min(v, vocab_block_size or v))),
-        vocab_block_size=int(vocab_block_size or v),
-        component_grad_norms=component_grad_norms,
-    )
+    opts = _options(weight.shape[0], lam=float(lam), bounded=bounded, ignore_index=ignore_index,
+                    label_smoothing=float(label_smoothing), chunk_size=chunk_size, vocab_block_size=vocab_block_size,
+                    component_grad_norms=component_grad_norms)
     needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     if needs_grad:
         loss, sums = _FusedLinearScore.apply(hidden, weight, targets, opts, grad_in_forward)
@@ -388,10 +389,8 @@ def token_scores(
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     _check_inputs(hidden, weight, targets, "brier", ignore_index, 0.0)
-    v = weight.shape[0]
-    opts = _Options(lam=0.0, bounded="brier", ignore_index=ignore_index, label_smoothing=0.0,
-                    chunk_size=int(chunk_size or default_chunk_size(min(v, vocab_block_size or v))),
-                    vocab_block_size=int(vocab_block_size or v), component_grad_norms=False)
+    opts = _options(weight.shape[0], lam=0.0, bounded="brier", ignore_index=ignore_index, label_smoothing=0.0,
+                    chunk_size=chunk_size, vocab_block_size=vocab_block_size, component_grad_norms=False)
     collected: dict[str, list[Tensor]] = {}
     _score_pass(hidden, weight, targets, opts, want_grad=False, per_token=collected)
     valid = targets != ignore_index

@@ -343,5 +343,5 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
         lines += ["", "## Comparisons not made", ""] + [f"- {n}" for n in skipped + res["notes"]]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    (out / "analysis.json").write_text(json.dumps({k: v for k, v in res.items()}, indent=2, default=str))
+    (out / "analysis.json").write_text(json.dumps(res, indent=2, default=str))
     return path

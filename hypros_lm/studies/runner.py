@@ -122,7 +122,6 @@ def run_study(study: Study, runs: list[RunSpec], *, ranks: int, log=print) -> No
                 continue
             log(f"{prefix}: trained in {seconds:.0f}s")
         run_evaluations(study, run)
-        done = i
         elapsed = time.time() - start
-        log(f"{prefix}: evaluated | study {elapsed / 60:.1f} min so far, ~{elapsed / done * (len(runs) - i) / 60:.1f} min left")
+        log(f"{prefix}: evaluated | study {elapsed / 60:.1f} min so far, ~{elapsed / i * (len(runs) - i) / 60:.1f} min left")
     log(f"study {study.name}: {len(runs)} runs complete in {(time.time() - start) / 60:.1f} min")

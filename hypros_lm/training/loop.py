@@ -19,18 +19,9 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from hypros_lm.data import (
-    BlockOrder,
-    PreparedData,
-    cache_root,
-    load_tokenizer,
-    prepare_data,
-    resolve_sources,
-    save_tokenizer,
-    train_bpe,
-)
+from hypros_lm.data import BlockOrder, PreparedData, load_tokenizer, prepare_data, resolve_sources, save_tokenizer
+from hypros_lm.data.pipeline import cached_bpe
 from hypros_lm.data.seq2seq import check_splits, get_task, load_pairs, prepare_seq2seq
-from hypros_lm.data.tokenizer import key_of
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import MODEL_SIZES, build_model, resolve_attention
 from hypros_lm.scoring import Objective, build_objective
@@ -161,13 +152,13 @@ def _prepare(settings: RunSettings, log) -> PreparedData:
     task, init = get_task(settings.task.name), settings.task.init_from
     if settings.data.tokenizer is not None or init is not None:
         tok = load_tokenizer(settings.data.tokenizer or str(Path(init) / "tokenizer.json"))
-    else:  # from scratch: a BPE on the task's own training text, cached so every rank reads the same one
-        folder = cache_root() / "tokenizers" / key_of({"task": task.name, "split": settings.data.train_split,
-                                                       "vocab": settings.data.vocab_size})
-        if not (folder / "tokenizer.json").is_file():
+    else:  # from scratch: a BPE on the task's own training text
+        def documents() -> list[str]:
             sources, targets, _ = load_pairs(task, settings.data.train_split)
-            save_tokenizer(train_bpe(sources + targets, settings.data.vocab_size), folder)
-        tok = load_tokenizer(str(folder))
+            return sources + targets
+
+        key = {"task": task.name, "split": settings.data.train_split, "vocab": settings.data.vocab_size}
+        tok = cached_bpe(key, documents, settings.data.vocab_size, log=log)
     train, val, described = prepare_seq2seq(settings.task, tok, seq_len=settings.data.seq_len,
                                             train_split=settings.data.train_split, val_split=settings.data.val_split,
                                             log=log)

@@ -64,3 +64,12 @@ def test_xsum_summarization_from_an_exported_model_and_rouge(stage_runs, cache_d
 def test_finetune_needs_a_task(cache_dir, tmp_path):
     proc = run_python(["--out", str(tmp_path)], cache_dir, script=FINETUNE, check=False)
     assert proc.returncode == 2 and "needs a task: --task multi30k-en-de" in proc.stderr
+
+
+def test_finetune_from_scratch_trains_and_caches_its_tokenizer(cache_dir, tmp_path):
+    args = ["--task", "multi30k-en-de", "--max-steps", "2", "--seq-len", "96", "--data.vocab_size", "1500",
+            "--telemetry.wandb", "disabled", "--train.log_every", "1"]
+    first = run_python([*args, "--out", str(tmp_path / "a")], cache_dir, script=FINETUNE)
+    second = run_python([*args, "--out", str(tmp_path / "b")], cache_dir, script=FINETUNE)
+    assert "trained byte-level BPE (1500 tokens)" in first.stdout and "cached BPE" in second.stdout
+    assert [r["loss"] for r in read_metrics(tmp_path / "a")] == [r["loss"] for r in read_metrics(tmp_path / "b")]
