@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,16 +50,24 @@ def check_run(settings: RunSettings) -> Path:
     resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
     build_objective(settings.loss, settings.train.max_steps)
     out = Path(settings.train.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_probe_{dist.get_rank() if dist.is_initialized() else 0}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise PermissionError(f"train.out={out} is not writable ({err.strerror}); choose another --out") from err
+    ensure_writable_folder(out, "train.out")
     if not settings.train.resume and latest_checkpoint(out / "checkpoints") is not None:
         raise FileExistsError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
     return out
+
+
+def ensure_writable_folder(folder: Path, setting: str) -> None:
+    """Create `folder` and prove a file can be written there, or raise naming the setting to change.
+
+    Every rank runs this at once, before the process group exists, so each writes its own uniquely
+    named probe: a shared name lets one rank delete the file another is about to remove.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_probe_"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"{setting}={folder} is not writable ({err.strerror}); choose another --out") from err
 
 
 @dataclass

@@ -54,6 +54,29 @@ def test_run_folder_under_a_file_is_unwritable(tmp_path):
         check_run(load_settings(["--out", str(tmp_path / "file" / "run")]))
 
 
+def _probe_many_times(folder: str) -> None:
+    from pathlib import Path
+
+    from hypros_lm.training.loop import ensure_writable_folder
+
+    for _ in range(300):
+        ensure_writable_folder(Path(folder), "train.out")
+
+
+def test_ranks_checking_the_same_run_folder_at_once_do_not_collide(tmp_path):
+    """All ranks check the run folder at the same moment, before the process group exists (a CI failure once)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    ranks = [context.Process(target=_probe_many_times, args=(str(tmp_path / "run"),)) for _ in range(2)]
+    for rank in ranks:
+        rank.start()
+    for rank in ranks:
+        rank.join(timeout=120)
+    assert [rank.exitcode for rank in ranks] == [0, 0]
+    assert not list((tmp_path / "run").iterdir()), "probes must be removed"
+
+
 def test_tokenizer_larger_than_fixed_model_vocab():
     from hypros_lm.models import ModelSettings, model_vocab_size
 
