@@ -50,14 +50,14 @@ def check_run(settings: RunSettings) -> Path:
     resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
     build_objective(settings.loss, settings.train.max_steps)
     out = Path(settings.train.out)
-    ensure_writable_folder(out, "train.out")
+    ensure_writable_run_folder(out)
     if not settings.train.resume and latest_checkpoint(out / "checkpoints") is not None:
         raise FileExistsError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
     return out
 
 
-def ensure_writable_folder(folder: Path, setting: str) -> None:
-    """Create `folder` and prove a file can be written there, or raise naming the setting to change.
+def ensure_writable_run_folder(folder: Path) -> None:
+    """Create the run folder and prove a file can be written there, or raise naming --out.
 
     Every rank runs this at once, before the process group exists, so each writes its own uniquely
     named probe: a shared name lets one rank delete the file another is about to remove.
@@ -67,7 +67,7 @@ def ensure_writable_folder(folder: Path, setting: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_probe_"):
             pass
     except OSError as err:
-        raise PermissionError(f"{setting}={folder} is not writable ({err.strerror}); choose another --out") from err
+        raise PermissionError(f"train.out={folder} is not writable ({err.strerror}); choose another --out") from err
 
 
 @dataclass

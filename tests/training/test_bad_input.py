@@ -57,10 +57,10 @@ def test_run_folder_under_a_file_is_unwritable(tmp_path):
 def _probe_many_times(folder: str) -> None:
     from pathlib import Path
 
-    from hypros_lm.training.loop import ensure_writable_folder
+    from hypros_lm.training.loop import ensure_writable_run_folder
 
     for _ in range(300):
-        ensure_writable_folder(Path(folder), "train.out")
+        ensure_writable_run_folder(Path(folder))
 
 
 def test_ranks_checking_the_same_run_folder_at_once_do_not_collide(tmp_path):
