@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     from hypros_lm.data import BlockOrder, DataSettings, prepare_data
-    from hypros_lm.models import ModelSettings, build_model
+    from hypros_lm.models import MODEL_SIZES, ModelSettings, build_model
     from hypros_lm.training.engine import build_engine, init_distributed, load_ds_config
     from hypros_lm.training.settings import OptimSettings, TrainSettings
 
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
         torch.manual_seed(0)
         model = build_model(ModelSettings(name=rung), data.tokenizer.get_vocab_size())
         params = model.num_parameters()
-        engine = build_engine(model, load_ds_config(train, optim, 1), optim)
+        engine = build_engine(model, load_ds_config(train, optim, 1, hidden_size=MODEL_SIZES[rung].hidden_size), optim)
         times: dict[str, list[float]] = {"log": [], "hypros": []}
         for i in range(2 * (args.steps + 2)):
             name = "log" if i % 2 == 0 else "hypros"

@@ -3,9 +3,20 @@
 from hypros_lm.models.attention import resolve_attention
 from hypros_lm.models.head import ScoringHead
 from hypros_lm.models.ladder import MODEL_SIZES, ModelSize, get_model_size
-from hypros_lm.models.lm import DecoderLM, ModelSettings, build_model, llama_config, model_vocab_size
+from hypros_lm.models.lm import (
+    DecoderLM,
+    ModelSettings,
+    build_model,
+    flops_per_token,
+    initial_value,
+    llama_config,
+    matmul_parameters,
+    model_vocab_size,
+    param_shape,
+)
 
 __all__ = [
-    "MODEL_SIZES", "DecoderLM", "ModelSettings", "ModelSize", "ScoringHead", "build_model",
-    "get_model_size", "llama_config", "model_vocab_size", "resolve_attention",
+    "MODEL_SIZES", "DecoderLM", "ModelSettings", "ModelSize", "ScoringHead", "build_model", "flops_per_token",
+    "get_model_size", "initial_value", "llama_config", "matmul_parameters", "model_vocab_size", "param_shape",
+    "resolve_attention",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 from transformers import LlamaConfig, LlamaModel
 
@@ -90,7 +92,54 @@ class DecoderLM(nn.Module):
                          per_token=per_token)
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+        return sum(param_shape(p).numel() for p in self.parameters())  # tied weights counted once
+
+
+def param_shape(param: Tensor) -> torch.Size:
+    """A parameter's full shape, also when it is a partitioned shard (ZeRO-3 keeps it in ``ds_shape``)."""
+    return getattr(param, "ds_shape", param.shape)
+
+
+INIT_STD = 0.02
+
+
+def initial_value(name: str, shape: tuple[int, ...], seed: int) -> Tensor:
+    """The initial fp32 value of parameter ``name``: a pure function of (seed, name, shape).
+
+    Weight matrices are N(0, 0.02²) as in Llama/GPT-2, norm gains (the only 1-D parameters) are ones.
+    Drawing each parameter from its own seeded generator, rather than in module-construction order,
+    makes a model built whole and one built already partitioned (ZeRO-3's ``zero.Init``, written one
+    parameter at a time) start from the same weights.
+    """
+    if len(shape) == 1:
+        return torch.ones(shape)
+    gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{name}".encode()))  # the CPU generator keeps 32 bits
+    return torch.empty(shape).normal_(0.0, INIT_STD, generator=gen)
+
+
+def matmul_parameters(config: LlamaConfig) -> int:
+    """Parameters that take part in matrix multiplies: every projection and the head; not the input
+    embedding table (a lookup) unless it is tied to the head, and not the norm gains."""
+    d, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    head_dim = d // config.num_attention_heads
+    attention = 2 * d * head_dim * (config.num_attention_heads + config.num_key_value_heads)  # q, o; k, v
+    return layers * (attention + 3 * d * inter) + config.vocab_size * d
+
+
+def flops_per_token(config: LlamaConfig, seq_len: int) -> int:
+    """Model FLOPs of one token's forward and backward pass, as in PaLM (Chowdhery et al. 2022), appendix B:
+
+        6·N + 12·L·H·Q·T
+
+    N: parameters in matrix multiplies (:func:`matmul_parameters`), 2 FLOPs each forward and 4 backward;
+    L layers, H heads of dimension Q, T the sequence length: the attention scores Q·Kᵀ and the weighted
+    sum with V, 4·H·Q·T per layer forward, twice that backward, counted in full (not halved by the
+    causal mask). Recomputation under activation checkpointing is not counted: these are model FLOPs,
+    the numerator of MFU.
+    """
+    head_dim = config.hidden_size // config.num_attention_heads
+    attention = 12 * config.num_hidden_layers * config.num_attention_heads * head_dim * seq_len
+    return 6 * matmul_parameters(config) + attention
 
 
 def build_model(
@@ -107,4 +156,5 @@ def build_model(
     return model
 
 
-__all__ = ["DecoderLM", "ModelSettings", "build_model", "llama_config", "model_vocab_size"]
+__all__ = ["DecoderLM", "ModelSettings", "build_model", "flops_per_token", "initial_value", "llama_config",
+           "matmul_parameters", "model_vocab_size", "param_shape"]

@@ -33,6 +33,11 @@ from hypros_lm.studies.stats import (
     time_to_target,
 )
 
+# Telemetry from the runs' metrics.jsonl (each run's median over its logged steps; absent in runs that
+# did not log a field, e.g. MFU on CPU without telemetry.peak_tflops, or energy without NVML)
+EFFICIENCY = (("tokens_per_s", "tokens/s"), ("tflops_per_device", "TFLOP/s per device"), ("mfu", "MFU"),
+              ("peak_mem_mb", "peak memory MiB"), ("model_state_mb", "model states MiB"),
+              ("energy_j_per_step", "energy J/step"))
 COMPARED = (("nll", "test NLL"), ("brier", "test Brier"), ("ece_10", "test ECE (10 bins)"), ("auc", "val NLL curve area"))
 
 
@@ -55,6 +60,11 @@ class RunResult:
         """Median seconds per optimizer step over the logged training intervals."""
         per_step = [r["tokens"] / r["step"] / r["tokens_per_s"] for r in self.train if r.get("tokens_per_s")]
         return median(per_step)
+
+    def telemetry(self, key: str) -> float | None:
+        """Median of a logged training field, None where the run never logged it."""
+        values = [r[key] for r in self.train if r.get(key) is not None]
+        return median(values) if values else None
 
 
 def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
@@ -138,6 +148,9 @@ def analyse(study: Study, runs: list[RunResult]) -> dict[str, Any]:
             for key in ("nll", "brier", "ece_10", "accuracy", "auc"):
                 row[key] = mean_std([r.test[key] for r in seeds.values()])
             row["step_time"] = mean_std([r.step_time for r in seeds.values()])
+            for key, _ in EFFICIENCY:
+                logged = [v for v in (r.telemetry(key) for r in seeds.values()) if v is not None]
+                row[f"eff:{key}"] = mean_std(logged) if logged else None
             reached = [_ttt(r, metric, targets[m]) for r in seeds.values()]
             row["ttt_steps"] = mean_std([t[0] for t in reached]) if all(reached) else None
             row["ttt_seconds"] = mean_std([t[1] for t in reached]) if all(reached) else None
@@ -321,6 +334,12 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
                      f"{_fmt(r['step_time'])} |")
     lines += ["", f"Time-to-target: first validation at or below {study.target.get('metric', 'loss_log')} = "
               + ", ".join(f"{m}: {t:.4f}" for m, t in res["targets"].items()) + "."]
+    lines += ["", "## Efficiency (mean over seeds of each run's median over logged steps; — where not logged)", "",
+              "| model | variation | s/step | " + " | ".join(label for _, label in EFFICIENCY) + " |",
+              "|---|---|---|" + "---|" * len(EFFICIENCY)]
+    for r in res["summary"]:
+        lines.append(f"| {r['model']} | {r['variation']} | {_fmt(r['step_time'])} | "
+                     + " | ".join(_fmt(r[f"eff:{k}"]) if r[f"eff:{k}"] else "—" for k, _ in EFFICIENCY) + " |")
     if study.robustness:
         lines += ["", "## Robustness (domain shift)", "", "| model | variation | " + " | ".join(
             f"{s} NLL | {s} ECE" for s in study.robustness) + " |", "|---|---|" + "---|---|" * len(study.robustness)]

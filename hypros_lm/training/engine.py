@@ -3,15 +3,20 @@ and the learning-rate schedule (a pure function of the step)."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import math
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
+from hypros_lm.models import param_shape
 from hypros_lm.training.settings import OptimSettings, TrainSettings
 
 DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
@@ -26,9 +31,9 @@ def resolve_ds_config(name: str) -> Path:
     raise FileNotFoundError(f"train.ds_config={name!r}: no such file; give a path or one of {shipped}")
 
 
-def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int) -> dict[str, Any]:
-    """Read the DeepSpeed JSON and fill its "auto" fields from the run settings; a concrete value
-    that disagrees with the settings is an error (one source of truth for batch sizes)."""
+def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int, *, hidden_size: int) -> dict[str, Any]:
+    """Read the DeepSpeed JSON and fill its "auto" fields from the run settings and the model's hidden
+    size; a concrete value that disagrees with the settings is an error (one source of truth for batch sizes)."""
     path = resolve_ds_config(train.ds_config)
     try:
         cfg = json.loads(path.read_text())
@@ -51,6 +56,7 @@ def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int) 
                 f'set it to "auto" in the JSON or change the run setting'
             )
         cfg[key] = value
+    _fill_zero_sizes(cfg.get("zero_optimization", {}), hidden_size)
     bf16 = cfg.setdefault("bf16", {})
     if bf16.get("enabled", "auto") not in ("auto", train.precision == "bf16"):
         raise ValueError(f"DeepSpeed config {path} sets bf16.enabled={bf16['enabled']} but train.precision={train.precision}")
@@ -61,6 +67,172 @@ def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int) 
             f"schedule from the optim settings, so remove those sections"
         )
     return cfg
+
+
+def zero_buffer_sizes(hidden_size: int) -> dict[str, int]:
+    """ZeRO's bucket and prefetch sizes for a model of this width (what ``"auto"`` means in ds_configs/).
+
+    DeepSpeed's defaults are sized for billion-parameter GPU models (buckets of 5e8 elements,
+    ``stage3_max_live_parameters`` 1e9: a 400M model is then never released after its forward, and
+    each bucket alone is 1 GB in bf16). As transformers' DeepSpeed integration does, buckets follow h²,
+    the size of one projection matrix; ZeRO-3 keeps at most about two layers (≈ 12·h² parameters
+    each) gathered at once, leaves parameters under 10·h elements (norm gains) unpartitioned, and steps
+    the optimizer over sub-groups of ≈ 32·h² elements (the default, 1e9, steps a 500M model's whole
+    partition at once, and Adam's temporaries are then as large as the partition).
+    """
+    h2 = hidden_size * hidden_size
+    return {
+        "reduce_bucket_size": h2,
+        "allgather_bucket_size": h2,
+        "stage3_prefetch_bucket_size": int(0.9 * h2),
+        "stage3_param_persistence_threshold": 10 * hidden_size,
+        "stage3_max_live_parameters": 24 * h2,
+        "stage3_max_reuse_distance": 24 * h2,
+        "sub_group_size": 32 * h2,
+    }
+
+
+def _fill_zero_sizes(zero: dict[str, Any], hidden_size: int) -> None:
+    for key, value in zero_buffer_sizes(hidden_size).items():
+        if zero.get(key) == "auto":
+            zero[key] = value
+
+
+def zero_stage(ds_config: dict[str, Any]) -> int:
+    return int(ds_config.get("zero_optimization", {}).get("stage", 0))
+
+
+def model_init_context(ds_config: dict[str, Any]):
+    """Where to build the model: under ZeRO-3 inside ``deepspeed.zero.Init``, so each parameter is
+    partitioned across the ranks as it is created and no rank ever holds the whole model; else as usual."""
+    if zero_stage(ds_config) != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.Init(config_dict_or_path=ds_config)
+
+
+def is_partitioned(param: torch.Tensor) -> bool:
+    return hasattr(param, "ds_id")
+
+
+def assign_parameters(model: torch.nn.Module, value_of: Callable[[str, torch.Size], torch.Tensor], *, rank: int) -> None:
+    """Set every parameter to ``value_of(name, full_shape)``, one parameter at a time.
+
+    A ZeRO-3 shard is gathered, written on rank 0 and re-partitioned on leaving the context (so
+    ``value_of`` runs on rank 0 only, and at most one whole parameter is ever gathered); a parameter
+    held whole is written on every rank. Tied parameters appear once, under their first name.
+    """
+    import deepspeed
+
+    for name, param in model.named_parameters():
+        with deepspeed.zero.GatheredParameters([param], modifier_rank=0), torch.no_grad():
+            if rank == 0 or not is_partitioned(param):
+                param.data.copy_(value_of(name, param_shape(param)))
+
+
+def parameter_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """Every parameter name (tied ones under each name) with its full shape, partitioned or not."""
+    return {name: tuple(param_shape(p)) for name, p in model.named_parameters(remove_duplicate=False)}
+
+
+def parameter_norm(model: torch.nn.Module) -> float:
+    """‖θ‖₂ over all parameters. Collective under ZeRO-3: each rank sums the squares of its own shards."""
+    params = list(model.parameters())
+    if not any(is_partitioned(p) for p in params):
+        return math.sqrt(sum(float(p.detach().float().pow(2).sum()) for p in params))
+    rank = dist.get_rank()
+    total = torch.zeros((), dtype=torch.float64)
+    for p in params:
+        if not is_partitioned(p) or p.ds_persist:  # held whole on every rank: count it on rank 0 only
+            total += float(p.detach().float().pow(2).sum()) if rank == 0 else 0.0
+            continue
+        shard = p.ds_tensor
+        valid = max(0, min(shard.ds_numel, p.ds_numel - rank * shard.ds_numel))  # the last shard is padded
+        total += float(shard.detach().narrow(0, 0, valid).float().pow(2).sum())
+    total = total.to(_comm_device())
+    dist.all_reduce(total)
+    return math.sqrt(float(total))
+
+
+def model_state_bytes(engine) -> dict[str, int]:
+    """Bytes of model states this rank holds, counted from the tensors themselves (on CPU the resident
+    memory of a process rarely shrinks when tensors are freed, so RSS cannot tell this).
+
+    ``params``: the model's parameters as held (a ZeRO-3 shard, or the whole tensor); ``total``: every
+    distinct tensor storage reachable from the module and the DeepSpeed optimizer (fp32 master weights,
+    gradient partitions and buffers, Adam moments, the reduce/all-gather buckets), each storage counted
+    once however many views point into it. Tensors gathered only for a forward are not held and not counted.
+    """
+    seen: dict[int, int] = {}
+
+    def add(t: torch.Tensor) -> None:
+        if t.device.type != "meta":
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+
+    for p in engine.module.parameters():
+        add(p.ds_tensor if is_partitioned(p) else p.data)
+    params = sum(seen.values())
+    for p in engine.module.parameters():
+        if p.grad is not None:
+            add(p.grad)
+    _walk_tensors(engine.optimizer, add)
+    seen.pop(0, None)  # empty tensors (released ZeRO-3 parameters) have no storage
+    return {"params": params, "total": sum(seen.values())}
+
+
+@contextlib.contextmanager
+def counting_model_states(engine, into: dict[str, int]):
+    """Count :func:`model_state_bytes` into ``into`` at the moment the innermost torch optimizer steps:
+    only then are all model states live at once (DeepSpeed makes the fp32 gradients of its master
+    weights just before that step and frees them after), which is what its estimators assume. The
+    largest count wins when ZeRO-3 steps its sub-groups one by one."""
+
+    def count(*_args) -> None:
+        held = model_state_bytes(engine)
+        for key, value in held.items():
+            into[key] = max(into.get(key, 0), value)
+
+    inner = engine.optimizer
+    while not isinstance(inner, torch.optim.Optimizer) and hasattr(inner, "optimizer"):
+        inner = inner.optimizer
+    handle = inner.register_step_pre_hook(count)
+    try:
+        yield into
+    finally:
+        handle.remove()
+
+
+def _walk_tensors(root: Any, add: Callable[[torch.Tensor], None], *, max_depth: int = 8) -> None:
+    """Find the tensors an optimizer object holds: its attributes, lists, dicts and the wrapped optimizer's
+    state. Breadth first, so every object is reached by its shortest path before the depth limit."""
+    queue, visited = collections.deque([(root, 0)]), {id(root)}
+    while queue:
+        obj, depth = queue.popleft()
+        if isinstance(obj, torch.Tensor):
+            for held in (obj, getattr(obj, "ds_tensor", None), obj.grad):
+                if held is not None:
+                    add(held)
+            continue
+        if isinstance(obj, torch.nn.Module) or depth == max_depth:
+            continue
+        if isinstance(obj, dict):
+            children = list(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            children = list(obj)
+        elif isinstance(obj, torch.optim.Optimizer) or type(obj).__module__.startswith("deepspeed.runtime"):
+            children = list(vars(obj).values())
+        else:
+            continue
+        for child in children:
+            if id(child) not in visited:
+                visited.add(id(child))
+                queue.append((child, depth + 1))
+
+
+def _comm_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def init_distributed() -> tuple[int, int, int]:
@@ -81,7 +253,32 @@ def init_distributed() -> tuple[int, int, int]:
     else:  # share the cores between the ranks of this node
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        return_freed_host_memory()
     return rank, local_rank, world
+
+
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_freed_host_memory() -> None:
+    """Make glibc hand freed tensors of ≥ 1 MiB back to the system (Linux, CPU training).
+
+    glibc raises its mmap threshold each time a large block is freed, up to 32 MiB; after that, every
+    tensor below 32 MiB (ZeRO-3's gathered layers, gradient buckets, activations) comes from arena
+    heaps that fragment and never shrink, so a rank's memory grows step after step: the `large` rung
+    under ZeRO-3 was killed for memory at its first step on a 24 GB machine. A fixed threshold (which
+    also turns the adjustment off) keeps large blocks in their own mappings, released on free.
+    """
+    import ctypes
+    import ctypes.util
+
+    m_mmap_threshold = -3  # from malloc.h
+    name = ctypes.util.find_library("c")
+    if name and "libc" in name:
+        try:
+            ctypes.CDLL(name).mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES)
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+            pass
 
 
 def _free_port() -> int:
@@ -94,8 +291,8 @@ def build_engine(model: torch.nn.Module, ds_config: dict[str, Any], optim: Optim
     """AdamW (no decay on norms and biases) inside a DeepSpeed engine."""
     import deepspeed
 
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    decay = [p for p in model.parameters() if p.requires_grad and len(param_shape(p)) >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and len(param_shape(p)) < 2]
     groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import subprocess
@@ -24,12 +25,26 @@ from hypros_lm.data import BlockOrder, PreparedData, load_tokenizer, prepare_dat
 from hypros_lm.data.pipeline import cached_bpe
 from hypros_lm.data.seq2seq import check_splits, get_task, load_pairs, prepare_seq2seq
 from hypros_lm.evaluation.lm import evaluate_blocks
-from hypros_lm.models import MODEL_SIZES, build_model, resolve_attention
+from hypros_lm.models import MODEL_SIZES, build_model, flops_per_token, initial_value, resolve_attention
 from hypros_lm.scoring import Objective, build_objective
 from hypros_lm.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from hypros_lm.training.engine import build_engine, init_distributed, load_ds_config, lr_at, resolve_ds_config, set_lr
+from hypros_lm.training.engine import (
+    assign_parameters,
+    build_engine,
+    counting_model_states,
+    init_distributed,
+    is_partitioned,
+    load_ds_config,
+    lr_at,
+    model_init_context,
+    parameter_norm,
+    parameter_shapes,
+    resolve_ds_config,
+    set_lr,
+    zero_stage,
+)
 from hypros_lm.training.settings import RunSettings
-from hypros_lm.training.telemetry import Clock, console_line, make_loggers, peak_memory_mb
+from hypros_lm.training.telemetry import Clock, EnergyMeter, console_line, device_peak_tflops, make_loggers, peak_memory_mb
 
 
 def check_run(settings: RunSettings) -> Path:
@@ -80,6 +95,9 @@ class Run:
     engine: Any
     objective: Objective
     order: BlockOrder
+    flops_per_token: int
+    peak_tflops: float | None
+    energy: EnergyMeter
 
     def log(self, msg: str) -> None:
         if self.rank == 0:
@@ -101,9 +119,10 @@ def train(settings: RunSettings) -> Path:
         lr = lr_at(step - 1, settings.optim, t.max_steps)
         set_lr(run.engine, lr)
         want_norms = t.component_grad_every > 0 and step % t.component_grad_every == 0
-        sums = train_step(run, step, lam, want_norms)
         final = step == t.max_steps or step == t.stop_at
-        if step % t.log_every == 0 or final:
+        log_step = step % t.log_every == 0 or final
+        sums = train_step(run, step, lam, want_norms, timed=log_step)
+        if log_step:
             now = time.perf_counter()
             record = _train_record(run, step, sums, lam=lam, lr=lr, elapsed_s=clock.elapsed(),
                                    tokens_per_s=tokens_per_step * (step - last_log[1]) / (now - last_log[0]),
@@ -129,29 +148,37 @@ def train(settings: RunSettings) -> Path:
 
 def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     log = print if rank == 0 else (lambda _msg: None)
-    ds_config = load_ds_config(settings.train, settings.optim, world)
+    ds_config = load_ds_config(settings.train, settings.optim, world,
+                               hidden_size=MODEL_SIZES[settings.model.name].hidden_size)
     if rank == 0:  # rank 0 prepares and caches first; the other ranks then read the caches
         data = _prepare(settings, log)
     dist.barrier()
     if rank != 0:
         data = _prepare(settings, log)
     torch.manual_seed(settings.train.seed)
-    model = build_model(settings.model, data.tokenizer.get_vocab_size(), label_smoothing=settings.loss.label_smoothing,
-                        chunk_size=settings.loss.chunk_size, half_precision=settings.train.precision == "bf16")
+    with model_init_context(ds_config):  # ZeRO-3: partitioned as built, never whole on any rank
+        model = build_model(settings.model, data.tokenizer.get_vocab_size(), label_smoothing=settings.loss.label_smoothing,
+                            chunk_size=settings.loss.chunk_size, half_precision=settings.train.precision == "bf16")
     if settings.task.init_from:
-        _load_initial_weights(model, settings.task.init_from)
+        _load_initial_weights(model, settings.task.init_from, rank)
         log(f"init: weights from {settings.task.init_from}")
+    else:
+        assign_parameters(model, lambda name, shape: initial_value(name, shape, settings.train.seed), rank=rank)
     if rank == 0:
         _write_run_files(settings, out, data, world, model.num_parameters())
     log(f"model: {settings.model.name}, {model.num_parameters() / 1e6:.2f}M parameters, "
         f"vocab {model.config.vocab_size}, attention {model.config._attn_implementation}, "
-        f"ZeRO stage {ds_config.get('zero_optimization', {}).get('stage', 0)}, {settings.train.precision}, {world} rank(s)")
+        f"ZeRO stage {zero_stage(ds_config)}, {settings.train.precision}, {world} rank(s)")
     engine = build_engine(model, ds_config, settings.optim)
     objective = build_objective(settings.loss, settings.train.max_steps)
     log(f"loss: {objective.name} (bounded={objective.bounded}); data: {len(data.train)} train and {len(data.val)} val "
         f"sequences of {settings.data.seq_len} tokens")
-    return Run(settings, out, rank, world, data, engine, objective,
-               BlockOrder(len(data.train), settings.train.seed))
+    flops = flops_per_token(model.config, settings.data.seq_len)
+    peak, peak_source = device_peak_tflops(settings.train.precision, settings.telemetry.peak_tflops)
+    log(f"efficiency: {flops / 1e6:.1f} MFLOP per token (6·N + 12·L·H·Q·T); peak for MFU: "
+        f"{f'{peak:g} TFLOP/s, ' if peak else ''}{peak_source}")
+    return Run(settings, out, rank, world, data, engine, objective, BlockOrder(len(data.train), settings.train.seed),
+               flops, peak, EnergyMeter())
 
 
 def _prepare(settings: RunSettings, log) -> PreparedData:
@@ -174,24 +201,36 @@ def _prepare(settings: RunSettings, log) -> PreparedData:
     return PreparedData(tok, train, val, described)
 
 
-def _load_initial_weights(model, init_from: str) -> None:
-    """Weights of a pretraining run (any ZeRO stage) or an exported Hugging Face folder."""
-    folder = Path(init_from)
+def _load_initial_weights(model, init_from: str, rank: int) -> None:
+    """Weights of a pretraining run (any ZeRO stage) or an exported Hugging Face folder.
+
+    A partitioned (ZeRO-3) model is written from rank 0 alone, one parameter at a time, so only rank 0
+    reads the weights; the size check's verdict is shared so that every rank stops together.
+    """
+    partitioned = any(is_partitioned(p) for p in model.parameters())
+    state = _read_weights(Path(init_from)) if rank == 0 or not partitioned else None
+    error = None
+    if state is not None and parameter_shapes(model) != {k: tuple(v.shape) for k, v in state.items()}:
+        error = (f"task.init_from={init_from} holds a model of another size or vocabulary than "
+                 f"model.name; set --model to the pretrained run's size")
+    if partitioned:
+        shared = [error]
+        dist.broadcast_object_list(shared, src=0)
+        error = shared[0]
+    if error:
+        raise ValueError(error)
+    assign_parameters(model, lambda name, _shape: state[name], rank=rank)
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     if (folder / "settings.yaml").is_file():
         from hypros_lm.evaluation.checkpoints import load_run
 
-        state = load_run(folder).model.state_dict()
-    else:
-        from transformers import AutoModelForCausalLM
+        return load_run(folder).model.state_dict()
+    from transformers import AutoModelForCausalLM
 
-        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        state = {f"body.{k}": v for k, v in hf.model.state_dict().items()} | {"head.weight": hf.lm_head.weight}
-    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in state.items()}
-    if mine != theirs:
-        raise ValueError(f"task.init_from={init_from} holds a model of another size or vocabulary than "
-                         f"model.name; set --model to the pretrained run's size")
-    model.load_state_dict(state)
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return {f"body.{k}": v for k, v in hf.model.state_dict().items()} | {"head.weight": hf.lm_head.weight}
 
 
 def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int, params: int) -> None:
@@ -239,34 +278,108 @@ def batch_for(run: Run, step: int, micro: int) -> tuple[torch.Tensor, torch.Tens
     return x.to(_device(run)), y.to(_device(run))
 
 
-def train_step(run: Run, step: int, lam: float, want_norms: bool) -> dict[str, torch.Tensor]:
-    """One optimizer step over grad_accum micro-batches; returns detached component sums."""
+def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool = False) -> dict[str, torch.Tensor]:
+    """One optimizer step over grad_accum micro-batches; returns detached component sums.
+
+    ``timed`` (log steps only: each timing is a device sync) adds the seconds spent in forward,
+    backward and the optimizer step, summed over the micro-batches, and the gradient norm where
+    DeepSpeed does not report one (ZeRO-0).
+    """
     sums: dict[str, torch.Tensor] = {}
-    for micro in range(run.settings.train.grad_accum):
+    times = dict.fromkeys(("time_forward_s", "time_backward_s", "time_optimizer_s"), 0.0)
+    tick = _Stopwatch(timed)
+    accum = run.settings.train.grad_accum
+    for micro in range(accum):
         x, y = batch_for(run, step, micro)
+        tick.start()
         out = run.engine(x, y, lam, bounded=run.objective.bounded, component_grad_norms=want_norms)
+        times["time_forward_s"] += tick.lap()
         run.engine.backward(out.loss)
-        run.engine.step()
+        times["time_backward_s"] += tick.lap()
+        held: dict[str, int] = {}
+        last = timed and micro == accum - 1
+        if last and run.engine.zero_optimization_stage() == 0:
+            sums["grad_norm_zero0"] = _full_grad_norm(run.engine.module)  # reduced over ranks by backward
+        with counting_model_states(run.engine, held) if last else contextlib.nullcontext():
+            run.engine.step()
+        if held:
+            sums["state_total"], sums["state_params"] = torch.tensor(held["total"]), torch.tensor(held["params"])
+        times["time_optimizer_s"] += tick.lap()
         for key, value in out.components().items():
             sums[key] = sums.get(key, 0.0) + value.detach().float()
+    if timed:
+        sums.update({k: torch.tensor(v) for k, v in times.items()})
     return sums
+
+
+class _Stopwatch:
+    """Seconds between laps, with the device synchronised first (only when enabled)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self._last = enabled, 0.0
+
+    def _now(self) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def start(self) -> None:
+        if self.enabled:
+            self._last = self._now()
+
+    def lap(self) -> float:
+        if not self.enabled:
+            return 0.0
+        now = self._now()
+        elapsed, self._last = now - self._last, now
+        return elapsed
+
+
+def _full_grad_norm(model: torch.nn.Module) -> torch.Tensor:
+    grads = [p.grad.detach().float() for p in model.parameters() if p.grad is not None]
+    return torch.sqrt(sum(g.pow(2).sum() for g in grads)) if grads else torch.zeros(())
 
 
 def _train_record(run: Run, step: int, sums: dict[str, torch.Tensor], **extra: float) -> dict[str, Any]:
     """Average the step's components over micro-batches and ranks (a sync point: log steps only)."""
-    keys = sorted(sums)
-    vec = torch.stack([sums[k] for k in keys]).to(_device(run))
+    means = {k: v for k, v in sums.items() if not k.startswith(("time_", "state_")) and k != "grad_norm_zero0"}
+    keys = sorted(means)
+    vec = torch.stack([means[k] for k in keys]).to(_device(run))
     dist.all_reduce(vec)
     n = run.world * run.settings.train.grad_accum
     record: dict[str, Any] = {"step": step, "split": "train"}
     for key, value in zip(keys, vec.tolist(), strict=True):
         record[key] = value / n  # grad_norm_log/bounded: mean over ranks and micro-steps of ‖∂L/∂h‖
     grad_norm = run.engine.get_global_grad_norm()
+    if grad_norm is None and "grad_norm_zero0" in sums:
+        grad_norm = sums["grad_norm_zero0"]
     record["grad_norm"] = float(grad_norm) if grad_norm is not None else None
     record["lambda"] = extra.pop("lam")
     record.update(extra)
-    record["peak_mem_mb"] = peak_memory_mb()
+    record.update(_efficiency(run, step, sums, record["tokens_per_s"]))
     return record
+
+
+def _efficiency(run: Run, step: int, sums: dict[str, torch.Tensor], tokens_per_s: float) -> dict[str, Any]:
+    """What users compare runs and hardware by: model FLOPs, TFLOP/s and MFU per device, the time split
+    of this step (rank 0's), memory (the largest rank's; model states counted while gradients, weights
+    and optimizer states are all live, as the optimizer steps), the parameter norm, energy per step (CUDA)."""
+    tflops = run.flops_per_token * tokens_per_s / run.world / 1e12
+    held = [float(sums[k]) / 2**20 if k in sums else 0.0 for k in ("state_total", "state_params")]
+    worst = torch.tensor([peak_memory_mb(), *held], device=_device(run))
+    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    peak_mem, state_mb, params_mb = worst.tolist()
+    return {
+        "flops_per_token": run.flops_per_token,
+        "tflops_per_device": tflops,
+        "mfu": tflops / run.peak_tflops if run.peak_tflops else None,
+        **{k: float(v) for k, v in sums.items() if k.startswith("time_")},
+        "param_norm": parameter_norm(run.engine.module),
+        "peak_mem_mb": peak_mem,
+        "model_state_mb": state_mb,
+        "model_state_params_mb": params_mb,
+        "energy_j_per_step": run.energy.joules_per_step(step),
+    }
 
 
 def evaluate(run: Run, lam: float) -> dict[str, float]:

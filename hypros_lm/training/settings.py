@@ -89,6 +89,12 @@ class TelemetrySettings:
     """wandb mode; offline runs sync later with `wandb sync <out>/wandb/offline-run-*`."""
     wandb_project: str = "hypros-lm"
     run_name: str | None = None
+    peak_tflops: float | None = None
+    """Peak TFLOP/s of one device for MFU; None looks the GPU up in telemetry.PEAK_TFLOPS (no MFU on CPU)."""
+
+    def __post_init__(self) -> None:
+        if self.peak_tflops is not None and self.peak_tflops <= 0:
+            raise ValueError(f"telemetry.peak_tflops={self.peak_tflops} must be > 0 (or unset to look the GPU up)")
 
 
 @dataclass(kw_only=True)

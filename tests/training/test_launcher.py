@@ -11,10 +11,12 @@ from tests.helpers import TINY_RUN, read_metrics, run_deepspeed, run_python
 pytestmark = pytest.mark.slow
 
 REQUIRED = {"step", "tokens", "lambda", "loss", "loss_log", "loss_brier", "loss_spherical", "grad_norm", "lr",
-            "tokens_per_s", "elapsed_s", "accuracy", "entropy", "peak_mem_mb"}
+            "tokens_per_s", "elapsed_s", "accuracy", "entropy", "peak_mem_mb",
+            "flops_per_token", "tflops_per_device", "time_forward_s", "time_backward_s", "time_optimizer_s",
+            "param_norm", "model_state_mb", "model_state_params_mb"}
 
 
-@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+@pytest.mark.parametrize("stage", ["zero0", "zero2", "zero3"])
 def test_metrics_file_is_complete(stage_runs, stage):
     train = read_metrics(stage_runs[stage])
     assert [r["step"] for r in train] == [1, 2, 3, 4]
@@ -23,6 +25,8 @@ def test_metrics_file_is_complete(stage_runs, stage):
         assert all(math.isfinite(r[k]) for k in REQUIRED if k != "step")
         assert r["tokens"] == r["step"] * 2 * 4 * 64  # ranks × micro-batch × seq_len
         assert r["loss"] == pytest.approx((1 - r["lambda"]) * r["loss_log"] + r["lambda"] * r["loss_brier"], rel=1e-5)
+        assert r["tflops_per_device"] == pytest.approx(r["flops_per_token"] * r["tokens_per_s"] / 2 / 1e12)
+        assert r["mfu"] is None and r["energy_j_per_step"] is None  # CPU: no peak given, no NVML
     assert [r["lambda"] for r in train] == pytest.approx([1 / (1 + math.exp(-(s - 1.2) / 0.4)) for s in range(4)])
     assert {"grad_norm_log", "grad_norm_bounded"} <= set(train[1])  # every 2nd step
     val = read_metrics(stage_runs[stage], "val")
@@ -34,10 +38,11 @@ def test_metrics_file_is_complete(stage_runs, stage):
 
 def test_zero3_head_gives_the_same_losses_as_zero0(stage_runs):
     """A fused head reading a ZeRO-3-partitioned weight outside its forward would see an empty shard."""
-    ref = [r["loss"] for r in read_metrics(stage_runs["zero0"])]
-    for stage in ("zero2", "zero3"):
-        got = [r["loss"] for r in read_metrics(stage_runs[stage])]
-        assert got == pytest.approx(ref, rel=1e-4), stage
+    for key in ("loss", "grad_norm", "param_norm"):  # ZeRO-3's norms are summed from the ranks' shards
+        ref = [r[key] for r in read_metrics(stage_runs["zero0"])]
+        for stage in ("zero2", "zero3"):
+            got = [r[key] for r in read_metrics(stage_runs[stage])]
+            assert got == pytest.approx(ref, rel=1e-4), (stage, key)
 
 
 def test_resumed_run_reproduces_uninterrupted_losses(tmp_path, cache_dir):
