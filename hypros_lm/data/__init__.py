@@ -1,12 +1,14 @@
-"""Data: source resolution (hub, local, offline copies), tokenizers, packed and cached token blocks."""
+"""Data: source resolution (hub, local, offline copies), tokenizers, corpus preparation into token shards,
+and memory-mapped token blocks."""
 
-from hypros_lm.data.packing import BlockOrder, TokenBlocks, cache_root, tokenize_to_cache
+from hypros_lm.data.packing import BlockOrder, cache_root
 from hypros_lm.data.pipeline import DataSettings, PreparedData, prepare_data, resolve_sources
+from hypros_lm.data.prepare import PreparedCorpus, PrepareSettings, TokenBlocks, is_prepared, prepare_corpus
 from hypros_lm.data.sources import KNOWN_DATASETS, TextSource, data_dir, iter_documents, resolve_source
 from hypros_lm.data.tokenizer import EOS, eos_id, load_tokenizer, save_tokenizer, train_bpe
 
 __all__ = [
-    "EOS", "KNOWN_DATASETS", "BlockOrder", "DataSettings", "PreparedData", "TextSource", "TokenBlocks",
-    "cache_root", "data_dir", "eos_id", "iter_documents", "load_tokenizer", "prepare_data", "resolve_source",
-    "resolve_sources", "save_tokenizer", "tokenize_to_cache", "train_bpe",
+    "EOS", "KNOWN_DATASETS", "BlockOrder", "DataSettings", "PrepareSettings", "PreparedCorpus", "PreparedData",
+    "TextSource", "TokenBlocks", "cache_root", "data_dir", "eos_id", "is_prepared", "iter_documents", "load_tokenizer",
+    "prepare_corpus", "prepare_data", "resolve_source", "resolve_sources", "save_tokenizer", "train_bpe",
 ]

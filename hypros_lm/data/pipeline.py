@@ -1,16 +1,33 @@
-"""From data settings to a tokenizer and train/validation token blocks, cached."""
+"""From data settings to a tokenizer and train/validation token blocks.
+
+Every corpus is read from a prepared folder (:mod:`hypros_lm.data.prepare`): one the user prepared with
+``launch/prepare_data.py`` (the way for large corpora), or, for small ones (WikiText-2, local files), the
+same preparer run in-process into the cache by local rank 0 of each node while the other ranks wait for
+its manifest file. A large hub corpus is never tokenized inside a training job.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from hypros_lm.data.packing import TokenBlocks, cache_root, tokenize_to_cache
-from hypros_lm.data.sources import TextSource, iter_documents, resolve_source
-from hypros_lm.data.tokenizer import key_of, load_tokenizer, save_tokenizer, train_bpe
+from hypros_lm.data.packing import cache_root
+from hypros_lm.data.prepare import (
+    MANIFEST,
+    PreparedCorpus,
+    PrepareSettings,
+    TokenBlocks,
+    is_prepared,
+    prepare_corpus,
+    wait_for,
+)
+from hypros_lm.data.sources import TextSource, canonical_split, resolve_source
+from hypros_lm.data.tokenizer import key_of, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
 
 
 @dataclass(kw_only=True)
@@ -28,7 +45,11 @@ class DataSettings:
     vocab_size: int = 8192
     """Vocabulary of a trained BPE."""
     token_budget: int | None = None
-    """Read at most this many training tokens (for large or streamed corpora)."""
+    """Train on at most this many tokens (a prepared folder's own budget applies first)."""
+    tokenizer_sample_chars: int = 200_000_000
+    """Characters of training text a BPE is trained on (the first documents up to this many)."""
+    verify_shards: bool = True
+    """Check every shard's sha256 against the manifest before training (≈ 1 s per GB; sizes are always checked)."""
 
     def __post_init__(self) -> None:
         if self.seq_len < 2:
@@ -46,31 +67,85 @@ class PreparedData:
 
 
 def resolve_sources(settings: DataSettings) -> dict[str, TextSource]:
-    """Resolve both splits up front (cheap), so a missing split fails before any heavy work."""
-    return {
-        split: resolve_source(settings.name, getattr(settings, f"{split}_split"), text_field=settings.text_field)
-        for split in ("train", "val")
-    }
+    """Resolve both splits up front (cheap), so a missing split fails before any heavy work.
+    A prepared folder has its own splits: they are checked when it is opened."""
+    if is_prepared(settings.name):
+        return {}
+    sources = {split: resolve_source(settings.name, getattr(settings, f"{split}_split"), text_field=settings.text_field)
+               for split in ("train", "val")}
+    if needs_preparation(sources["train"]):
+        raise ValueError(preparation_hint(settings))
+    return sources
 
 
-def get_tokenizer(settings: DataSettings, train: TextSource, *, log: Callable[[str], None] = print) -> Tokenizer:
-    if settings.tokenizer is not None:
-        return load_tokenizer(settings.tokenizer)
+def needs_preparation(source: TextSource) -> bool:
+    """A corpus too large to tokenize inside a training job: a streamed or large hub data set."""
+    return source.path is None and (source.hub.streaming or source.hub.prepare_first)
 
-    def documents() -> Iterable[str]:
-        docs = iter_documents(train)
-        if settings.token_budget is not None:  # ~4 bytes per token: enough text to cover the budget
-            docs = _take_chars(docs, settings.token_budget * 4)
-        return docs
 
-    key = {"source": train.identity(), "vocab": settings.vocab_size, "budget": settings.token_budget}
-    return cached_bpe(key, documents, settings.vocab_size, log=log)
+def preparation_hint(settings: DataSettings) -> str:
+    slug = Path(settings.name).name.replace("/", "_") + f"-{settings.vocab_size // 1024}k"
+    budget = f" --token-budget {settings.token_budget}" if settings.token_budget else ""
+    return (f"data.name={settings.name!r} is a large corpus: it is prepared once, outside the training job "
+            f"(in parallel, resumable), then trained from the prepared folder:\n"
+            f"  python launch/prepare_data.py --data {settings.name} --vocab-size {settings.vocab_size}{budget} "
+            f"--workers 32 --out data/{slug}\n"
+            f"  deepspeed launch/pretrain.py --data data/{slug} ...")
+
+
+def prepared_folder(settings: DataSettings, sources: dict[str, TextSource], *, local_rank: int,
+                    log: Callable[[str], None] = print) -> Path:
+    """The prepared folder of these settings: the one named, or the cached in-process preparation."""
+    if is_prepared(settings.name):
+        return Path(settings.name).expanduser()
+    prep = PrepareSettings(vocab_size=settings.vocab_size, tokenizer=settings.tokenizer,
+                           tokenizer_sample_chars=settings.tokenizer_sample_chars, token_budget=settings.token_budget)
+    splits = {"train": sources["train"], sources["val"].split: sources["val"]}
+    key = {"sources": {k: s.identity() for k, s in splits.items()}, "settings": vars(prep)}
+    folder = cache_root() / "prepared" / f"{Path(settings.name).name.replace('/', '_')}-{key_of(key)}"
+    if local_rank == 0:
+        prepare_corpus(folder, splits, prep, progress=False, log=log)
+    else:  # wait on the file, not on a collective with a timeout
+        wait_for(folder / MANIFEST, f"local rank 0 to prepare {settings.name}", log=log)
+    return folder
+
+
+def prepare_data(settings: DataSettings, *, sources: dict[str, TextSource] | None = None, local_rank: int | None = None,
+                 log: Callable[[str], None] = print) -> PreparedData:
+    """Tokenizer and blocks for training: memory-mapped from a prepared folder (prepared first if small)."""
+    sources = resolve_sources(settings) if sources is None else sources
+    if local_rank is None:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    folder = prepared_folder(settings, sources, local_rank=local_rank, log=log)
+    corpus = PreparedCorpus(folder, verify_sha256=settings.verify_shards)
+    if settings.tokenizer is not None and is_prepared(settings.name):
+        wanted = load_tokenizer(settings.tokenizer)
+        if tokenizer_hash(wanted) != corpus.manifest["tokenizer"]["hash"]:
+            raise ValueError(f"data.tokenizer={settings.tokenizer} differs from the tokenizer {folder} was prepared "
+                             f"with ({folder / 'tokenizer.json'}); unset data.tokenizer to use the folder's, or "
+                             f"prepare the corpus again with this tokenizer")
+    train_split, val_split = canonical_split(settings.train_split), canonical_split(settings.val_split)
+    train = corpus.blocks(train_split, settings.seq_len, token_budget=settings.token_budget)
+    val = corpus.blocks(val_split, settings.seq_len)
+    described = {split: info["source"] for split, info in corpus.manifest["splits"].items()}
+    log(f"data: {folder} (train {train.total_tokens:,} tokens in {len(train.shards)} shard(s), "
+        f"{val_split} {val.total_tokens:,} tokens)")
+    return PreparedData(corpus.tokenizer, train, val, described | {"prepared": str(folder)})
+
+
+def prepared_blocks(source: TextSource, tokenizer: Tokenizer, seq_len: int) -> TokenBlocks:
+    """Blocks of one split tokenized with a given tokenizer (evaluation), prepared once into the cache."""
+    key = {"source": source.identity(), "tokenizer": tokenizer_hash(tokenizer)}
+    folder = cache_root() / "prepared" / f"{source.name.replace('/', '_')}-{source.split}-{key_of(key)}"
+    prepare_corpus(folder, {source.split: source}, PrepareSettings(), tokenizer=tokenizer, progress=False,
+                   log=lambda _msg: None)
+    return PreparedCorpus(folder).blocks(source.split, seq_len)
 
 
 def cached_bpe(key: dict, documents: Callable[[], Iterable[str]], vocab_size: int, *,
                log: Callable[[str], None] = print) -> Tokenizer:
     """The byte-level BPE cached under ``key``, trained on ``documents()`` and saved the first time
-    (so a second run, or another rank, reads the same tokenizer)."""
+    (so a second run, or another rank, reads the same tokenizer). Used by fine-tunes from scratch."""
     folder = cache_root() / "tokenizers" / key_of(key)
     if (folder / "tokenizer.json").is_file():
         log(f"tokenizer: cached BPE {folder / 'tokenizer.json'}")
@@ -80,24 +155,3 @@ def cached_bpe(key: dict, documents: Callable[[], Iterable[str]], vocab_size: in
     save_tokenizer(tok, folder)
     log(f"tokenizer: trained byte-level BPE ({tok.get_vocab_size()} tokens) in {time.time() - start:.1f}s")
     return tok
-
-
-def _take_chars(docs, limit: int):
-    seen = 0
-    for doc in docs:
-        yield doc
-        seen += len(doc)
-        if seen >= limit:
-            return
-
-
-def prepare_data(
-    settings: DataSettings, *, sources: dict[str, TextSource] | None = None, log: Callable[[str], None] = print
-) -> PreparedData:
-    sources = sources or resolve_sources(settings)
-    tok = get_tokenizer(settings, sources["train"], log=log)
-    train = TokenBlocks(tokenize_to_cache(sources["train"], tok, token_budget=settings.token_budget, log=log),
-                        settings.seq_len)
-    val = TokenBlocks(tokenize_to_cache(sources["val"], tok, log=log), settings.seq_len)
-    return PreparedData(tok, train, val, {k: s.describe() for k, s in sources.items()})
-

@@ -33,6 +33,8 @@ class HubDataset:
     layout: str = "wikitext"
     streaming: bool = False
     note: str = ""
+    prepare_first: bool = False
+    """Too large to tokenize inside a training job (its train split): launch/prepare_data.py first."""
 
 
 _WIKI2 = {"train": "wikitext-2/wiki.train.tokens", "validation": "wikitext-2/wiki.valid.tokens",
@@ -43,16 +45,21 @@ KNOWN_DATASETS: dict[str, HubDataset] = {
     "wikitext-2-v1": HubDataset("Salesforce/wikitext", "wikitext-2-v1", _WIKI2),
     "wikitext-2-raw-v1": HubDataset("Salesforce/wikitext", "wikitext-2-raw-v1", _WIKI_RAW),
     "wikitext-103-raw-v1": HubDataset(
-        "Salesforce/wikitext", "wikitext-103-raw-v1", _WIKI_RAW,
+        "Salesforce/wikitext", "wikitext-103-raw-v1", _WIKI_RAW, prepare_first=True,
         note="WikiText-103 raw validation/test are the same articles as WikiText-2 raw",
     ),
-    "wikitext-103-v1": HubDataset("Salesforce/wikitext", "wikitext-103-v1"),
-    "pile": HubDataset("monology/pile-uncopyrighted", None, layout="records", streaming=True),
+    "wikitext-103-v1": HubDataset("Salesforce/wikitext", "wikitext-103-v1", prepare_first=True),
+    "pile": HubDataset("monology/pile-uncopyrighted", None, layout="records", streaming=True, prepare_first=True),
     # evaluation-only text for domain shift (fiction, film reviews)
     "lambada": HubDataset("EleutherAI/lambada_openai", "default", {"test": "lambada/lambada_test.jsonl"}, layout="records"),
     "imdb": HubDataset("stanfordnlp/imdb", None, {"test": "imdb/test.jsonl.gz"}, layout="records"),
 }
 _SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}
+
+
+def canonical_split(split: str) -> str:
+    """``valid``, ``val`` and ``dev`` name the ``validation`` split."""
+    return _SPLIT_ALIASES.get(split, split)
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ def _local_split(folder: Path, split: str) -> Path | None:
 
 def resolve_source(name: str, split: str, *, text_field: str = "text") -> TextSource:
     """Resolve a data set name and split; raise with what exists when the split cannot be had."""
-    split = _SPLIT_ALIASES.get(split, split)
+    split = canonical_split(split)
     as_path = Path(name).expanduser()
     if as_path.exists():
         file = as_path if as_path.is_file() else _local_split(as_path, split)

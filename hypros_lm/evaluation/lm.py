@@ -95,11 +95,12 @@ def evaluate_and_write(model, tokenizer, *, data: str, split: str, seq_len: int,
     import json
     from pathlib import Path
 
-    from hypros_lm.data import resolve_source, tokenize_to_cache
+    from hypros_lm.data import resolve_source
+    from hypros_lm.data.pipeline import prepared_blocks
     from hypros_lm.plots import entropy_histogram, reliability_diagram
 
     source = resolve_source(data, split)
-    blocks = TokenBlocks(tokenize_to_cache(source, tokenizer, log=lambda _m: None), seq_len)
+    blocks = prepared_blocks(source, tokenizer, seq_len)
     batches = min(batches, -(-len(blocks) // batch_size))
     result = evaluate_blocks(model, blocks, batches, batch_size, keep_tokens=True, progress=progress)
     tokens = result.pop("_tokens")

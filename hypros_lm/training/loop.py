@@ -21,9 +21,11 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from hypros_lm.data import BlockOrder, PreparedData, load_tokenizer, prepare_data, resolve_sources, save_tokenizer
+from hypros_lm.data import BlockOrder, PreparedData, is_prepared, load_tokenizer, prepare_data, resolve_sources, save_tokenizer
 from hypros_lm.data.pipeline import cached_bpe
+from hypros_lm.data.prepare import read_manifest
 from hypros_lm.data.seq2seq import check_splits, get_task, load_pairs, prepare_seq2seq
+from hypros_lm.data.sources import canonical_split
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import MODEL_SIZES, build_model, flops_per_token, initial_value, resolve_attention
 from hypros_lm.scoring import Objective, build_objective
@@ -57,7 +59,9 @@ def check_run(settings: RunSettings) -> Path:
         )
     resolve_ds_config(settings.train.ds_config)
     if settings.task.name is None:
-        resolve_sources(settings.data)
+        resolve_sources(settings.data)  # a large hub corpus stops here with the command that prepares it
+        if is_prepared(settings.data.name):
+            _check_prepared(settings)
     else:
         check_splits(get_task(settings.task.name), [settings.data.train_split, settings.data.val_split])
         if settings.task.init_from is not None and not Path(settings.task.init_from).is_dir():
@@ -69,6 +73,21 @@ def check_run(settings: RunSettings) -> Path:
     if not settings.train.resume and latest_checkpoint(out / "checkpoints") is not None:
         raise FileExistsError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
     return out
+
+
+def _check_prepared(settings: RunSettings) -> None:
+    """A prepared folder this version reads, whose token ids the model's vocabulary holds."""
+    from hypros_lm.models import model_vocab_size
+
+    manifest = read_manifest(settings.data.name)
+    vocab = model_vocab_size(settings.model, manifest["tokenizer"]["vocab_size"])
+    if manifest["max_token_id"] >= vocab:
+        raise ValueError(f"{settings.data.name} holds token id {manifest['max_token_id']}, outside the model's "
+                         f"vocabulary of {vocab}; set model.vocab_size ≥ {manifest['max_token_id'] + 1} or leave it unset")
+    for split in (settings.data.train_split, settings.data.val_split):
+        if canonical_split(split) not in manifest["splits"]:
+            raise FileNotFoundError(f"the prepared corpus {settings.data.name} has no {split!r} split; it has "
+                                    f"{list(manifest['splits'])}")
 
 
 def ensure_writable_run_folder(folder: Path) -> None:
@@ -150,11 +169,7 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     log = print if rank == 0 else (lambda _msg: None)
     ds_config = load_ds_config(settings.train, settings.optim, world,
                                hidden_size=MODEL_SIZES[settings.model.name].hidden_size)
-    if rank == 0:  # rank 0 prepares and caches first; the other ranks then read the caches
-        data = _prepare(settings, log)
-    dist.barrier()
-    if rank != 0:
-        data = _prepare(settings, log)
+    data = _prepare(settings, rank, log)
     torch.manual_seed(settings.train.seed)
     with model_init_context(ds_config):  # ZeRO-3: partitioned as built, never whole on any rank
         model = build_model(settings.model, data.tokenizer.get_vocab_size(), label_smoothing=settings.loss.label_smoothing,
@@ -181,10 +196,18 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
                flops, peak, EnergyMeter())
 
 
-def _prepare(settings: RunSettings, log) -> PreparedData:
-    """Token blocks for pretraining, or prompt/target examples for a fine-tuning task."""
+def _prepare(settings: RunSettings, rank: int, log) -> PreparedData:
+    """Token blocks for pretraining (memory-mapped shards; a small corpus is prepared by local rank 0
+    while the other ranks wait on its files), or prompt/target examples for a fine-tuning task."""
     if settings.task.name is None:
         return prepare_data(settings.data, log=log)
+    if rank == 0:  # rank 0 caches the task's tokenizer first; the other ranks then read it
+        data = _prepare_task(settings, log)
+    dist.barrier()
+    return data if rank == 0 else _prepare_task(settings, log)
+
+
+def _prepare_task(settings: RunSettings, log) -> PreparedData:
     task, init = get_task(settings.task.name), settings.task.init_from
     if settings.data.tokenizer is not None or init is not None:
         tok = load_tokenizer(settings.data.tokenizer or str(Path(init) / "tokenizer.json"))

@@ -75,8 +75,8 @@ def test_prepare_caches_and_blocks_shift_by_one(cache_dir, capsys):
     first = prepare_data(settings)
     capsys.readouterr()
     second = prepare_data(settings)
-    assert "cached tokens" in capsys.readouterr().out
-    assert len(first.train) == len(second.train) == (len(first.train.tokens) - 1) // 32
+    assert "is already prepared" in capsys.readouterr().out
+    assert len(first.train) == len(second.train) == (first.train.total_tokens - 1) // 32
     x, y = second.train.batch(np.array([0, 7]))
     assert x.shape == (2, 32) and (x[:, 1:] == y[:, :-1]).all()
     assert int(y.max()) < second.tokenizer.get_vocab_size()
@@ -91,6 +91,6 @@ def test_block_order_is_a_pure_function_and_covers_each_epoch(tmp_path):
 
 
 def test_too_short_token_file(tmp_path):
-    np.save(tmp_path / "t.npy", np.arange(10, dtype=np.uint16))
+    np.arange(10, dtype=np.uint16).tofile(tmp_path / "shard_000000.bin")
     with pytest.raises(ValueError, match="fewer than one block of seq_len=64"):
-        TokenBlocks(tmp_path / "t.npy", 64)
+        TokenBlocks([tmp_path / "shard_000000.bin"], 64, dtype=np.dtype(np.uint16))
