@@ -24,6 +24,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--perturb", nargs="*", default=[],
                         help="perturbation specs: swap:0.05, typo:0.1, prefix, distractor; combine with +")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", help="auto (the run's, on CUDA), fp32 or bf16")
     parser.add_argument("--out", help="output folder (default: <run>/gen-<task>-<split>)")
     args = parser.parse_args(argv)
     from hypros_lm.data.perturb import parse
@@ -33,7 +35,8 @@ def main(argv: list[str]) -> None:
         parse(spec)  # bad specs fail before the model loads
     result = evaluate_task(args.run_dir, task_name=args.task, split=args.split, limit=args.limit, beams=args.beams,
                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                           perturbations=tuple(args.perturb), seed=args.seed, out=args.out)
+                           perturbations=tuple(args.perturb), seed=args.seed, out=args.out, device=args.device,
+                           precision=args.precision)
     samples = result.pop("_samples")
     print(f"{result['task']} on {result['data']}: {result['examples']} examples, beams={result['beams']}")
     for name in ["clean", *args.perturb]:

@@ -25,6 +25,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seq-len", type=int, help="default: the run's")
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", help="auto (the run's, on CUDA), fp32 or bf16")
     parser.add_argument("--out", help="output folder (default: <run>/eval-<split>)")
     args = parser.parse_args(argv)
     if bool(args.run_dir) == bool(args.hf_dir):
@@ -33,6 +35,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     from hypros_lm.data import load_tokenizer
+    from hypros_lm.evaluation.device import choose_device
     from hypros_lm.evaluation.lm import HFScorer, evaluate_and_write
 
     if args.hf_dir:
@@ -42,6 +45,7 @@ def main(argv: list[str]) -> None:
             parser.error("--data is required with --hf-dir")
         model = HFScorer(AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=torch.float32))
         tokenizer, data_name, seq_len, label = load_tokenizer(args.hf_dir), args.data, args.seq_len or 128, args.hf_dir
+        run_precision = "fp32"
     else:
         from hypros_lm.evaluation.checkpoints import load_run
 
@@ -49,9 +53,12 @@ def main(argv: list[str]) -> None:
         model, tokenizer = run.model, run.tokenizer
         data_name, seq_len = args.data or run.settings.data.name, args.seq_len or run.settings.data.seq_len
         label = f"{run.settings.loss.name} @ {run.checkpoint.name}"
+        run_precision = run.settings.train.precision
+    device, dtype = choose_device(args.device, run_precision=run_precision, precision=args.precision)
+    model = model.to(device=device, dtype=dtype)
     out = Path(args.out or Path(args.run_dir or args.hf_dir) / f"eval-{args.split}")
     result = evaluate_and_write(model, tokenizer, data=data_name, split=args.split, seq_len=seq_len,
-                                batches=args.batches, batch_size=args.batch_size, out=out, label=label)
+                                batches=args.batches, batch_size=args.batch_size, out=out, label=label, device=device)
     print(f"{label} on {result['data']} ({result['val_tokens']:,} tokens):")
     print(f"  ppl {result['perplexity']:.2f} | NLL {result['loss_log']:.4f} | Brier {result['loss_brier']:.4f} | "
           f"spherical {result['loss_spherical']:.4f} | acc {result['accuracy']:.4f} | entropy {result['entropy']:.3f}")

@@ -23,6 +23,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--tasks", nargs="+", default=["lambada_openai", "arc_easy", "piqa", "wikitext"])
     parser.add_argument("--limit", type=int, help="examples per task (for quick runs); reported in the results")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", help="auto (the run's, on CUDA), fp32 or bf16")
     parser.add_argument("--out", help="output folder (default: <run>/zeroshot)")
     args = parser.parse_args(argv)
     if bool(args.run_dir) == bool(args.hf_dir):
@@ -36,13 +38,20 @@ def main(argv: list[str]) -> None:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from hypros_lm.evaluation.device import choose_device
+
     if args.hf_dir:
-        lm = HFLM(pretrained=args.hf_dir, batch_size=args.batch_size, device="cpu", dtype="float32")
+        device, dtype = choose_device(args.device, precision=args.precision)
+        lm = HFLM(pretrained=args.hf_dir, batch_size=args.batch_size, device=str(device),
+                  dtype=str(dtype).removeprefix("torch."))
     else:
         from hypros_lm.evaluation.checkpoints import load_run, to_hf
 
-        hf, tokenizer = to_hf(load_run(args.run_dir))
-        lm = HFLM(pretrained=hf, tokenizer=tokenizer, batch_size=args.batch_size, device="cpu")
+        run = load_run(args.run_dir)
+        device, dtype = choose_device(args.device, run_precision=run.settings.train.precision, precision=args.precision)
+        hf, tokenizer = to_hf(run)
+        lm = HFLM(pretrained=hf.to(device=device, dtype=dtype), tokenizer=tokenizer, batch_size=args.batch_size,
+                  device=str(device))
     manager = TaskManager(include_path=str(out / "tasks")) if (out / "tasks").is_dir() else TaskManager()
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:

@@ -26,7 +26,8 @@ def generate(hf_model, prompts: list[list[int]], *, eos_id: int, beams: int = 1,
         for i, p in enumerate(batch):
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
-        gen = hf_model.generate(input_ids=ids, attention_mask=mask, num_beams=beams, do_sample=False,
+        gen = hf_model.generate(input_ids=ids.to(hf_model.device), attention_mask=mask.to(hf_model.device),
+                                num_beams=beams, do_sample=False,
                                 max_new_tokens=max_new_tokens, eos_token_id=eos_id, pad_token_id=eos_id,
                                 use_cache=True)
         for row in gen[:, width:].tolist():
@@ -54,7 +55,8 @@ def summary_scores(hypotheses: list[str], references: list[str]) -> dict[str, An
 
 def evaluate_task(run_dir, *, task_name: str | None = None, split: str = "test", limit: int | None = None,
                   beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16, perturbations: tuple[str, ...] = (),
-                  seed: int = 0, out=None, progress: bool = True) -> dict[str, Any]:
+                  seed: int = 0, out=None, progress: bool = True, device: str = "auto",
+                  precision: str = "auto") -> dict[str, Any]:
     """Generate for a split of a task with a fine-tuned run, score it (clean and perturbed sources) and
     write predictions-<name>.txt and metrics.json into ``out``; also the target-side token calibration."""
     import json
@@ -64,14 +66,17 @@ def evaluate_task(run_dir, *, task_name: str | None = None, split: str = "test",
     from hypros_lm.data.seq2seq import Seq2SeqBlocks, encode_pairs, get_task, load_pairs
     from hypros_lm.data.tokenizer import eos_id
     from hypros_lm.evaluation.checkpoints import load_run, to_hf
+    from hypros_lm.evaluation.device import choose_device
     from hypros_lm.evaluation.lm import evaluate_blocks
 
     loaded = load_run(run_dir)
+    where_to, dtype = choose_device(device, run_precision=loaded.settings.train.precision, precision=precision)
     task = get_task(task_name or loaded.settings.task.name or "")
     sources, references, where = load_pairs(task, split)
     keep = [i for i, (s, r) in enumerate(zip(sources, references, strict=True)) if s.strip() and r.strip()]
     sources, references = [sources[i] for i in keep][:limit], [references[i] for i in keep][:limit]
     hf, _ = to_hf(loaded)
+    hf, model = hf.to(device=where_to, dtype=dtype), loaded.model.to(device=where_to, dtype=dtype)
     tok, eos = loaded.tokenizer, eos_id(loaded.tokenizer)
     seq_len, max_target = loaded.settings.data.seq_len, loaded.settings.task.max_target_tokens
     score = translation_scores if task.kind == "translation" else summary_scores
@@ -81,7 +86,7 @@ def evaluate_task(run_dir, *, task_name: str | None = None, split: str = "test",
                               "max_new_tokens": max_new_tokens, "checkpoint": str(loaded.checkpoint)}
     blocks = Seq2SeqBlocks(encode_pairs(task, tok, sources, references, seq_len=seq_len, max_target_tokens=max_target),
                            seq_len, eos)
-    calib = evaluate_blocks(loaded.model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=False)
+    calib = evaluate_blocks(model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=False, device=where_to)
     result["target_tokens"] = {k: calib[k] for k in ("loss_log", "loss_brier", "loss_spherical", "accuracy",
                                                       "ece_10", "ece_15", "perplexity", "val_tokens")}
     runs = {"clean": sources} | {spec: perturb_all(sources, spec, seed) for spec in perturbations}

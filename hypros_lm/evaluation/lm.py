@@ -88,8 +88,35 @@ class HFScorer(torch.nn.Module):
         return token_scores(hidden, self.hf.lm_head.weight, targets)
 
 
+def rolling_windows(ids: list[int], *, prefix_id: int, max_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) windows that score a whole text after ``prefix_id``: the text is predicted in chunks
+    of ``max_len`` tokens, each from the ``max_len`` tokens before it (the last chunk too, so it keeps a full
+    context; its context positions are ignored, -100). These are lm-eval's ``loglikelihood_rolling`` windows."""
+    tokens = torch.tensor([prefix_id, *ids], dtype=torch.long)
+    windows = []
+    for start in range(0, len(ids), max_len):
+        end = min(start + max_len, len(ids))  # predict ids[start:end] = tokens[start + 1 : end + 1]
+        first = max(0, end - max_len)
+        targets = tokens[first + 1 : end + 1].clone()
+        targets[: start - first] = -100  # context only
+        windows.append((tokens[first:end], targets))
+    return windows
+
+
+@torch.no_grad()
+def window_nll(model, window: tuple[torch.Tensor, torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-token NLL (float64) of one window's scored targets, from the fused per-token pass."""
+    inputs, targets = window
+    return model(inputs[None].to(device), targets[None].to(device), per_token=True)["log"].double().cpu()
+
+
+def rolling_nll(model, ids: list[int], *, prefix_id: int, max_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-token NLL of a whole text, (len(ids),) float64, over :func:`rolling_windows`."""
+    return torch.cat([window_nll(model, w, device) for w in rolling_windows(ids, prefix_id=prefix_id, max_len=max_len)])
+
+
 def evaluate_and_write(model, tokenizer, *, data: str, split: str, seq_len: int, batches: int, batch_size: int,
-                       out, label: str, progress: bool = True) -> dict[str, Any]:
+                       out, label: str, progress: bool = True, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Evaluate on a split (tokenized with the model's tokenizer, cached) and write metrics.json,
     reliability.png and entropy_hist.png into ``out``."""
     import json
@@ -102,7 +129,7 @@ def evaluate_and_write(model, tokenizer, *, data: str, split: str, seq_len: int,
     source = resolve_source(data, split)
     blocks = prepared_blocks(source, tokenizer, seq_len)
     batches = min(batches, -(-len(blocks) // batch_size))
-    result = evaluate_blocks(model, blocks, batches, batch_size, keep_tokens=True, progress=progress)
+    result = evaluate_blocks(model, blocks, batches, batch_size, keep_tokens=True, progress=progress, device=device)
     tokens = result.pop("_tokens")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
 """Zero-shot transfer through lm-evaluation-harness itself, online or on the offline data copies.
 
-Offline, each supported task gets a small generated YAML that ``include``s lm-eval's own built-in
-task file (by absolute path, found from the installed package) and overrides only where the data
-comes from: same prompts, same metrics, plus lm-eval's ``brier_score`` on multiple-choice tasks.
+Each supported task gets a small generated YAML that ``include``s lm-eval's own built-in task file (by
+absolute path, found from the installed package): same prompts, same metrics, plus the Brier score of
+each multiple-choice document over its own choices (:class:`~hypros_lm.evaluation.lm_eval_tasks.ChoiceBrierTask`,
+aggregated by mean with lm-eval's stderr), online as offline. Offline it also overrides where the data
+comes from.
 Copies that are not in the hub's layout are adapted here, never edited: PIQA's labels live in a
 separate file, BoolQ's labels are strings, and WikiText's document-level pages are grouped from the
 raw test file.
@@ -26,7 +28,7 @@ class OfflineTask:
     builtin: str  # path of lm-eval's task YAML under lm_eval/tasks/
     files: dict[str, str]  # split → file in the data folder
     multiple_choice: bool = True
-    process_docs: str | None = None  # a function of offline_utils.py (generated beside the YAML)
+    process_docs: str | None = None  # a function of hypros_task_utils.py (generated beside the YAML)
     note: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -50,6 +52,7 @@ OFFLINE_TASKS: dict[str, OfflineTask] = {
                             multiple_choice=False, overrides={"training_split": None}),
 }
 OFFLINE_SUFFIX = "_offline"
+ONLINE_SUFFIX = "_hypros"
 
 
 def lm_eval_tasks_dir() -> Path:
@@ -88,51 +91,60 @@ def _wikitext_pages(raw: Path) -> list[dict[str, str]]:
     return pages
 
 
-def write_offline_tasks(folder: Path, names: list[str] | None = None) -> dict[str, str]:
-    """Write task YAMLs for the offline copies into ``folder``; return {task name: description}."""
-    root = data_dir()
-    if root is None:
+def write_tasks(folder: Path, names: list[str], *, offline: bool) -> dict[str, str]:
+    """Write task YAMLs for ``names`` into ``folder`` (offline: on the copies in the data folder);
+    return {task name lm-eval runs: description}."""
+    root = data_dir() if offline else None
+    if offline and root is None:
         raise FileNotFoundError("no offline data folder (set HYPROS_DATA_DIR or place the copies in ../shared/data)")
     folder.mkdir(parents=True, exist_ok=True)
+    utils = ["from hypros_lm.evaluation.lm_eval_tasks import ChoiceBrierTask  # noqa: F401"]
+    if offline:
+        utils += [
+            "from hypros_lm.evaluation.zeroshot import attach_line_labels, boolq_string_labels",
+            f"PIQA_LABELS = {str(root / 'piqa' / 'valid-labels.lst')!r}",
+            "def piqa_process_docs(dataset):\n    return attach_line_labels(dataset, PIQA_LABELS)",
+            "def boolq_process_docs(dataset):\n    return boolq_string_labels(dataset)",
+        ]
+    (folder / "hypros_task_utils.py").write_text("\n\n".join(utils) + "\n")
     described = {}
-    utils = [
-        "from hypros_lm.evaluation.zeroshot import attach_line_labels, boolq_string_labels",
-        f"PIQA_LABELS = {str(root / 'piqa' / 'valid-labels.lst')!r}",
-        "def piqa_process_docs(dataset):\n    return attach_line_labels(dataset, PIQA_LABELS)",
-        "def boolq_process_docs(dataset):\n    return boolq_string_labels(dataset)",
-    ]
-    (folder / "offline_utils.py").write_text("\n\n".join(utils) + "\n")
-    for name in names or list(OFFLINE_TASKS):
+    for name in names:
         spec = OFFLINE_TASKS[name]
         builtin = lm_eval_tasks_dir() / spec.builtin
-        files = {split: root / rel for split, rel in spec.files.items()}
-        if name == "wikitext":
-            for split, raw in list(files.items()):
-                target = folder / f"wikitext_{split}.jsonl"
-                target.write_text("".join(json.dumps(p) + "\n" for p in _wikitext_pages(raw)))
-                files[split] = target
-        missing = [str(p) for p in files.values() if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"offline task {name!r} needs {missing}, which the data folder lacks")
-        cfg: dict[str, Any] = {
-            "include": str(builtin),
-            "task": name + OFFLINE_SUFFIX,
-            "dataset_path": "json",
-            "dataset_name": None,
-            "dataset_kwargs": {"data_files": {split: str(p) for split, p in files.items()}},
-            **spec.overrides,
-        }
+        task = name + (OFFLINE_SUFFIX if offline else ONLINE_SUFFIX)
+        cfg: dict[str, Any] = {"include": str(builtin), "task": task}
+        where = "hub data"
+        if offline:
+            files = _offline_files(name, spec, root, folder)
+            cfg |= {"dataset_path": "json", "dataset_name": None,
+                    "dataset_kwargs": {"data_files": {split: str(p) for split, p in files.items()}}, **spec.overrides}
+            where = ", ".join(str(p) for p in files.values())
         if "tag" in yaml.load(builtin.read_text(), Loader=_IgnoreTags):  # noqa: S506
-            cfg["tag"] = []  # keep the offline variant out of the built-in groups
+            cfg["tag"] = []  # keep the variant out of the built-in groups
         if spec.multiple_choice:
-            cfg["metric_list"] = [*_builtin_metric_list(builtin), {"metric": "brier_score", "higher_is_better": False}]
+            kept = [m for m in _builtin_metric_list(builtin) if m.get("metric") != "brier_score"]
+            cfg["metric_list"] = [*kept, {"metric": "brier_score", "aggregation": "mean", "higher_is_better": False}]
         text = yaml.safe_dump(cfg, sort_keys=False)
-        if spec.process_docs:
-            text += f"process_docs: !function offline_utils.{spec.process_docs}\n"
-        (folder / f"{name}{OFFLINE_SUFFIX}.yaml").write_text(text)
-        described[name + OFFLINE_SUFFIX] = f"lm-eval {name} on {', '.join(str(p) for p in files.values())}" + (
-            f" ({spec.note})" if spec.note else "")
+        if spec.multiple_choice:
+            text += "class: !function hypros_task_utils.ChoiceBrierTask\n"
+        if offline and spec.process_docs:
+            text += f"process_docs: !function hypros_task_utils.{spec.process_docs}\n"
+        (folder / f"{task}.yaml").write_text(text)
+        described[task] = f"lm-eval {name} on {where}" + (f" ({spec.note})" if spec.note and offline else "")
     return described
+
+
+def _offline_files(name: str, spec: OfflineTask, root: Path, folder: Path) -> dict[str, Path]:
+    files = {split: root / rel for split, rel in spec.files.items()}
+    if name == "wikitext":  # lm-eval reads document-level pages
+        for split, raw in list(files.items()):
+            target = folder / f"wikitext_{split}.jsonl"
+            target.write_text("".join(json.dumps(p) + "\n" for p in _wikitext_pages(raw)))
+            files[split] = target
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"offline task {name!r} needs {missing}, which the data folder lacks")
+    return files
 
 
 def attach_line_labels(dataset, labels_path: str):
@@ -149,14 +161,16 @@ def boolq_string_labels(dataset):
 
 
 def resolve_tasks(names: list[str], folder: Path) -> tuple[list[str], dict[str, str]]:
-    """Map requested task names to what lm-eval runs: the offline variants when offline."""
-    if not use_offline_copies():
-        return names, {n: f"lm-eval {n} (hub data)" for n in names}
+    """Map requested task names to what lm-eval runs: generated variants of the known tasks (offline:
+    on the data folder's copies); online, other lm-eval tasks run as they are."""
+    offline = use_offline_copies()
     unknown = [n for n in names if n not in OFFLINE_TASKS]
-    if unknown:
+    if offline and unknown:
         raise ValueError(f"task(s) {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
-    described = write_offline_tasks(folder, names)
-    return [n + OFFLINE_SUFFIX for n in names], described
+    described = write_tasks(folder, [n for n in names if n in OFFLINE_TASKS], offline=offline)
+    described |= {n: f"lm-eval {n} (hub data, as lm-eval defines it)" for n in unknown}
+    suffix = OFFLINE_SUFFIX if offline else ONLINE_SUFFIX
+    return [n + suffix if n in OFFLINE_TASKS else n for n in names], described
 
 
 def summary_lines(results: dict[str, Any], described: dict[str, str]) -> list[str]:

@@ -66,6 +66,8 @@ def check_run(settings: RunSettings) -> Path:
         check_splits(get_task(settings.task.name), [settings.data.train_split, settings.data.val_split])
         if settings.task.init_from is not None and not Path(settings.task.init_from).is_dir():
             raise FileNotFoundError(f"task.init_from={settings.task.init_from}: no such run or Hugging Face folder")
+    if settings.train.lm_eval_tasks:
+        _check_lm_eval_tasks(settings.train.lm_eval_tasks)
     resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
     build_objective(settings.loss, settings.train.max_steps)
     out = Path(settings.train.out)
@@ -73,6 +75,16 @@ def check_run(settings: RunSettings) -> Path:
     if not settings.train.resume and latest_checkpoint(out / "checkpoints") is not None:
         raise FileExistsError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
     return out
+
+
+def _check_lm_eval_tasks(spec: str) -> None:
+    from hypros_lm.data.sources import use_offline_copies
+    from hypros_lm.evaluation.lm_eval_model import parse_task_limits
+    from hypros_lm.evaluation.zeroshot import OFFLINE_TASKS
+
+    unknown = [t for t in parse_task_limits(spec) if t not in OFFLINE_TASKS]
+    if unknown and use_offline_copies():
+        raise ValueError(f"train.lm_eval_tasks: {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
 
 
 def _check_prepared(settings: RunSettings) -> None:
@@ -117,6 +129,7 @@ class Run:
     flops_per_token: int
     peak_tflops: float | None
     energy: EnergyMeter
+    lm_eval: Any = None  # InLoopLmEval when train.lm_eval_tasks is set
 
     def log(self, msg: str) -> None:
         if self.rank == 0:
@@ -151,6 +164,11 @@ def train(settings: RunSettings) -> Path:
         if t.eval_every and (step % t.eval_every == 0 or final):
             _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "val",
                                  "lambda": lam, **evaluate(run, lam)}, clock, start_step)
+            if run.lm_eval is not None:
+                scores = run.lm_eval.evaluate(run.engine, run.data.tokenizer, max_len=settings.data.seq_len,
+                                              device=_device(run))
+                _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "lm_eval", **scores},
+                      clock, start_step)
             last_log = (time.perf_counter(), step)  # evaluation time is not training throughput
         if (t.save_every and step % t.save_every == 0) or final:
             save_checkpoint(run.engine, out / "checkpoints", step,
@@ -192,8 +210,14 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     peak, peak_source = device_peak_tflops(settings.train.precision, settings.telemetry.peak_tflops)
     log(f"efficiency: {flops / 1e6:.1f} MFLOP per token (6·N + 12·L·H·Q·T); peak for MFU: "
         f"{f'{peak:g} TFLOP/s, ' if peak else ''}{peak_source}")
+    lm_eval = None
+    if settings.train.lm_eval_tasks:
+        from hypros_lm.evaluation.lm_eval_model import InLoopLmEval
+
+        lm_eval = InLoopLmEval(settings.train.lm_eval_tasks, out / ".lm_eval_tasks", rank=rank, world=world)
+        log("lm-eval at each evaluation: " + ", ".join(f"{t} ({n or 'all'} examples)" for t, n in lm_eval.tasks.items()))
     return Run(settings, out, rank, world, data, engine, objective, BlockOrder(len(data.train), settings.train.seed),
-               flops, peak, EnergyMeter())
+               flops, peak, EnergyMeter(), lm_eval)
 
 
 def _prepare(settings: RunSettings, rank: int, log) -> PreparedData:
@@ -418,7 +442,10 @@ def _emit(run: Run, loggers: list, record: dict[str, Any], clock: Clock, start_s
         logger.log(record)
     if run.rank != 0:
         return
-    if record.get("split") == "val":
+    if record.get("split") == "lm_eval":
+        shown = {k.removeprefix("lm_eval/"): v for k, v in record.items() if k.startswith("lm_eval/") and "_stderr" not in k}
+        print(f"  lm-eval @ {record['step']}: " + " | ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
+    elif record.get("split") == "val":
         print(f"  val @ {record['step']}: loss {record['loss']:.4f} | log {record['loss_log']:.4f} "
               f"(ppl {record['perplexity']:.1f}) | brier {record['loss_brier']:.4f} | "
               f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f} | ECE {record['ece_10']:.4f}", flush=True)

@@ -72,6 +72,9 @@ class TrainSettings:
     """Log ‖∂L_log/∂h‖ and ‖∂L_bounded/∂h‖ every k steps; 0 disables."""
     stop_at: int | None = None
     """Stop (with a checkpoint) after this step, as a time-limited job would; resume later."""
+    lm_eval_tasks: str | None = None
+    """lm-eval tasks run at each evaluation, with a per-task example limit: 'lambada_openai:200,arc_easy:200'
+    (log-likelihood tasks; offline, those with copies in the data folder)."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "micro_batch_size", "grad_accum", "log_every", "eval_batches", "keep_checkpoints"):

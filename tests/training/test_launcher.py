@@ -45,8 +45,9 @@ def test_zero3_head_gives_the_same_losses_as_zero0(stage_runs):
             assert got == pytest.approx(ref, rel=1e-4), (stage, key)
 
 
-def test_resumed_run_reproduces_uninterrupted_losses(tmp_path, cache_dir):
-    args = [*TINY_RUN, "--loss", "hypros", "--max-steps", "6", "--train.save_every", "2"]
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])  # zero3: a model partitioned by zero.Init, restored
+def test_resumed_run_reproduces_uninterrupted_losses(tmp_path, cache_dir, stage):
+    args = [*TINY_RUN, "--loss", "hypros", "--max-steps", "6", "--train.save_every", "2", "--ds-config", stage]
     run_deepspeed([*args, "--out", str(tmp_path / "full")], cache_dir)
     run_deepspeed([*args, "--out", str(tmp_path / "cut"), "--train.stop_at", "3"], cache_dir)
     assert [r["step"] for r in read_metrics(tmp_path / "cut")] == [1, 2, 3]
