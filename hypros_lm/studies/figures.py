@@ -90,7 +90,8 @@ def robustness(runs: list[RunResult], models: list[str], variations: list[str], 
 
 
 def scaling(runs: list[RunResult], variations: list[str], fits: dict, out: Path) -> Path:
-    """Test NLL and Brier against parameters and training compute, with the fitted power laws (log axes)."""
+    """Test NLL and Brier against parameters and training compute, with the power laws that the points
+    identify (log axes)."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for row, key, label in ((0, "nll", "test NLL"), (1, "brier", "test Brier")):
         for col, axis in ((0, "params"), (1, "compute")):
@@ -100,7 +101,7 @@ def scaling(runs: list[RunResult], variations: list[str], fits: dict, out: Path)
                 xs = np.array([r.params if axis == "params" else 6.0 * r.params * r.tokens for r in rs], dtype=float)
                 line = ax.plot(xs, [r.test[key] for r in rs], "o", ms=4, label=v)[0]
                 fit = fits.get(f"{v}:{key}:{axis}")
-                if fit:
+                if fit and fit.get("identified"):  # an unidentified law is not drawn: the points alone
                     grid = np.geomspace(xs.min(), xs.max(), 50)
                     ax.plot(grid, fit["E"] + fit["A"] * grid ** (-fit["alpha"]), color=line.get_color())
             ax.set_xscale("log")

@@ -26,7 +26,7 @@ from hypros_lm.studies.stats import (
     NotEnoughData,
     bootstrap_ci,
     curve_area,
-    fit_power_law,
+    identified_power_law,
     mean_std,
     paired_t_test,
     sign_test,
@@ -200,7 +200,8 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
     else:
         value = float(np.mean(ratios))
         out.append({"id": "C1", "text": "step-time overhead vs log-loss ≤ 3 %",
-                    "value": f"{(value - 1) * 100:+.1f} % (mean of {len(ratios)} paired runs' median step times)",
+                    "value": f"{_more_or_less((value - 1) * 100, '.1f', 'slower', 'faster')} % per step than log-loss "
+                             f"(mean of {len(ratios)} paired runs' median step times)",
                     "pass": value <= 1.03})
 
     c2, c3, detail2, detail3 = [], [], [], []
@@ -219,7 +220,8 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
         c2.append(better or (matched and faster))
         steps_a = f"{np.mean([t[0] for t in ta]):.0f}" if all(ta) else "never"
         steps_b = f"{np.mean([t[0] for t in tb]):.0f}" if all(tb) else "never"
-        detail2.append(f"{m}: ΔNLL {-diff:+.4f} (σ_log {sigma:.4f}), steps to target {steps_a} vs {steps_b}")
+        detail2.append(f"{m}: NLL {_more_or_less(-diff, '.4f')} than log-loss (σ_log {sigma:.4f}), steps to target "
+                       f"{steps_a} vs {steps_b}")
         t_stat, p = paired_t_test(a, b)
         nll_ok = not (p < 0.05 and t_stat > 0)
         gains = {}
@@ -227,7 +229,8 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
             x, y = _paired(cells, method, log_v, m, lambda r, k=key: r.test[k])
             gains[key] = (np.mean(y) - np.mean(x)) / np.mean(y)
         c3.append(nll_ok and max(gains.values()) >= 0.10)
-        detail3.append(f"{m}: ECE {gains['ece_10'] * 100:+.1f} %, Brier {gains['brier'] * 100:+.1f} % lower; "
+        detail3.append(f"{m}: {_more_or_less(gains['ece_10'] * 100, '.1f', 'lower', 'higher')} % ECE, "
+                       f"{_more_or_less(gains['brier'] * 100, '.1f', 'lower', 'higher')} % Brier than log-loss; "
                        f"NLL {'not ' if nll_ok else ''}significantly worse (p={p:.3f})")
     if c2:
         out.append({"id": "C2", "text": "task metric ≥ 0.3σ better than log-loss, or matched with ≥ 25 % faster time-to-target",
@@ -246,7 +249,8 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
                 t_stat, p = paired_t_test(a, b)
                 worse = p < 0.05 and t_stat > 0
                 degraded.append(worse)
-                detail4.append(f"{name} {m} {key}: Δ {np.mean(a) - np.mean(b):+.4f} (p={p:.3f})")
+                detail4.append(f"{name} {m} {key}: {_more_or_less(float(np.mean(a) - np.mean(b)), '.4f')} than "
+                               f"{bounded} (p={p:.3f})")
     if degraded:
         out.append({"id": "C4", "text": f"no significant degradation vs {bounded} on robustness sets",
                     "value": "; ".join(detail4), "pass": not any(degraded)})
@@ -273,16 +277,24 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
     return out
 
 
+def _more_or_less(amount: float, fmt: str, up: str = "higher", down: str = "lower") -> str:
+    """'0.1412 higher' / '19.1 lower': a measured change with its direction in words, never a bare sign."""
+    if amount == 0:
+        return f"{0:{fmt}} (no change)"
+    return f"{abs(amount):{fmt}} {up if amount > 0 else down}"
+
+
 def _scaling(runs: list[RunResult], variations: list[str], notes: list[str]) -> dict[str, Any]:
+    """Power laws per variation and score, in parameters and in compute: each identified or not, and why."""
     fits: dict[str, Any] = {}
     for v in variations:
         rs = [r for r in runs if r.variation == v]
         for key in ("nll", "brier"):
             for axis, x in (("params", [r.params for r in rs]), ("compute", [6.0 * r.params * r.tokens for r in rs])):
-                try:
-                    fits[f"{v}:{key}:{axis}"] = fit_power_law(x, [r.test[key] for r in rs])
-                except (NotEnoughData, RuntimeError) as err:
-                    notes.append(f"scaling fit {v} {key} vs {axis}: not made ({err})")
+                fit = identified_power_law(x, [r.test[key] for r in rs])
+                fits[f"{v}:{key}:{axis}"] = fit
+                if not fit["identified"]:
+                    notes.append(f"scaling fit {v} {key} vs {axis}: not identified ({fit['reason']})")
     return fits
 
 
@@ -332,8 +344,10 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
         lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['variation']} | {_fmt(r['nll'])} | {_fmt(r['brier'])} | "
                      f"{_fmt(r['ece_10'])} | {_fmt(r['accuracy'])} | {_fmt(r['auc'])} | {_fmt(r['ttt_steps'])} | "
                      f"{_fmt(r['step_time'])} |")
-    lines += ["", f"Time-to-target: first validation at or below {study.target.get('metric', 'loss_log')} = "
-              + ", ".join(f"{m}: {t:.4f}" for m, t in res["targets"].items()) + "."]
+    interval = median([b["step"] - a["step"] for r in runs for a, b in zip(r.curve, r.curve[1:], strict=False)] or [0])
+    lines += ["", f"Time-to-target: the step at which validation {study.target.get('metric', 'loss_log')} first reaches "
+              + ", ".join(f"{m}: {t:.4f}" for m, t in res["targets"].items())
+              + f", interpolated linearly between evaluations (every {interval:g} steps)."]
     lines += ["", "## Efficiency (mean over seeds of each run's median over logged steps; — where not logged)", "",
               "| model | variation | s/step | " + " | ".join(label for _, label in EFFICIENCY) + " |",
               "|---|---|---|" + "---|" * len(EFFICIENCY)]
@@ -355,6 +369,9 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
               "| variation | score | x | E | A | α | dof |", "|---|---|---|---|---|---|---|"]
     for key, f in res["scaling"].items():
         v, score, axis = key.split(":")
+        if not f["identified"]:
+            lines.append(f"| {v} | {score} | {axis} | not identified: {f['reason']} | | | |")
+            continue
         lines.append(f"| {v} | {score} | {axis} | {f['E']:.4g} ± {f['E_err']:.2g} | {f['A']:.4g} ± {f['A_err']:.2g} | "
                      f"{f['alpha']:.3g} ± {f['alpha_err']:.2g} | {f['dof']} |")
     lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figs]

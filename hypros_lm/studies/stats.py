@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
@@ -57,10 +58,17 @@ def sign_test(successes: int, trials: int) -> float:
 
 def time_to_target(steps: Sequence[float], seconds: Sequence[float], values: Sequence[float],
                    target: float) -> tuple[float, float] | None:
-    """(step, seconds) of the first evaluation whose value is ≤ target; None if never reached."""
+    """(step, seconds) at which a curve first reaches ``target``, interpolated linearly between the last
+    evaluation above it and the first at or below it (the first evaluation itself if it is already there);
+    None if never reached. Without interpolation every run would read as one of the evaluation steps."""
+    previous = None
     for step, sec, value in zip(steps, seconds, values, strict=True):
         if value <= target:
-            return float(step), float(sec)
+            if previous is None or previous[2] == value:
+                return float(step), float(sec)
+            frac = (previous[2] - target) / (previous[2] - value)
+            return previous[0] + frac * (step - previous[0]), previous[1] + frac * (sec - previous[1])
+        previous = (float(step), float(sec), float(value))
     return None
 
 
@@ -70,6 +78,36 @@ def curve_area(steps: Sequence[float], values: Sequence[float]) -> float:
     if x.size < 2:
         raise NotEnoughData("a learning curve needs ≥ 2 points")
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def identified_power_law(x: Sequence[float], y: Sequence[float], *, level: float = 0.95) -> dict[str, Any]:
+    """The fit of y = E + A·x^(−α) when the points identify it, else why not.
+
+    Identified means: at least one more distinct size than the law's 3 free parameters, the mean of y
+    falling with size, a converged fit with α > 0, and each parameter's ``level`` confidence interval
+    narrower than the estimate itself. Returns the fit plus ``identified: True``, or
+    ``{"identified": False, "reason": ...}`` (numbers from an unidentified fit are not results)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    sizes = np.unique(x)
+    if sizes.size < 4:
+        return {"identified": False, "reason": f"{sizes.size} distinct size{'s' if sizes.size != 1 else ''}; "
+                                               f"a 3-parameter law needs at least 4"}
+    means = [float(y[x == size].mean()) for size in sizes]
+    if not all(later < earlier for earlier, later in zip(means, means[1:], strict=False)):
+        return {"identified": False, "reason": "the mean does not fall with size (" + ", ".join(f"{m:.4g}" for m in means) + ")"}
+    try:
+        fit = fit_power_law(x, y)
+    except RuntimeError as err:
+        return {"identified": False, "reason": f"the fit did not converge ({err})"}
+    if fit["alpha"] <= 0:
+        return {"identified": False, "reason": f"fitted exponent α = {fit['alpha']:.3g} is not positive"}
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    for name in ("E", "A", "alpha"):
+        value, err = fit[name], fit[f"{name}_err"]
+        if not math.isfinite(err) or z * err >= abs(value):
+            return {"identified": False, "reason": f"the {level:.0%} interval of {name} ({value:.3g} ± {z * err:.2g}) "
+                                                   f"is wider than the estimate"}
+    return {**fit, "identified": True}
 
 
 def fit_power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:

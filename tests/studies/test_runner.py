@@ -76,7 +76,9 @@ def test_runner_trains_skips_and_resumes(tmp_path, cache_dir):
     report = (tmp_path / "report" / "report.md").read_text()
     assert "**1 seeds**" in report and "| log |" in report and "| hypros |" in report
     assert "NOT EVALUATED" in report and "not compared (a paired t-test needs ≥ 2 pairs; got 1)" in report
-    assert "power-law fit needs ≥ 3 distinct sizes" in report
+    assert "not identified: 1 distinct size; a 3-parameter law needs at least 4" in report
+    assert "% per step than log-loss" in report and ("slower" in report or "faster" in report)  # C1, in words
+    assert "interpolated linearly between evaluations (every" in report
     for name in ("learning_curves_steps.png", "calibration.png", "scaling.png"):
         assert (tmp_path / "report" / name).stat().st_size > 1000
 
