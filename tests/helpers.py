@@ -34,10 +34,10 @@ def test_env(cache_dir: Path) -> dict[str, str]:
 
 
 def run_deepspeed(args: list[str], cache_dir: Path, *, ranks: int = 2, script: Path = PRETRAIN,
-                  timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+                  timeout: int = 300, env: dict[str, str] | None = None, port: int | None = None) -> subprocess.CompletedProcess:
     """Run a script under the real deepspeed launcher with `ranks` CPU ranks on a free port."""
     deepspeed = Path(sys.executable).parent / "deepspeed"
-    cmd = [str(deepspeed), "--num_gpus", str(ranks), "--master_port", str(free_port()), str(script), *args]
+    cmd = [str(deepspeed), "--num_gpus", str(ranks), "--master_port", str(port or free_port()), str(script), *args]
     full_env = {**test_env(cache_dir), **(env or {})}
     proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

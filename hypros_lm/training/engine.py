@@ -281,6 +281,19 @@ def return_freed_host_memory() -> None:
             pass
 
 
+def release_shared_memory_buffers(rank: int) -> None:
+    """Unlink this rank's /dev/shm buffers of DeepSpeed's CPU shared-memory all-reduce.
+
+    DeepSpeed creates them (``deepspeed_allreduce_buffer_<i>_<addr>_<port>_<rank>``, 67 MB each) and never
+    removes them: /dev/shm is memory, so every finished multi-rank CPU run used to leave its buffers behind
+    until the machine ran out of memory. Called when training ends, when every rank opened them long ago;
+    the mappings stay valid until the process exits.
+    """
+    addr, port = os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
+    for buffer in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{addr}_{port}_{rank}"):
+        buffer.unlink(missing_ok=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

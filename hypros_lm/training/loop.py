@@ -41,6 +41,7 @@ from hypros_lm.training.engine import (
     model_init_context,
     parameter_norm,
     parameter_shapes,
+    release_shared_memory_buffers,
     resolve_ds_config,
     set_lr,
     zero_stage,
@@ -179,6 +180,8 @@ def train(settings: RunSettings) -> Path:
             break
     for logger in loggers:
         logger.close()
+    dist.barrier()  # every rank is done with the shared-memory all-reduce
+    release_shared_memory_buffers(rank)
     run.log(f"done: {out} ({clock.elapsed():.1f}s)")
     return out
 

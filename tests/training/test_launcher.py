@@ -75,3 +75,14 @@ def test_zero3_offload_accumulation_checkpointing_and_wandb_offline(tmp_path, ca
     assert [r["tokens"] for r in train] == [2 * 2 * 4 * 64, 2 * 2 * 2 * 4 * 64]  # 2 ranks × 2 micro-steps
     assert [r["lambda"] for r in train] == [0.0, 1.0]  # the switch at 0.5·T
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_a_finished_run_leaves_no_shared_memory_behind(tmp_path, cache_dir):
+    """DeepSpeed's CPU all-reduce keeps 67 MB buffers in /dev/shm (memory) per rank and never removes them."""
+    from pathlib import Path
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    run_deepspeed([*TINY_RUN, "--max-steps", "1", "--train.eval_every", "0", "--out", str(tmp_path)], cache_dir, port=port)
+    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
