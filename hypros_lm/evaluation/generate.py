@@ -37,6 +37,22 @@ def generate(hf_model, prompts: list[list[int]], *, eos_id: int, beams: int = 1,
     return out
 
 
+def generate_for_task(hf_model, tok, task, sources: list[str], references: list[str], *, seq_len: int, max_target: int,
+                      beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16,
+                      progress: bool = True) -> tuple[list[str], int]:
+    """A task's prompts for these sources, each leaving room for max_new_tokens within the run's seq_len
+    (long sources truncated), continued by the model; returns (predictions, sources truncated)."""
+    from hypros_lm.data.seq2seq import encode_pairs
+    from hypros_lm.data.tokenizer import eos_id
+
+    eos = eos_id(tok)
+    enc = encode_pairs(task, tok, sources, references, seq_len=seq_len - max_new_tokens + max_target,
+                       max_target_tokens=max_target)
+    hyps = generate(hf_model, enc.prompt_ids, eos_id=eos, beams=beams, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, decode=tok.decode, progress=progress)
+    return hyps, enc.truncated_sources
+
+
 def translation_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
     from sacrebleu.metrics import BLEU, CHRF
 
@@ -92,12 +108,11 @@ def evaluate_task(run_dir, *, task_name: str | None = None, split: str = "test",
     runs = {"clean": sources} | {spec: perturb_all(sources, spec, seed) for spec in perturbations}
     samples = {}
     for name, srcs in runs.items():
-        enc = encode_pairs(task, tok, srcs, references, seq_len=seq_len - max_new_tokens + max_target,
-                           max_target_tokens=max_target)  # prompts leave room for max_new_tokens
+        hyps, truncated = generate_for_task(hf, tok, task, srcs, references, seq_len=seq_len, max_target=max_target,
+                                            beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                            progress=progress)
         if name == "clean":
-            result["truncated_sources"] = enc.truncated_sources
-        hyps = generate(hf, enc.prompt_ids, eos_id=eos, beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        decode=tok.decode, progress=progress)
+            result["truncated_sources"] = truncated
         (out / f"predictions-{name.replace(':', '_').replace('+', '_')}.txt").write_text("\n".join(hyps) + "\n")
         result[name] = score(hyps, references)
         samples[name] = list(zip(srcs[:3], references[:3], hyps[:3], strict=True))

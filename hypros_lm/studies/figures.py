@@ -111,3 +111,48 @@ def scaling(runs: list[RunResult], variations: list[str], fits: dict, out: Path)
             ax.grid(alpha=0.3, which="both")
     axes[0][0].legend()
     return save_figure(fig, out / "scaling.png")
+
+
+def sweep_heatmaps(rows: list[dict], study, models: list[str], out: Path) -> Path:
+    """One heat-map per model size of the sweep metric over the grid (mean over seeds, each cell annotated
+    with mean ± std and * where it differs from the reference at p < 0.05; the reference cell outlined).
+    The reference's own values join the axes, so an off-grid default sits in its place on the surface;
+    grid points without runs stay blank."""
+    from hypros_lm.studies.spec import grid_value
+
+    reference = study.sweep["variation"]
+    names = list(study.grid_cells[reference])
+    axes_values = []
+    for name in names:
+        values = {cell[name] for cell in study.grid_cells.values()}
+        axes_values.append(sorted(values) if all(isinstance(v, (int, float)) for v in values) else list(values))
+    ys, xs = (axes_values[0], axes_values[1]) if len(names) == 2 else ([None], axes_values[0])
+    fig, panels = plt.subplots(1, len(models), figsize=(1.6 * len(xs) + 2.4, 1.2 * len(ys) + 1.6) if len(models) == 1
+                               else (len(models) * (1.6 * len(xs) + 2.2), 1.2 * len(ys) + 1.6), squeeze=False)
+    for ax, model in zip(panels[0], models, strict=True):
+        grid = np.full((len(ys), len(xs)), np.nan)
+        text = [["not run"] * len(xs) for _ in ys]
+        for r in (r for r in rows if r["model"] == model):
+            i = ys.index(r["values"][names[0]]) if len(names) == 2 else 0
+            j = xs.index(r["values"][names[-1]])
+            mean, std, _ = r["value"]
+            grid[i, j] = mean
+            text[i][j] = f"{mean:.4g}\n±{std:.2g}" + (" *" if r["significant"] else "") + ("\n(reference)" if r["reference"] else "")
+            if r["reference"]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec="black"))
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis_r", aspect="auto")
+        fig.colorbar(image, ax=ax, fraction=0.05)
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8,
+                        color="black" if np.isfinite(grid[i, j]) else "grey",
+                        bbox={"fc": "white", "alpha": 0.65, "lw": 0, "pad": 1.5})
+        ax.set_xticks(range(len(xs)), [grid_value(v) for v in xs])
+        ax.set_xlabel(names[-1])
+        if len(names) == 2:
+            ax.set_yticks(range(len(ys)), [grid_value(v) for v in ys])
+            ax.set_ylabel(names[0])
+        else:
+            ax.set_yticks([])
+        ax.set_title(f"{model}: test {study.sweep['metric']} (* p < 0.05 vs reference)", fontsize=9)
+    return save_figure(fig, out / "sweep_heatmaps.png")

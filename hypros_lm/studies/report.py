@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hypros_lm.studies.spec import Study
+from hypros_lm.studies.spec import Study, grid_value
 from hypros_lm.studies.stats import (
     NotEnoughData,
     bootstrap_ci,
@@ -180,7 +180,8 @@ def analyse(study: Study, runs: list[RunResult]) -> dict[str, Any]:
 
     criteria = _criteria(study, cells, models, targets, notes)
     scaling = _scaling(runs, variations, notes)
-    return {"summary": summary, "comparisons": comparisons, "criteria": criteria, "scaling": scaling,
+    sweep = _sweep(study, cells, models, notes)
+    return {"summary": summary, "comparisons": comparisons, "criteria": criteria, "scaling": scaling, "sweep": sweep,
             "targets": targets, "notes": notes, "models": models, "variations": variations,
             "seeds": sorted({r.seed for r in runs}), "runs": len(runs)}
 
@@ -277,6 +278,34 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
     return out
 
 
+def _sweep(study: Study, cells, models: list[str], notes: list[str]) -> list[dict[str, Any]]:
+    """Per model and grid cell: the sweep metric over seeds, and its paired difference from the reference
+    (the default schedule) with the paired t-test's p (seeds matched); empty without a sweep."""
+    if not study.grid_cells:
+        return []
+    reference, metric = study.sweep["variation"], study.sweep["metric"]
+    rows = []
+    for m in models:
+        for variation, values in study.grid_cells.items():
+            seeds = cells.get((variation, m), {})
+            if not seeds:
+                notes.append(f"sweep {m} {variation}: no finished runs")
+                continue
+            row = {"model": m, "variation": variation, "values": values, "reference": variation == reference,
+                   "metric": metric, "value": mean_std([r.test[metric] for r in seeds.values()]),
+                   "diff": None, "p": None, "significant": False}
+            if variation != reference:
+                a, b = _paired(cells, variation, reference, m, lambda r: r.test[metric])
+                try:
+                    row["t"], row["p"] = paired_t_test(a, b)
+                    row["diff"] = float(np.mean(np.subtract(a, b)))
+                    row["significant"] = row["p"] < 0.05
+                except NotEnoughData as err:
+                    notes.append(f"sweep {m} {variation} vs {reference}: not tested ({err})")
+            rows.append(row)
+    return rows
+
+
 def _more_or_less(amount: float, fmt: str, up: str = "higher", down: str = "lower") -> str:
     """'0.1412 higher' / '19.1 lower': a measured change with its direction in words, never a bare sign."""
     if amount == 0:
@@ -305,6 +334,23 @@ def _fmt(ms) -> str:
     return f"{mean:.4g} ± {std:.2g}" if n > 1 else f"{mean:.4g}"
 
 
+def _sweep_section(study: Study, rows: list[dict[str, Any]]) -> list[str]:
+    reference, metric = study.sweep["variation"], study.sweep["metric"]
+    axes = list(study.grid_cells[reference])
+    label = dict(COMPARED).get(metric, f"test {metric}")
+    lines = ["", f"## Sensitivity: {' × '.join(axes)} ({label}, mean ± std over seeds)", "",
+             f"Each cell against the reference `{reference}` ("
+             + ", ".join(f"{k} = {grid_value(v)}" for k, v in study.grid_cells[reference].items())
+             + ") over the same seeds: paired t-test, * where p < 0.05. Heat-maps: `sweep_heatmaps.png`.", "",
+             "| model | " + " | ".join(axes) + f" | {label} | vs reference | p | |", "|---|" + "---|" * len(axes) + "---|---|---|---|"]
+    for r in rows:
+        diff = "reference" if r["reference"] else (_more_or_less(r["diff"], ".4g") if r["diff"] is not None else "—")
+        p = f"{r['p']:.3g}" if r["p"] is not None else "—"
+        lines.append(f"| {r['model']} | " + " | ".join(grid_value(r["values"][a]) for a in axes)
+                     + f" | {_fmt(r['value'])} | {diff} | {p} | {'*' if r['significant'] else ''} |")
+    return lines
+
+
 def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Path:
     """Analyse the study folder and write report.md with its figures into ``out``."""
     from hypros_lm.plots import lambda_and_grad_norms
@@ -322,6 +368,8 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
     if sets:
         figs.append(figures.robustness(runs, models, variations, sets, out))
     figs.append(figures.scaling(runs, variations, res["scaling"], out))
+    if res["sweep"]:
+        figs.append(figures.sweep_heatmaps(res["sweep"], study, models, out))
     largest = [folder / r.name for r in runs if r.model == models[-1] and r.seed == res["seeds"][0]]
     figs.append(lambda_and_grad_norms(largest, out))
 
@@ -365,6 +413,8 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
     for c in res["comparisons"]:
         lines.append(f"| {c['model']} | {c['vs']} | {c['metric']} | {c['n']} | {c['diff']:+.4g} | "
                      f"[{c['ci'][0]:+.3g}, {c['ci'][1]:+.3g}] | {c['t']:.3g} | {c['p']:.3g} |")
+    if res["sweep"]:
+        lines += _sweep_section(study, res["sweep"])
     lines += ["", "## Scaling fits L = E + A·x^(−α)", "",
               "| variation | score | x | E | A | α | dof |", "|---|---|---|---|---|---|---|"]
     for key, f in res["scaling"].items():

@@ -11,7 +11,13 @@
     robustness: [shift-lambada]               # evaluations that test robustness (criterion C4)
     eval_batches: 20
     target: {metric: loss_log, value: null}   # time-to-target; null = the level every variation reaches
+    sweep:                                    # optional: a grid of variations around one variation
+      variation: hypros                       #   the grid varies this one; its own settings are the reference cell
+      grid: {loss.tau: [0.05, 0.15], loss.lam_max: [0.7, 1.0]}   # one or two settings (heat-maps need two)
+      metric: ece_10                          #   the heat-maps' test metric: nll, brier, ece_10, accuracy or auc
 
+A sweep expands into named variations (``hypros-tau0.05-lam_max0.7``) that run, skip and resume like the
+others; a grid point with the reference's own settings is the reference variation itself, not a copy.
 String settings may name their cell: ``{variation}``, ``{model}`` and ``{seed}`` are filled per run (e.g. a
 fine-tune study's ``task.init_from: runs/studies/exp1-core/{variation}-{model}-s{seed}``).
 Every run's settings are built and checked when the file is loaded, before anything runs.
@@ -20,6 +26,7 @@ Every run's settings are built and checked when the file is loaded, before anyth
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +36,9 @@ import yaml
 from hypros_lm.training.settings import RunSettings, settings_from_dict
 
 STUDY_KEYS = {"name", "description", "task", "ranks", "base", "variations", "models", "seeds", "evaluations",
-              "robustness", "eval_batches", "target", "baselines"}
+              "robustness", "eval_batches", "target", "baselines", "sweep"}
+SWEEP_KEYS = {"variation", "grid", "metric"}
+SWEEP_METRICS = ("nll", "brier", "ece_10", "accuracy", "auc")
 
 
 @dataclass
@@ -60,6 +69,24 @@ class Study:
     eval_batches: int = 20
     target: dict[str, Any] = field(default_factory=lambda: {"metric": "loss_log", "value": None})
     baselines: dict[str, str] = field(default_factory=lambda: {"log": "log", "bounded": "brier", "method": "hypros"})
+    sweep: dict[str, Any] | None = None
+    grid_cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Filled from ``sweep``: variation name → its grid values (the reference variation included)."""
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    section: str
+    key: str
+    values: tuple[Any, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+def grid_axes(study: Study) -> list[GridAxis]:
+    return [GridAxis(*name.split(".", 1), tuple(values)) for name, values in (study.sweep or {}).get("grid", {}).items()]
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +108,8 @@ def load_study(path: str | Path) -> Study:
         if key not in raw:
             raise ValueError(f"{path}: the study needs {key!r}")
     study = Study(**{"task": "pretrain", **raw})
+    if study.sweep is not None:
+        _expand_sweep(study, path)
     missing = [r for r in study.robustness if r not in study.evaluations]
     if missing:
         raise ValueError(f"{path}: robustness names {missing}, which are not among evaluations {list(study.evaluations)}")
@@ -88,6 +117,61 @@ def load_study(path: str | Path) -> Study:
         if variation not in study.variations:
             raise ValueError(f"{path}: baselines.{role}={variation!r} is not a variation ({list(study.variations)})")
     return study
+
+
+def _check_sweep(sweep: Any, study: Study, path: Path) -> None:
+    if not isinstance(sweep, dict) or set(sweep) - SWEEP_KEYS or "grid" not in sweep or "variation" not in sweep:
+        raise ValueError(f"{path}: sweep must be a mapping with 'variation' and 'grid' (and optionally 'metric'), "
+                         f"e.g. sweep: {{variation: hypros, grid: {{loss.tau: [0.05, 0.2]}}, metric: ece_10}}")
+    if sweep["variation"] not in study.variations:
+        raise ValueError(f"{path}: sweep.variation={sweep['variation']!r} is not a variation ({list(study.variations)})")
+    grid = sweep["grid"]
+    if not isinstance(grid, dict) or not 1 <= len(grid) <= 2:
+        raise ValueError(f"{path}: sweep.grid must map one or two settings (section.key) to lists of values; got {grid!r}")
+    for name, values in grid.items():
+        if name.count(".") != 1:
+            raise ValueError(f"{path}: sweep.grid key {name!r} must be section.key, e.g. loss.tau")
+        if not isinstance(values, list) or not values or len(set(map(repr, values))) != len(values):
+            raise ValueError(f"{path}: sweep.grid.{name} must be a non-empty list of distinct values; got {values!r}")
+    if len({n.split(".")[1] for n in grid}) != len(grid):
+        raise ValueError(f"{path}: sweep.grid keys {list(grid)} share a name; variation names would collide")
+    metric = sweep.setdefault("metric", "ece_10")
+    if metric not in SWEEP_METRICS:
+        raise ValueError(f"{path}: sweep.metric={metric!r}; choose one of {list(SWEEP_METRICS)}")
+
+
+def grid_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _expand_sweep(study: Study, path: Path) -> None:
+    """Add one variation per grid point; the point with the reference's own settings is the reference."""
+    _check_sweep(study.sweep, study, path)
+    reference = study.sweep["variation"]
+    axes = grid_axes(study)
+
+    def resolved(overrides: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return settings_from_dict(_merge(_merge(study.base, study.variations[reference]), overrides)).to_dict()
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: sweep of {reference!r}: {err}") from err
+
+    ref_settings = resolved({})
+    for axis in axes:
+        if axis.key not in ref_settings.get(axis.section, {}):
+            raise ValueError(f"{path}: sweep.grid names {axis.name}, which is not a run setting")
+    study.grid_cells[reference] = {a.name: ref_settings[a.section][a.key] for a in axes}
+    for point in itertools.product(*(a.values for a in axes)):
+        overrides: dict[str, dict[str, Any]] = {}
+        for axis, value in zip(axes, point, strict=True):
+            overrides.setdefault(axis.section, {})[axis.key] = value
+        if resolved(overrides) == ref_settings:
+            continue  # the reference variation itself
+        name = "-".join([reference] + [f"{a.key}{grid_value(v)}" for a, v in zip(axes, point, strict=True)])
+        if name in study.variations:
+            raise ValueError(f"{path}: sweep variation {name!r} is also listed under variations; remove one")
+        study.variations[name] = _merge(study.variations[reference], overrides)
+        study.grid_cells[name] = {a.name: v for a, v in zip(axes, point, strict=True)}
 
 
 def expand(study: Study, out_root: Path) -> list[RunSpec]:

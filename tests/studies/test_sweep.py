@@ -1,0 +1,118 @@
+"""Sweeps in study files: grid expansion into named variations, and the report's sensitivity analysis."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from hypros_lm.studies.report import RunResult, analyse, write_report
+from hypros_lm.studies.spec import expand, load_study
+from tests.studies.test_runner import STUDY
+
+SWEEP = {"variation": "hypros", "grid": {"loss.tau": [0.05, 0.1, 0.2], "loss.lam_max": [0.7, 1.0]}, "metric": "ece_10"}
+
+
+def _study(tmp_path, sweep=SWEEP, **extra):
+    spec = copy.deepcopy(dict(STUDY, sweep=sweep, **extra))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))  # the grid keeps its order
+    return path
+
+
+def test_grid_expands_to_named_variations_with_their_settings(tmp_path):
+    study = load_study(_study(tmp_path))
+    # 3 × 2 points; (0.1, 1.0) is the reference's own schedule, so it is `hypros` itself, not a copy
+    grid = [v for v in study.variations if v.startswith("hypros-")]
+    assert grid == ["hypros-tau0.05-lam_max0.7", "hypros-tau0.05-lam_max1", "hypros-tau0.1-lam_max0.7",
+                    "hypros-tau0.2-lam_max0.7", "hypros-tau0.2-lam_max1"]
+    assert study.grid_cells["hypros"] == {"loss.tau": 0.1, "loss.lam_max": 1.0}
+    runs = {r.variation: r.settings for r in expand(study, tmp_path / "runs")}
+    assert set(runs) == {"log", "hypros", *grid}
+    for name in grid:
+        loss = runs[name].loss
+        assert loss.name == "hypros"  # the varied variation's own settings are kept
+        assert (loss.tau, loss.lam_max) == (study.grid_cells[name]["loss.tau"], study.grid_cells[name]["loss.lam_max"])
+    assert (runs["hypros"].loss.tau, runs["hypros"].loss.lam_max) == (0.1, 1.0)
+
+
+def test_one_axis_and_an_off_grid_reference(tmp_path):
+    study = load_study(_study(tmp_path, sweep={"variation": "hypros", "grid": {"loss.t0": [0.2, 0.4]}}))
+    assert [v for v in study.variations if v.startswith("hypros-")] == ["hypros-t00.2", "hypros-t00.4"]
+    assert study.sweep["metric"] == "ece_10"  # the default
+    assert study.grid_cells["hypros"] == {"loss.t0": 0.3}
+
+
+@pytest.mark.parametrize(("sweep", "message"), [
+    ({"variation": "nope", "grid": {"loss.tau": [0.1]}}, r"sweep.variation='nope' is not a variation"),
+    ({"variation": "hypros", "grid": {"tau": [0.1]}}, r"key 'tau' must be section.key"),
+    ({"variation": "hypros", "grid": {"loss.taus": [0.1]}}, r"loss.taus, which is not a run setting"),
+    ({"variation": "hypros", "grid": {"loss.tau": [-0.1]}}, r"loss.tau=-0.1 must be > 0"),
+    ({"variation": "hypros", "grid": {"loss.tau": []}}, r"non-empty list of distinct values"),
+    ({"variation": "hypros", "grid": {"loss.tau": [0.1]}, "metric": "bleu"}, r"sweep.metric='bleu'; choose one of"),
+    ({"variation": "hypros", "grid": {"loss.tau": [0.1], "loss.t0": [0.2], "loss.lam_max": [1.0]}}, "one or two settings"),
+])
+def test_bad_sweeps_are_named(tmp_path, sweep, message):
+    with pytest.raises(ValueError, match=message):
+        load_study(_study(tmp_path, sweep=sweep))
+
+
+def _result(variation: str, seed: int, ece: float) -> RunResult:
+    curve = [{"step": s, "elapsed_s": s / 10, "loss_log": 6.0 - s / 100 - ece, "loss_brier": 0.9, "ece_10": ece}
+             for s in (2, 4)]
+    train = [{"step": 4, "tokens": 1024, "tokens_per_s": 100.0}]
+    run = RunResult(f"{variation}-nano-s{seed}", variation, "nano", seed, 1000, 1024, 4, curve, train, {})
+    run.test = {"nll": curve[-1]["loss_log"], "brier": 0.9, "ece_10": ece, "accuracy": 0.1, "auc": 5.0}
+    return run
+
+
+def test_sensitivity_cells_against_the_reference(tmp_path):
+    """Cell means, paired differences and p-values against scipy on values set by hand; the report
+    writes the table and the heat-map."""
+    study = load_study(_study(tmp_path, sweep={"variation": "hypros", "grid": {"loss.tau": [0.05, 0.2]}},
+                              seeds=[1, 2, 3]))
+    ece = {"hypros": [0.050, 0.052, 0.049], "hypros-tau0.05": [0.030, 0.031, 0.029], "hypros-tau0.2": [0.051, 0.049, 0.053],
+           "log": [0.06, 0.061, 0.062]}
+    runs = [_result(v, s + 1, x) for v, xs in ece.items() for s, x in enumerate(xs)]
+    rows = {r["variation"]: r for r in analyse(study, runs)["sweep"]}
+    assert set(rows) == {"hypros", "hypros-tau0.05", "hypros-tau0.2"}
+    assert rows["hypros"]["reference"] and rows["hypros"]["p"] is None
+    for name in ("hypros-tau0.05", "hypros-tau0.2"):
+        test = stats.ttest_rel(ece[name], ece["hypros"])
+        assert rows[name]["p"] == pytest.approx(test.pvalue)
+        assert rows[name]["diff"] == pytest.approx(np.mean(np.subtract(ece[name], ece["hypros"])))
+        assert rows[name]["value"][0] == pytest.approx(np.mean(ece[name]))
+    assert rows["hypros-tau0.05"]["significant"] and not rows["hypros-tau0.2"]["significant"]
+
+    folder = tmp_path / "runs"
+    report = _written_report(study, runs, folder, tmp_path / "report")
+    assert "## Sensitivity: loss.tau (test ECE (10 bins), mean ± std over seeds)" in report
+    assert "| nano | 0.05 | 0.03 ± 0.001 | 0.02033 lower | 0.000269 | * |" in report
+    assert "| nano | 0.2 | 0.051 ± 0.002 | 0.0006667 higher | 0.774 |  |" in report
+    assert "| nano | 0.1 | 0.05033 ± 0.0015 | reference | — |  |" in report
+    assert (tmp_path / "report" / "sweep_heatmaps.png").stat().st_size > 5000
+
+
+def _written_report(study, runs, folder, out) -> str:
+    """write_report reads run folders: write each result as the files a run leaves."""
+    import json
+
+    for r in runs:
+        d = folder / r.name
+        d.mkdir(parents=True)
+        (d / "study.json").write_text(json.dumps({"study": study.name, "task": "pretrain", "variation": r.variation,
+                                                  "model": r.model, "seed": r.seed}))
+        (d / "settings.yaml").write_text(yaml.safe_dump({"train": {"max_steps": r.max_steps, "seed": r.seed},
+                                                          "loss": {"name": r.variation}, "model": {"name": r.model}}))
+        (d / "environment.json").write_text(json.dumps({"num_parameters": r.params}))
+        records = [{**x, "split": "train"} for x in r.train] + [{**x, "split": "val"} for x in r.curve]
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in records) + "\n")
+        ev = d / "eval-test"
+        ev.mkdir()
+        (ev / "metrics.json").write_text(json.dumps({"loss_log": r.test["nll"], "loss_brier": r.test["brier"],
+                                                     "ece_10": r.test["ece_10"], "accuracy": r.test["accuracy"],
+                                                     "reliability_10": []}))
+    return write_report(study, folder, out).read_text()
