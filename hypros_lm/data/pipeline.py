@@ -142,11 +142,15 @@ def prepared_blocks(source: TextSource, tokenizer: Tokenizer, seq_len: int) -> T
     return PreparedCorpus(folder).blocks(source.split, seq_len)
 
 
+def cached_bpe_folder(key: dict) -> Path:
+    return cache_root() / "tokenizers" / key_of(key)
+
+
 def cached_bpe(key: dict, documents: Callable[[], Iterable[str]], vocab_size: int, *,
                log: Callable[[str], None] = print) -> Tokenizer:
     """The byte-level BPE cached under ``key``, trained on ``documents()`` and saved the first time
     (so a second run, or another rank, reads the same tokenizer). Used by fine-tunes from scratch."""
-    folder = cache_root() / "tokenizers" / key_of(key)
+    folder = cached_bpe_folder(key)
     if (folder / "tokenizer.json").is_file():
         log(f"tokenizer: cached BPE {folder / 'tokenizer.json'}")
         return load_tokenizer(str(folder))

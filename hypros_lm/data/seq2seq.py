@@ -188,24 +188,6 @@ class Seq2SeqBlocks:
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
-@dataclass(kw_only=True)
-class TaskSettings:
-    name: str | None = None
-    """None: language-model pretraining; else a sequence-to-sequence task of TASKS (fine-tuning)."""
-    init_from: str | None = None
-    """A pretraining run folder or an exported Hugging Face folder to start from (None: from scratch)."""
-    max_target_tokens: int = 64
-    """Target tokens kept per example (the source is truncated to fit the rest of seq_len)."""
-    train_limit: int | None = None
-    """Use at most this many training pairs."""
-
-    def __post_init__(self) -> None:
-        if self.name is not None:
-            get_task(self.name)
-        if self.max_target_tokens < 1:
-            raise ValueError(f"task.max_target_tokens={self.max_target_tokens} must be ≥ 1")
-
-
 def check_splits(task: Seq2SeqTask, splits: list[str]) -> None:
     """Fail before heavy work when a split cannot be had offline."""
     if not use_offline_copies():
@@ -216,7 +198,7 @@ def check_splits(task: Seq2SeqTask, splits: list[str]) -> None:
                                 f"{sorted(task.local)} ({task.note or 'see the data MANIFEST'})")
 
 
-def prepare_seq2seq(settings: TaskSettings, tok: Tokenizer, *, seq_len: int, train_split: str, val_split: str,
+def prepare_seq2seq(settings, tok: Tokenizer, *, seq_len: int, train_split: str, val_split: str,
                     log=print) -> tuple[Seq2SeqBlocks, Seq2SeqBlocks, dict[str, str]]:
     task = get_task(settings.name)
     blocks, described = [], {}

@@ -86,10 +86,11 @@ class DecoderLM(nn.Module):
         bounded: str = "brier",
         component_grad_norms: bool = False,
         per_token: bool = False,
+        columns: Tensor | None = None,
     ) -> ScoreOutput | dict[str, Tensor] | Tensor:
         hidden = self.body(input_ids=input_ids).last_hidden_state  # (B, T, d)
         return self.head(hidden, targets, lam, bounded=bounded, component_grad_norms=component_grad_norms,
-                         per_token=per_token)
+                         per_token=per_token, columns=columns)
 
     def num_parameters(self) -> int:
         return sum(param_shape(p).numel() for p in self.parameters())  # tied weights counted once

@@ -77,11 +77,11 @@ def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
         settings = yaml.safe_load((run_dir / "settings.yaml").read_text())
         records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
         max_steps = settings["train"]["max_steps"]
-        curve = [r for r in records if r["split"] == "val"]
+        curve = [headline(r) for r in records if r["split"] == "val"]
         if not curve or curve[-1]["step"] != max_steps:
             notes.append(f"{run_dir.name}: not finished (no validation at step {max_steps}); left out")
             continue
-        evals = {name: json.loads((run_dir / f"eval-{name}" / "metrics.json").read_text())
+        evals = {name: headline(json.loads((run_dir / f"eval-{name}" / "metrics.json").read_text()))
                  for name in study.evaluations if (run_dir / f"eval-{name}" / "metrics.json").is_file()}
         env = json.loads((run_dir / "environment.json").read_text())
         train = [r for r in records if r["split"] == "train"]
@@ -94,6 +94,25 @@ def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
     if not runs:
         raise FileNotFoundError(f"no finished runs of study {study.name!r} under {folder}")
     return runs, notes
+
+
+CLASS_HEADLINE = {"loss_log": "class_nll", "loss_brier": "class_brier", "ece_10": "class_ece_10",
+                  "accuracy": "class_accuracy", "reliability_10": "class_reliability_10"}
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scores a report compares under their usual names: for a classifier, the class-level ones (NLL of
+    the gold class, multi-class Brier, top-label ECE, accuracy) rather than the label token's over the whole
+    vocabulary (kept under ``token_*``)."""
+    if "class_nll" not in metrics:
+        return metrics
+    out = dict(metrics)
+    for usual, cls in CLASS_HEADLINE.items():
+        if usual in metrics:
+            out[f"token_{usual}"] = metrics[usual]
+        if cls in metrics:
+            out[usual] = metrics[cls]
+    return out
 
 
 def _by(runs: list[RunResult]) -> dict[tuple[str, str], dict[int, RunResult]]:
@@ -159,6 +178,11 @@ def analyse(study: Study, runs: list[RunResult]) -> dict[str, Any]:
                 if vals:
                     row[f"{name}:nll"] = mean_std([x["loss_log"] for x in vals])
                     row[f"{name}:ece_10"] = mean_std([x["ece_10"] for x in vals])
+                    row[f"{name}:accuracy"] = mean_std([x["accuracy"] for x in vals])
+                drops = [(r.test["accuracy"] - r.evals[name]["accuracy"]) / r.test["accuracy"]
+                         for r in seeds.values() if name in r.evals and r.test["accuracy"]]
+                if drops:
+                    row[f"{name}:drop"] = mean_std(drops)
             summary.append(row)
 
     comparisons = []
@@ -327,6 +351,13 @@ def _scaling(runs: list[RunResult], variations: list[str], notes: list[str]) -> 
     return fits
 
 
+def _pct(ms) -> str:
+    if ms is None:
+        return "—"
+    mean, std, n = ms
+    return f"{mean * 100:.1f} % ± {std * 100:.1f}" if n > 1 else f"{mean * 100:.1f} %"
+
+
 def _fmt(ms) -> str:
     if ms is None:
         return "never"
@@ -403,11 +434,15 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
         lines.append(f"| {r['model']} | {r['variation']} | {_fmt(r['step_time'])} | "
                      + " | ".join(_fmt(r[f"eff:{k}"]) if r[f"eff:{k}"] else "—" for k, _ in EFFICIENCY) + " |")
     if study.robustness:
-        lines += ["", "## Robustness (domain shift)", "", "| model | variation | " + " | ".join(
-            f"{s} NLL | {s} ECE" for s in study.robustness) + " |", "|---|---|" + "---|---|" * len(study.robustness)]
+        lines += ["", "## Robustness (perturbations and domain shift)", "",
+                  "Relative degradation: (test accuracy − accuracy on the set) / test accuracy, per run, then mean ± std.",
+                  "", "| model | variation | " + " | ".join(f"{s} NLL | {s} ECE | {s} accuracy | {s} rel. degradation"
+                                                        for s in study.robustness) + " |",
+                  "|---|---|" + "---|---|---|---|" * len(study.robustness)]
         for r in res["summary"]:
             lines.append(f"| {r['model']} | {r['variation']} | " + " | ".join(
-                f"{_fmt(r.get(f'{s}:nll'))} | {_fmt(r.get(f'{s}:ece_10'))}" for s in study.robustness) + " |")
+                f"{_fmt(r.get(f'{s}:nll'))} | {_fmt(r.get(f'{s}:ece_10'))} | {_fmt(r.get(f'{s}:accuracy'))} | "
+                f"{_pct(r.get(f'{s}:drop'))}" for s in study.robustness) + " |")
     lines += ["", "## Paired comparisons of the method", "",
               "| model | vs | metric | n | mean difference | 95 % bootstrap CI | paired t | p |", "|---|---|---|---|---|---|---|---|"]
     for c in res["comparisons"]:

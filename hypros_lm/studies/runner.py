@@ -88,18 +88,18 @@ def run_training(study: Study, run: RunSpec, ranks: int) -> float:
 
 
 def run_evaluations(study: Study, run: RunSpec) -> None:
+    """Each evaluation of the study on the run's final model, by the family of the evaluation's task
+    (``data:`` specs are language-model evaluations, ``task:`` specs the task's own)."""
     from hypros_lm.evaluation.checkpoints import load_run
-    from hypros_lm.evaluation.lm import evaluate_and_write
+    from hypros_lm.tasks import family_for
 
     loaded = load_run(run.out)
     for name, spec in study.evaluations.items():
         out = run.out / f"eval-{name}"
         if (out / "metrics.json").is_file():
             continue
-        evaluate_and_write(loaded.model, loaded.tokenizer, data=spec["data"], split=spec["split"],
-                           seq_len=run.settings.data.seq_len, batches=study.eval_batches,
-                           batch_size=run.settings.train.micro_batch_size, out=out,
-                           label=f"{run.variation} ({run.model}, seed {run.seed})", progress=False)
+        family_for(spec.get("task")).evaluate_run(loaded, spec, out, batches=study.eval_batches,
+                                                  label=f"{run.variation} ({run.model}, seed {run.seed})")
 
 
 def run_study(study: Study, runs: list[RunSpec], *, ranks: int, log=print) -> None:

@@ -8,6 +8,7 @@
     models: [nano, micro]
     seeds: [1, 2, 3]
     evaluations: {test: {data: wikitext-2-v1, split: test}, shift-lambada: {data: lambada, split: test}}
+    # or a task's own evaluation: {task: imdb, split: test, limit: 2000}, {task: sst2, split: validation, perturb: swap:0.05}
     robustness: [shift-lambada]               # evaluations that test robustness (criterion C4)
     eval_batches: 20
     target: {metric: loss_log, value: null}   # time-to-target; null = the level every variation reaches
@@ -110,6 +111,8 @@ def load_study(path: str | Path) -> Study:
     study = Study(**{"task": "pretrain", **raw})
     if study.sweep is not None:
         _expand_sweep(study, path)
+    for name, spec in study.evaluations.items():
+        _check_evaluation(path, name, spec)
     missing = [r for r in study.robustness if r not in study.evaluations]
     if missing:
         raise ValueError(f"{path}: robustness names {missing}, which are not among evaluations {list(study.evaluations)}")
@@ -117,6 +120,25 @@ def load_study(path: str | Path) -> Study:
         if variation not in study.variations:
             raise ValueError(f"{path}: baselines.{role}={variation!r} is not a variation ({list(study.variations)})")
     return study
+
+
+def _check_evaluation(path: Path, name: str, spec: Any) -> None:
+    if not isinstance(spec, dict) or ("data" in spec) == ("task" in spec):
+        raise ValueError(f"{path}: evaluations.{name} needs either data: (a corpus, with split:) or task: (a task's "
+                         f"own evaluation, with split: and optionally limit:, perturb:, seed:); got {spec!r}")
+    if "data" in spec and set(spec) != {"data", "split"}:
+        raise ValueError(f"{path}: evaluations.{name}: a corpus evaluation takes data and split only; got {sorted(spec)}")
+    if "task" in spec:
+        from hypros_lm.tasks import family_for
+
+        family_for(spec["task"])  # unknown tasks fail here
+        unknown = set(spec) - {"task", "split", "limit", "perturb", "seed"}
+        if unknown:
+            raise ValueError(f"{path}: evaluations.{name}: unknown key(s) {sorted(unknown)}")
+        if spec.get("perturb"):
+            from hypros_lm.data.perturb import parse
+
+            parse(spec["perturb"])
 
 
 def _check_sweep(sweep: Any, study: Study, path: Path) -> None:

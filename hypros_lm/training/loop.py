@@ -1,6 +1,6 @@
 """The training loop, for pretraining and fine-tuning alike: read it top to bottom.
 
-    check settings → init distributed → data (rank 0 first) → model (→ initial weights) → DeepSpeed engine → resume?
+    check settings → init distributed → data (the task family's) → model (→ initial weights) → DeepSpeed engine → resume?
     for step: λ(step), lr(step) → micro-batches: forward (fused scoring head) / backward → engine.step
               → maybe_log → maybe_eval → maybe_save
 """
@@ -21,14 +21,10 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from hypros_lm.data import BlockOrder, PreparedData, is_prepared, load_tokenizer, prepare_data, resolve_sources, save_tokenizer
-from hypros_lm.data.pipeline import cached_bpe
-from hypros_lm.data.prepare import read_manifest
-from hypros_lm.data.seq2seq import check_splits, get_task, load_pairs, prepare_seq2seq
-from hypros_lm.data.sources import canonical_split
-from hypros_lm.evaluation.lm import evaluate_blocks
+from hypros_lm.data import BlockOrder, PreparedData, save_tokenizer
 from hypros_lm.models import MODEL_SIZES, build_model, flops_per_token, initial_value, resolve_attention
 from hypros_lm.scoring import Objective, build_objective
+from hypros_lm.tasks import TaskFamily, family_for
 from hypros_lm.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hypros_lm.training.engine import (
     assign_parameters,
@@ -59,14 +55,7 @@ def check_run(settings: RunSettings) -> Path:
             f"{size.max_positions} positions; lower --seq-len or pick a larger model"
         )
     resolve_ds_config(settings.train.ds_config)
-    if settings.task.name is None:
-        resolve_sources(settings.data)  # a large hub corpus stops here with the command that prepares it
-        if is_prepared(settings.data.name):
-            _check_prepared(settings)
-    else:
-        check_splits(get_task(settings.task.name), [settings.data.train_split, settings.data.val_split])
-        if settings.task.init_from is not None and not Path(settings.task.init_from).is_dir():
-            raise FileNotFoundError(f"task.init_from={settings.task.init_from}: no such run or Hugging Face folder")
+    family_for(settings.task.name).check(settings)
     if settings.train.lm_eval_tasks:
         _check_lm_eval_tasks(settings.train.lm_eval_tasks)
     resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
@@ -86,21 +75,6 @@ def _check_lm_eval_tasks(spec: str) -> None:
     unknown = [t for t in parse_task_limits(spec) if t not in OFFLINE_TASKS]
     if unknown and use_offline_copies():
         raise ValueError(f"train.lm_eval_tasks: {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
-
-
-def _check_prepared(settings: RunSettings) -> None:
-    """A prepared folder this version reads, whose token ids the model's vocabulary holds."""
-    from hypros_lm.models import model_vocab_size
-
-    manifest = read_manifest(settings.data.name)
-    vocab = model_vocab_size(settings.model, manifest["tokenizer"]["vocab_size"])
-    if manifest["max_token_id"] >= vocab:
-        raise ValueError(f"{settings.data.name} holds token id {manifest['max_token_id']}, outside the model's "
-                         f"vocabulary of {vocab}; set model.vocab_size ≥ {manifest['max_token_id'] + 1} or leave it unset")
-    for split in (settings.data.train_split, settings.data.val_split):
-        if canonical_split(split) not in manifest["splits"]:
-            raise FileNotFoundError(f"the prepared corpus {settings.data.name} has no {split!r} split; it has "
-                                    f"{list(manifest['splits'])}")
 
 
 def ensure_writable_run_folder(folder: Path) -> None:
@@ -126,6 +100,7 @@ class Run:
     data: PreparedData
     engine: Any
     objective: Objective
+    family: TaskFamily
     order: BlockOrder
     flops_per_token: int
     peak_tflops: float | None
@@ -190,11 +165,13 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     log = print if rank == 0 else (lambda _msg: None)
     ds_config = load_ds_config(settings.train, settings.optim, world,
                                hidden_size=MODEL_SIZES[settings.model.name].hidden_size)
-    data = _prepare(settings, rank, log)
+    family = family_for(settings.task.name)
+    data = family.prepare(settings, log=log)
     torch.manual_seed(settings.train.seed)
     with model_init_context(ds_config):  # ZeRO-3: partitioned as built, never whole on any rank
         model = build_model(settings.model, data.tokenizer.get_vocab_size(), label_smoothing=settings.loss.label_smoothing,
                             chunk_size=settings.loss.chunk_size, half_precision=settings.train.precision == "bf16")
+    family.configure_model(model, data, settings)
     if settings.task.init_from:
         _load_initial_weights(model, settings.task.init_from, rank)
         log(f"init: weights from {settings.task.init_from}")
@@ -219,36 +196,8 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
 
         lm_eval = InLoopLmEval(settings.train.lm_eval_tasks, out / ".lm_eval_tasks", rank=rank, world=world)
         log("lm-eval at each evaluation: " + ", ".join(f"{t} ({n or 'all'} examples)" for t, n in lm_eval.tasks.items()))
-    return Run(settings, out, rank, world, data, engine, objective, BlockOrder(len(data.train), settings.train.seed),
+    return Run(settings, out, rank, world, data, engine, objective, family, BlockOrder(len(data.train), settings.train.seed),
                flops, peak, EnergyMeter(), lm_eval)
-
-
-def _prepare(settings: RunSettings, rank: int, log) -> PreparedData:
-    """Token blocks for pretraining (memory-mapped shards; a small corpus is prepared by local rank 0
-    while the other ranks wait on its files), or prompt/target examples for a fine-tuning task."""
-    if settings.task.name is None:
-        return prepare_data(settings.data, log=log)
-    if rank == 0:  # rank 0 caches the task's tokenizer first; the other ranks then read it
-        data = _prepare_task(settings, log)
-    dist.barrier()
-    return data if rank == 0 else _prepare_task(settings, log)
-
-
-def _prepare_task(settings: RunSettings, log) -> PreparedData:
-    task, init = get_task(settings.task.name), settings.task.init_from
-    if settings.data.tokenizer is not None or init is not None:
-        tok = load_tokenizer(settings.data.tokenizer or str(Path(init) / "tokenizer.json"))
-    else:  # from scratch: a BPE on the task's own training text
-        def documents() -> list[str]:
-            sources, targets, _ = load_pairs(task, settings.data.train_split)
-            return sources + targets
-
-        key = {"task": task.name, "split": settings.data.train_split, "vocab": settings.data.vocab_size}
-        tok = cached_bpe(key, documents, settings.data.vocab_size, log=log)
-    train, val, described = prepare_seq2seq(settings.task, tok, seq_len=settings.data.seq_len,
-                                            train_split=settings.data.train_split, val_split=settings.data.val_split,
-                                            log=log)
-    return PreparedData(tok, train, val, described)
 
 
 def _load_initial_weights(model, init_from: str, rank: int) -> None:
@@ -433,10 +382,10 @@ def _efficiency(run: Run, step: int, sums: dict[str, torch.Tensor], tokens_per_s
 
 
 def evaluate(run: Run, lam: float) -> dict[str, float]:
-    """Every score and calibration metric on a fixed validation slice, sharded over ranks."""
-    t = run.settings.train
-    return evaluate_blocks(run.engine, run.data.val, t.eval_batches, t.micro_batch_size, lam=lam,
-                           bounded=run.objective.bounded, rank=run.rank, world=run.world, device=_device(run))
+    """Every score and calibration metric on a fixed validation slice, sharded over ranks (and what the
+    task family adds, e.g. class-level metrics)."""
+    return run.family.evaluate(run.engine, run.data, run.settings, lam=lam, bounded=run.objective.bounded,
+                               rank=run.rank, world=run.world, device=_device(run))
 
 
 def _emit(run: Run, loggers: list, record: dict[str, Any], clock: Clock, start_step: int) -> None:
@@ -451,7 +400,8 @@ def _emit(run: Run, loggers: list, record: dict[str, Any], clock: Clock, start_s
     elif record.get("split") == "val":
         print(f"  val @ {record['step']}: loss {record['loss']:.4f} | log {record['loss_log']:.4f} "
               f"(ppl {record['perplexity']:.1f}) | brier {record['loss_brier']:.4f} | "
-              f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f} | ECE {record['ece_10']:.4f}", flush=True)
+              f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f} | ECE {record['ece_10']:.4f}"
+              + "".join(f" | {k} {record[k]:.4f}" for k in run.family.console_keys if k in record), flush=True)
     else:
         print(console_line(record, run.settings.train.max_steps, clock.elapsed(), start_step), flush=True)
 

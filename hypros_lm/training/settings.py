@@ -17,9 +17,9 @@ from typing import Any, Literal
 import yaml
 
 from hypros_lm.data import DataSettings
-from hypros_lm.data.seq2seq import TaskSettings
 from hypros_lm.models import ModelSettings
 from hypros_lm.scoring import LossSettings
+from hypros_lm.tasks.settings import TaskSettings
 
 
 @dataclass(kw_only=True)
