@@ -54,5 +54,6 @@ def test_the_set_of_settings_is_deliberate():
         "train.ds_config", "train.precision", "train.log_every", "train.eval_every", "train.eval_batches",
         "train.save_every", "train.keep_checkpoints", "train.component_grad_every", "train.stop_at", "train.lm_eval_tasks",
         "telemetry.wandb", "telemetry.wandb_project", "telemetry.run_name", "telemetry.peak_tflops",
-        "task.name", "task.init_from", "task.max_target_tokens", "task.train_limit",
+        "task.name", "task.init_from", "task.max_target_tokens", "task.train_limit", "task.score_over",
+        "task.label_words",
     ]
