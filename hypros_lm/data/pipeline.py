@@ -49,7 +49,8 @@ class DataSettings:
     tokenizer_sample_chars: int = 200_000_000
     """Characters of training text a BPE is trained on (the first documents up to this many)."""
     verify_shards: bool = True
-    """Check every shard's sha256 against the manifest before training (≈ 1 s per GB; sizes are always checked)."""
+    """Check every shard's sha256 against the manifest before training (once per node, by its local rank 0:
+    ≈ 1 s per GB; sizes are always checked on every rank)."""
 
     def __post_init__(self) -> None:
         if self.seq_len < 2:
@@ -117,7 +118,8 @@ def prepare_data(settings: DataSettings, *, sources: dict[str, TextSource] | Non
     if local_rank is None:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
     folder = prepared_folder(settings, sources, local_rank=local_rank, log=log)
-    corpus = PreparedCorpus(folder, verify_sha256=settings.verify_shards)
+    # sizes are checked on every rank; the sha256 of every byte once per node (its local rank 0)
+    corpus = PreparedCorpus(folder, verify_sha256=settings.verify_shards and local_rank == 0)
     if settings.tokenizer is not None and is_prepared(settings.name):
         wanted = load_tokenizer(settings.tokenizer)
         if tokenizer_hash(wanted) != corpus.manifest["tokenizer"]["hash"]:

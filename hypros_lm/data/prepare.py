@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ from tokenizers import Tokenizer
 
 from hypros_lm.data.sources import TextSource, iter_documents
 from hypros_lm.data.tokenizer import eos_id, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
+from hypros_lm.files import ensure_writable, write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -148,10 +150,7 @@ def _shard_name(index: int) -> str:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 class _ShardWriter:
@@ -271,7 +270,7 @@ def prepare_split(source: TextSource, folder: Path, tok: Tokenizer, *, docs_per_
 
     docs = iter(iter_documents(source))
     try:
-        for index in range_from(0):
+        for index in itertools.count():
             if budget_reached():
                 break
             unit = islice(docs, docs_per_shard)
@@ -294,12 +293,6 @@ def prepare_split(source: TextSource, folder: Path, tok: Tokenizer, *, docs_per_
     finally:
         encoder.close()
         bar.close()
-
-
-def range_from(start: int) -> Iterator[int]:
-    while True:
-        yield start
-        start += 1
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -334,14 +327,6 @@ def _preparation_id(sources: dict[str, TextSource], settings: PrepareSettings, t
             "settings": asdict(settings), "given_tokenizer": tokenizer_hash(tokenizer) if tokenizer else None}
 
 
-def check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_probe_{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise PermissionError(f"--out {out} is not writable ({err.strerror}); choose another folder") from err
 
 
 def prepare_corpus(out: Path, sources: dict[str, TextSource], settings: PrepareSettings, *,
@@ -363,7 +348,7 @@ def prepare_corpus(out: Path, sources: dict[str, TextSource], settings: PrepareS
             return out
         raise FileExistsError(f"--out {out} already holds a prepared corpus of other sources or settings; "
                               f"choose another --out (nothing was overwritten)")
-    check_writable(out)
+    ensure_writable(out, "--out")
     _check_budget_fits(sources, settings)
     _claim(out, ident, rank, world, log)
     tok = _tokenizer_for(out, sources, settings, tokenizer, rank, log)
@@ -460,7 +445,7 @@ def _write_manifest(out: Path, sources: dict[str, TextSource], settings: Prepare
         records = _finished_shards(folder)
         budget = settings.token_budget if split == "train" else None
         kept, total = [], 0
-        for k in range_from(0):
+        for k in itertools.count():
             if k not in records or (budget is not None and total >= budget):
                 break
             kept.append(records[k])

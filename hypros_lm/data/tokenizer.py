@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from hypros_lm.files import write_atomic
+
 EOS = "<|endoftext|>"
 
 
@@ -63,11 +65,8 @@ def tokenizer_hash(tok: Tokenizer) -> str:
 
 def save_tokenizer(tok: Tokenizer, folder: Path) -> Path:
     """Write tokenizer.json atomically into folder."""
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / "tokenizer.json"
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(tok.to_str())
-    os.replace(tmp, target)
+    write_atomic(target, tok.to_str())
     return target
 
 

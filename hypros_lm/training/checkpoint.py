@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hypros_lm.files import write_atomic
+
 LATEST = "latest"
 
 
@@ -26,13 +28,6 @@ def _tag(step: int) -> str:
     return f"step_{step:07d}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -64,10 +59,10 @@ def save_checkpoint(engine, ckpt_dir: Path, step: int, client_state: dict[str, A
     final = ckpt_dir / tag
     if rank == 0:
         meta = {"step": step, "world_size": dist.get_world_size(), **client_state}
-        _write_atomic(ckpt_dir / partial / "meta.json", json.dumps(meta, indent=2, default=str))
+        write_atomic(ckpt_dir / partial / "meta.json", json.dumps(meta, indent=2, default=str))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(ckpt_dir / partial, final)
-        _write_atomic(ckpt_dir / LATEST, tag)
+        write_atomic(ckpt_dir / LATEST, tag)
         _prune(ckpt_dir, keep)
     dist.barrier()
     return final

@@ -11,7 +11,6 @@ import contextlib
 import json
 import platform
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.distributed as dist
 import yaml
 
 from hypros_lm.data import BlockOrder, PreparedData, save_tokenizer
+from hypros_lm.files import ensure_writable
 from hypros_lm.models import MODEL_SIZES, build_model, flops_per_token, initial_value, resolve_attention
 from hypros_lm.scoring import Objective, build_objective
 from hypros_lm.tasks import TaskFamily, family_for
@@ -61,7 +61,7 @@ def check_run(settings: RunSettings) -> Path:
     resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
     build_objective(settings.loss, settings.train.max_steps)
     out = Path(settings.train.out)
-    ensure_writable_run_folder(out)
+    ensure_writable(out, "train.out")
     if not settings.train.resume and latest_checkpoint(out / "checkpoints") is not None:
         raise FileExistsError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
     return out
@@ -75,20 +75,6 @@ def _check_lm_eval_tasks(spec: str) -> None:
     unknown = [t for t in parse_task_limits(spec) if t not in OFFLINE_TASKS]
     if unknown and use_offline_copies():
         raise ValueError(f"train.lm_eval_tasks: {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
-
-
-def ensure_writable_run_folder(folder: Path) -> None:
-    """Create the run folder and prove a file can be written there, or raise naming --out.
-
-    Every rank runs this at once, before the process group exists, so each writes its own uniquely
-    named probe: a shared name lets one rank delete the file another is about to remove.
-    """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_probe_"):
-            pass
-    except OSError as err:
-        raise PermissionError(f"train.out={folder} is not writable ({err.strerror}); choose another --out") from err
 
 
 @dataclass

@@ -57,10 +57,10 @@ def test_run_folder_under_a_file_is_unwritable(tmp_path):
 def _probe_many_times(folder: str) -> None:
     from pathlib import Path
 
-    from hypros_lm.training.loop import ensure_writable_run_folder
+    from hypros_lm.files import ensure_writable
 
     for _ in range(300):
-        ensure_writable_run_folder(Path(folder))
+        ensure_writable(Path(folder), "train.out")
 
 
 def test_ranks_checking_the_same_run_folder_at_once_do_not_collide(tmp_path):
