@@ -35,11 +35,15 @@ def main(argv: list[str]) -> None:
         parse(spec)  # bad specs fail before the model loads
     from hypros_lm.evaluation.checkpoints import load_run
     from hypros_lm.evaluation.classify import evaluate_classifier, relative_degradation
+    from hypros_lm.tasks import require_family
 
+    if args.task:
+        require_family(args.task, "classification", "eval/classify.py")
     loaded = load_run(args.run_dir)
     task = args.task or loaded.settings.task.name
     if task is None:
         raise ValueError(f"{args.run_dir} is a pretraining run: pass --task (sst2, ag_news, imdb)")
+    require_family(task, "classification", "eval/classify.py")
     out = args.out or Path(args.run_dir) / f"cls-{task}-{args.split}"
     results = {}
     for spec in [None, *args.perturb]:

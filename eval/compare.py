@@ -33,6 +33,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: runs/compare/<task>-<split>)")
     args = parser.parse_args(argv)
     from hypros_lm.evaluation.compare import build_comparison
+    from hypros_lm.tasks import require_family
+
+    require_family(args.task, "seq2seq", "eval/compare.py")
 
     page, key = build_comparison(args.run_a, args.run_b, task_name=args.task, split=args.split, n=args.n,
                                  seed=args.seed, out=args.out or Path("runs") / "compare" / f"{args.task}-{args.split}",

@@ -87,7 +87,11 @@ def evaluate_task(run_dir, *, task_name: str | None = None, split: str = "test",
 
     loaded = load_run(run_dir)
     where_to, dtype = choose_device(device, run_precision=loaded.settings.train.precision, precision=precision)
-    task = get_task(task_name or loaded.settings.task.name or "")
+    from hypros_lm.tasks import require_family
+
+    name = task_name or loaded.settings.task.name
+    require_family(name, "seq2seq", "eval/generate.py")
+    task = get_task(name)
     sources, references, where = load_pairs(task, split)
     keep = [i for i, (s, r) in enumerate(zip(sources, references, strict=True)) if s.strip() and r.strip()]
     sources, references = [sources[i] for i in keep][:limit], [references[i] for i in keep][:limit]

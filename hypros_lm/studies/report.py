@@ -187,7 +187,7 @@ def analyse(study: Study, runs: list[RunResult]) -> dict[str, Any]:
 
     comparisons = []
     for m in models:
-        for other in (log_v, bounded):
+        for other in dict.fromkeys((log_v, bounded)):  # once each, also when they are one variation
             if other == method:
                 continue
             for key, label in COMPARED:

@@ -31,6 +31,7 @@ def task_tokenizer(settings, documents, *, log: Log):
 
 class PretrainFamily(TaskFamily):
     name = "pretrain"
+    tool = "eval/lm.py"
 
     def tasks(self) -> list[str | None]:
         return [None]
@@ -80,6 +81,7 @@ def _check_init_from(settings) -> None:
 
 class Seq2SeqFamily(TaskFamily):
     name = "seq2seq"
+    tool = "eval/generate.py"
 
     def tasks(self) -> list[str]:
         from hypros_lm.data.seq2seq import TASKS
@@ -116,6 +118,7 @@ class Seq2SeqFamily(TaskFamily):
 
 class ClassificationFamily(TaskFamily):
     name = "classification"
+    tool = "eval/classify.py"
     console_keys = ("class_accuracy", "macro_f1", "class_brier", "class_ece_10")
 
     def tasks(self) -> list[str]:

@@ -18,6 +18,8 @@ class TaskFamily:
     """What the loop and the evaluation need from a kind of task. Subclasses override what differs."""
 
     name: str = ""
+    tool: str = ""
+    """The eval/ entry point that evaluates this family's finished runs."""
     console_keys: tuple[str, ...] = ()
     """Validation keys the console line shows beside the token-level scores."""
 
@@ -80,3 +82,12 @@ def family_for(task: str | None) -> TaskFamily:
             return family
     known = sorted(t for f in FAMILIES.values() for t in f.tasks() if t is not None)
     raise ValueError(f"unknown task {task!r}; choose one of {known} (or none for pretraining)")
+
+
+def require_family(task: str | None, family: str, tool: str) -> TaskFamily:
+    """The family of ``task``, which an entry point made for ``family`` checks before loading anything."""
+    owner = family_for(task)
+    if owner.name != family:
+        what = "pretraining" if task is None else f"task {task!r}"
+        raise ValueError(f"{tool} evaluates {family} tasks, but {what} is {owner.name}: use {owner.tool or 'another tool'}")
+    return owner

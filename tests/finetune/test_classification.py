@@ -132,3 +132,14 @@ def test_perturbations_are_deterministic_per_seed():
     assert sum(x != y for x, y in zip(ten, texts, strict=True)) > sum(x != y for x, y in zip(a, texts, strict=True))
     assert all(t.startswith(SENTIMENT_TRIGGER + " ") for t in perturb_all(texts, "trigger:prefix", 0))
     assert all(t.endswith(" " + SENTIMENT_TRIGGER) for t in perturb_all(texts, "trigger:suffix", 0))
+
+
+def test_entry_points_name_the_tool_for_another_family():
+    from hypros_lm.tasks import require_family
+
+    with pytest.raises(ValueError, match="eval/generate.py evaluates seq2seq tasks, but task 'sst2' is classification: "
+                                         "use eval/classify.py"):
+        require_family("sst2", "seq2seq", "eval/generate.py")
+    with pytest.raises(ValueError, match="but pretraining is pretrain: use eval/lm.py"):
+        require_family(None, "classification", "eval/classify.py")
+    assert require_family("xsum", "seq2seq", "eval/generate.py").name == "seq2seq"
