@@ -225,7 +225,7 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
     else:
         value = float(np.mean(ratios))
         out.append({"id": "C1", "text": "step-time overhead vs log-loss ≤ 3 %",
-                    "value": f"{_more_or_less((value - 1) * 100, '.1f', 'slower', 'faster')} % per step than log-loss "
+                    "value": f"{_more_or_less((value - 1) * 100, '.1f', '% slower', '% faster')} per step than log-loss "
                              f"(mean of {len(ratios)} paired runs' median step times)",
                     "pass": value <= 1.03})
 
@@ -254,8 +254,8 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
             x, y = _paired(cells, method, log_v, m, lambda r, k=key: r.test[k])
             gains[key] = (np.mean(y) - np.mean(x)) / np.mean(y)
         c3.append(nll_ok and max(gains.values()) >= 0.10)
-        detail3.append(f"{m}: {_more_or_less(gains['ece_10'] * 100, '.1f', 'lower', 'higher')} % ECE, "
-                       f"{_more_or_less(gains['brier'] * 100, '.1f', 'lower', 'higher')} % Brier than log-loss; "
+        detail3.append(f"{m}: {_more_or_less(gains['ece_10'] * 100, '.1f', '% lower', '% higher')} ECE, "
+                       f"{_more_or_less(gains['brier'] * 100, '.1f', '% lower', '% higher')} Brier than log-loss; "
                        f"NLL {'not ' if nll_ok else ''}significantly worse (p={p:.3f})")
     if c2:
         out.append({"id": "C2", "text": "task metric ≥ 0.3σ better than log-loss, or matched with ≥ 25 % faster time-to-target",
@@ -274,7 +274,8 @@ def _criteria(study: Study, cells, models, targets, notes) -> list[dict[str, Any
                 t_stat, p = paired_t_test(a, b)
                 worse = p < 0.05 and t_stat > 0
                 degraded.append(worse)
-                detail4.append(f"{name} {m} {key}: {_more_or_less(float(np.mean(a) - np.mean(b)), '.4f')} than "
+                shown = {"loss_log": "NLL", "ece_10": "ECE"}[key]
+                detail4.append(f"{name} {m} {shown}: {_more_or_less(float(np.mean(a) - np.mean(b)), '.4f')} than "
                                f"{bounded} (p={p:.3f})")
     if degraded:
         out.append({"id": "C4", "text": f"no significant degradation vs {bounded} on robustness sets",
@@ -436,13 +437,11 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
     if study.robustness:
         lines += ["", "## Robustness (perturbations and domain shift)", "",
                   "Relative degradation: (test accuracy − accuracy on the set) / test accuracy, per run, then mean ± std.",
-                  "", "| model | variation | " + " | ".join(f"{s} NLL | {s} ECE | {s} accuracy | {s} rel. degradation"
-                                                        for s in study.robustness) + " |",
-                  "|---|---|" + "---|---|---|---|" * len(study.robustness)]
+                  "", "| model | variation | set | NLL | ECE | accuracy | rel. degradation |", "|---|---|---|---|---|---|---|"]
         for r in res["summary"]:
-            lines.append(f"| {r['model']} | {r['variation']} | " + " | ".join(
-                f"{_fmt(r.get(f'{s}:nll'))} | {_fmt(r.get(f'{s}:ece_10'))} | {_fmt(r.get(f'{s}:accuracy'))} | "
-                f"{_pct(r.get(f'{s}:drop'))}" for s in study.robustness) + " |")
+            for s in study.robustness:
+                lines.append(f"| {r['model']} | {r['variation']} | {s} | {_fmt(r.get(f'{s}:nll'))} | "
+                             f"{_fmt(r.get(f'{s}:ece_10'))} | {_fmt(r.get(f'{s}:accuracy'))} | {_pct(r.get(f'{s}:drop'))} |")
     lines += ["", "## Paired comparisons of the method", "",
               "| model | vs | metric | n | mean difference | 95 % bootstrap CI | paired t | p |", "|---|---|---|---|---|---|---|---|"]
     for c in res["comparisons"]:
