@@ -82,7 +82,8 @@ def robustness(runs: list[RunResult], models: list[str], variations: list[str], 
                 means.append(np.mean(vals) if vals else np.nan)
                 stds.append(np.std(vals) if vals else 0)
             ax.bar(np.arange(len(sets)) + k * width, means, width, yerr=stds, label=v, capsize=3)
-        ax.set_xticks(np.arange(len(sets)) + width * (len(variations) - 1) / 2, sets)
+        ax.set_xticks(np.arange(len(sets)) + width * (len(variations) - 1) / 2, sets,
+                      rotation=25 if len(sets) > 3 else 0, ha="right" if len(sets) > 3 else "center")
         ax.set_title(f"{m}: {title} in and out of domain", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend()
