@@ -169,7 +169,9 @@ class ClassificationFamily(TaskFamily):
 
         scores = super().evaluate(model, data, settings, lam=lam, bounded=bounded, rank=rank, world=world, device=device)
         t = settings.train
-        mine = list(range(min(len(data.val), t.eval_batches * t.micro_batch_size * world)))[rank::world]
+        total = min(len(data.val), t.eval_batches * t.micro_batch_size * world)
+        total -= total % world  # equal forward counts on every rank: ZeRO-3 gathers inside each forward
+        mine = list(range(total))[rank::world]
         probs, gold = class_probabilities(model, data.val, mine, batch_size=t.micro_batch_size, device=device)
         if dist.is_initialized() and world > 1:
             parts: list[Any] = [None] * world
