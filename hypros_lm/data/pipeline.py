@@ -144,20 +144,20 @@ def prepared_blocks(source: TextSource, tokenizer: Tokenizer, seq_len: int) -> T
     return PreparedCorpus(folder).blocks(source.split, seq_len)
 
 
-def cached_bpe_folder(key: dict) -> Path:
-    return cache_root() / "tokenizers" / key_of(key)
+def cached_bpe_folder(key: dict, whole_words: tuple[str, ...] = ()) -> Path:
+    return cache_root() / "tokenizers" / key_of({**key, "whole_words": list(whole_words)} if whole_words else key)
 
 
 def cached_bpe(key: dict, documents: Callable[[], Iterable[str]], vocab_size: int, *,
-               log: Callable[[str], None] = print) -> Tokenizer:
+               whole_words: tuple[str, ...] = (), log: Callable[[str], None] = print) -> Tokenizer:
     """The byte-level BPE cached under ``key``, trained on ``documents()`` and saved the first time
     (so a second run, or another rank, reads the same tokenizer). Used by fine-tunes from scratch."""
-    folder = cached_bpe_folder(key)
+    folder = cached_bpe_folder(key, whole_words)
     if (folder / "tokenizer.json").is_file():
         log(f"tokenizer: cached BPE {folder / 'tokenizer.json'}")
         return load_tokenizer(str(folder))
     start = time.time()
-    tok = train_bpe(documents(), vocab_size)
+    tok = train_bpe(documents(), vocab_size, whole_words=whole_words)
     save_tokenizer(tok, folder)
     log(f"tokenizer: trained byte-level BPE ({tok.get_vocab_size()} tokens) in {time.time() - start:.1f}s")
     return tok

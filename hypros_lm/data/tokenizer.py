@@ -8,15 +8,18 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from hypros_lm.files import write_atomic
 
 EOS = "<|endoftext|>"
 
 
-def train_bpe(documents: Iterable[str], vocab_size: int) -> Tokenizer:
-    """Byte-level BPE (GPT-2 style) with one special token, the end-of-text separator."""
+def train_bpe(documents: Iterable[str], vocab_size: int, *, whole_words: Iterable[str] = ()) -> Tokenizer:
+    """Byte-level BPE (GPT-2 style) with one special token, the end-of-text separator.
+
+    ``whole_words`` (e.g. a classifier's label words, with their leading space) that the trained merges
+    split are added as tokens of their own (after the ``vocab_size`` learned ones), so each is one token."""
     if vocab_size < 300:
         raise ValueError(f"data.vocab_size={vocab_size} is too small for byte-level BPE (256 bytes + merges); use ≥ 300")
     tok = Tokenizer(models.BPE())
@@ -30,6 +33,9 @@ def train_bpe(documents: Iterable[str], vocab_size: int) -> Tokenizer:
         show_progress=False,
     )
     tok.train_from_iterator(documents, trainer)
+    split = [w for w in whole_words if len(tok.encode(w).ids) != 1]
+    if split:
+        tok.add_tokens([AddedToken(w, normalized=False) for w in split])
     return tok
 
 

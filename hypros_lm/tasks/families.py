@@ -13,9 +13,10 @@ import torch.distributed as dist
 from hypros_lm.tasks.registry import Log, TaskFamily
 
 
-def task_tokenizer(settings, documents, *, log: Log):
+def task_tokenizer(settings, documents, *, whole_words: tuple[str, ...] = (), log: Log):
     """The tokenizer of a fine-tune: data.tokenizer, else the initial model's, else a byte-level BPE on the
-    task's training text, trained once by each node's local rank 0 while the other ranks wait on its file."""
+    task's training text (``whole_words`` kept one token each), trained once by each node's local rank 0
+    while the other ranks wait on its file."""
     from hypros_lm.data import load_tokenizer
     from hypros_lm.data.pipeline import cached_bpe, cached_bpe_folder
     from hypros_lm.data.prepare import wait_for
@@ -25,8 +26,9 @@ def task_tokenizer(settings, documents, *, log: Log):
         return load_tokenizer(settings.data.tokenizer or str(Path(init) / "tokenizer.json"))
     key = {"task": settings.task.name, "split": settings.data.train_split, "vocab": settings.data.vocab_size}
     if int(os.environ.get("LOCAL_RANK", 0)) != 0:
-        wait_for(cached_bpe_folder(key) / "tokenizer.json", f"local rank 0 to train the {settings.task.name} tokenizer", log=log)
-    return cached_bpe(key, documents, settings.data.vocab_size, log=log)
+        wait_for(cached_bpe_folder(key, whole_words) / "tokenizer.json", f"local rank 0 to train the {settings.task.name} "
+                 f"tokenizer", log=log)
+    return cached_bpe(key, documents, settings.data.vocab_size, whole_words=whole_words, log=log)
 
 
 class PretrainFamily(TaskFamily):
@@ -146,17 +148,19 @@ class ClassificationFamily(TaskFamily):
 
         task = get_task(settings.task.name)
         train, val = load_examples(task, settings.data.train_split), load_examples(task, settings.data.val_split)
+        words = label_words_of(settings) or task.label_words
+        corpus = train.texts  # a from-scratch BPE learns the whole split (its cache key), label words kept whole
+        tok = task_tokenizer(settings, lambda: corpus, whole_words=words, log=log)
         if settings.task.train_limit:
             train.texts, train.labels = train.texts[: settings.task.train_limit], train.labels[: settings.task.train_limit]
-        tok = task_tokenizer(settings, lambda: train.texts + list(task.label_words), log=log)
-        tokens = label_tokens(task, tok, label_words_of(settings))
+        tokens = label_tokens(task, tok, words)
         blocks = []
         for examples in (train, val):
             b = encode_examples(task, tok, examples, seq_len=settings.data.seq_len, tokens=tokens, pad_id=eos_id(tok))
             log(f"data: {examples.where}: {len(b)} examples, {b.encoded.truncated_sources} texts truncated to fit "
                 f"seq_len={settings.data.seq_len}")
             blocks.append(b)
-        log(f"labels: {dict(zip(task.labels, label_words_of(settings) or task.label_words, strict=True))}; objective scored "
+        log(f"labels: {dict(zip(task.labels, words, strict=True))}; objective scored "
             f"over {'the label set' if settings.task.score_over == 'labels' else 'the whole vocabulary'}")
         return PreparedData(tok, blocks[0], blocks[1], {"train": train.where, "val": val.where})
 

@@ -143,3 +143,16 @@ def test_entry_points_name_the_tool_for_another_family():
     with pytest.raises(ValueError, match="but pretraining is pretrain: use eval/lm.py"):
         require_family(None, "classification", "eval/classify.py")
     assert require_family("xsum", "seq2seq", "eval/generate.py").name == "seq2seq"
+
+
+def test_a_tokenizer_trained_from_scratch_keeps_the_label_words_whole():
+    """SST-2's own BPE splits ' negative'; a from-scratch fine-tune adds it as a token of its own."""
+    task = get_task("sst2")
+    texts = load_examples(task, "validation").texts
+    plain = train_bpe(texts, 1000)
+    assert len(plain.encode(" negative").ids) > 1
+    tok = train_bpe(texts, 1000, whole_words=task.label_words)
+    ids = label_tokens(task, tok)
+    assert tok.get_vocab_size() == plain.get_vocab_size() + sum(len(plain.encode(w).ids) > 1 for w in task.label_words)
+    text = "Review: a negative review\nSentiment: negative"
+    assert tok.decode(tok.encode(text).ids) == text and tok.encode(text).ids[-1] == ids[0]
