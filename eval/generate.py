@@ -29,11 +29,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", help="output folder (default: <run>/gen-<task>-<split>)")
     args = parser.parse_args(argv)
     from hypros_lm.data.perturb import parse
+    from hypros_lm.evaluation.checkpoints import load_run
     from hypros_lm.evaluation.generate import evaluate_task
+    from hypros_lm.tasks import require_family
 
     for spec in args.perturb:
         parse(spec)  # bad specs fail before the model loads
-    result = evaluate_task(args.run_dir, task_name=args.task, split=args.split, limit=args.limit, beams=args.beams,
+    if args.task:
+        require_family(args.task, "seq2seq", "eval/generate.py")
+    result = evaluate_task(load_run(args.run_dir), task_name=args.task, split=args.split, limit=args.limit, beams=args.beams,
                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                            perturbations=tuple(args.perturb), seed=args.seed, out=args.out, device=args.device,
                            precision=args.precision)

@@ -141,11 +141,16 @@ class Encoded:
     empty_skipped: int
 
 
+def usable_pairs(sources: list[str], targets: list[str]) -> list[int]:
+    """Indices of the pairs with a non-empty source and target (the others are skipped and counted)."""
+    return [i for i, (s, t) in enumerate(zip(sources, targets, strict=True)) if s.strip() and t.strip()]
+
+
 def encode_pairs(task: Seq2SeqTask, tok: Tokenizer, sources: list[str], targets: list[str], *, seq_len: int,
                  max_target_tokens: int) -> Encoded:
     """Tokenize prompts and targets; truncate long sources (counted) so every example fits seq_len."""
     eos = eos_id(tok)
-    keep = [i for i, (s, t) in enumerate(zip(sources, targets, strict=True)) if s.strip() and t.strip()]
+    keep = usable_pairs(sources, targets)
     enc_t = tok.encode_batch([" " + targets[i].strip() for i in keep])
     head, tail = task.prompt.split("{source}")
     head_ids = tok.encode(head).ids if head else []

@@ -27,6 +27,10 @@ class LoadedRun:
     tokenizer: Tokenizer
     checkpoint: Path
 
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoint.parent.parent  # <run>/checkpoints/step_N
+
 
 def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
     ckpt_dir = run_dir / "checkpoints"

@@ -32,8 +32,7 @@ def evaluate_classifier(loaded, *, task_name: str, split: str, limit: int | None
         examples.where += f"; a seeded sample (seed {seed}) of {limit}"
     if perturb:
         examples.texts = perturb_all(examples.texts, perturb, seed)
-    run_task = loaded.settings.task
-    words = label_words_of(loaded.settings) if run_task.label_words else None
+    words = label_words_of(loaded.settings)
     tokens = label_tokens(task, loaded.tokenizer, words if words and len(words) == len(task.labels) else None)
     blocks = encode_examples(task, loaded.tokenizer, examples, seq_len=loaded.settings.data.seq_len, tokens=tokens,
                              pad_id=eos_id(loaded.tokenizer))

@@ -80,7 +80,7 @@ def build_comparison(run_a: str, run_b: str, *, task_name: str, split: str, n: i
                      beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16, device: str = "auto",
                      precision: str = "auto", log=print) -> tuple[Path, Path]:
     """Sample n inputs of a task split (seeded), generate from both runs, write the blinded page and key."""
-    from hypros_lm.data.seq2seq import check_splits, get_task, load_pairs
+    from hypros_lm.data.seq2seq import check_splits, get_task, load_pairs, usable_pairs
     from hypros_lm.evaluation.checkpoints import load_run, to_hf
     from hypros_lm.evaluation.device import choose_device
     from hypros_lm.evaluation.generate import generate_for_task
@@ -91,7 +91,7 @@ def build_comparison(run_a: str, run_b: str, *, task_name: str, split: str, n: i
         if not (Path(run) / "settings.yaml").is_file():
             raise FileNotFoundError(f"{run} is not a run folder (no settings.yaml); pass two training run folders")
     sources, references, where = load_pairs(task, split)
-    usable = [i for i, (s, r) in enumerate(zip(sources, references, strict=True)) if s.strip() and r.strip()]
+    usable = usable_pairs(sources, references)
     picked = [usable[k] for k in sample_indices(len(usable), n, seed)]
     srcs, refs = [sources[i] for i in picked], [references[i] for i in picked]
     outputs = []

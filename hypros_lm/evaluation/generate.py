@@ -69,23 +69,23 @@ def summary_scores(hypotheses: list[str], references: list[str]) -> dict[str, An
     return {f"{k}_f": 100 * sum(s[k].fmeasure for s in scores) / max(1, len(scores)) for k in ("rouge1", "rouge2", "rougeL")}
 
 
-def evaluate_task(run_dir, *, task_name: str | None = None, split: str = "test", limit: int | None = None,
+def evaluate_task(loaded, *, task_name: str | None = None, split: str = "test", limit: int | None = None,
                   beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16, perturbations: tuple[str, ...] = (),
                   seed: int = 0, out=None, progress: bool = True, device: str = "auto",
                   precision: str = "auto") -> dict[str, Any]:
-    """Generate for a split of a task with a fine-tuned run, score it (clean and perturbed sources) and
-    write predictions-<name>.txt and metrics.json into ``out``; also the target-side token calibration."""
+    """Generate for a split of a task with a fine-tuned run (a ``LoadedRun``), score it (clean and perturbed
+    sources) and write predictions-<name>.txt and metrics.json into ``out``; also the target-side token
+    calibration."""
     import json
     from pathlib import Path
 
     from hypros_lm.data.perturb import perturb_all
-    from hypros_lm.data.seq2seq import Seq2SeqBlocks, encode_pairs, get_task, load_pairs
+    from hypros_lm.data.seq2seq import Seq2SeqBlocks, encode_pairs, get_task, load_pairs, usable_pairs
     from hypros_lm.data.tokenizer import eos_id
-    from hypros_lm.evaluation.checkpoints import load_run, to_hf
+    from hypros_lm.evaluation.checkpoints import to_hf
     from hypros_lm.evaluation.device import choose_device
     from hypros_lm.evaluation.lm import evaluate_blocks
 
-    loaded = load_run(run_dir)
     where_to, dtype = choose_device(device, run_precision=loaded.settings.train.precision, precision=precision)
     from hypros_lm.tasks import require_family
 
@@ -93,14 +93,14 @@ def evaluate_task(run_dir, *, task_name: str | None = None, split: str = "test",
     require_family(name, "seq2seq", "eval/generate.py")
     task = get_task(name)
     sources, references, where = load_pairs(task, split)
-    keep = [i for i, (s, r) in enumerate(zip(sources, references, strict=True)) if s.strip() and r.strip()]
+    keep = usable_pairs(sources, references)
     sources, references = [sources[i] for i in keep][:limit], [references[i] for i in keep][:limit]
     hf, _ = to_hf(loaded)
     hf, model = hf.to(device=where_to, dtype=dtype), loaded.model.to(device=where_to, dtype=dtype)
     tok, eos = loaded.tokenizer, eos_id(loaded.tokenizer)
     seq_len, max_target = loaded.settings.data.seq_len, loaded.settings.task.max_target_tokens
     score = translation_scores if task.kind == "translation" else summary_scores
-    out = Path(out or Path(run_dir) / f"gen-{task.name}-{split}")
+    out = Path(out or loaded.run_dir / f"gen-{task.name}-{split}")
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"task": task.name, "data": where, "examples": len(sources), "beams": beams,
                               "max_new_tokens": max_new_tokens, "checkpoint": str(loaded.checkpoint)}

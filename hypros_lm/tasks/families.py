@@ -113,7 +113,7 @@ class Seq2SeqFamily(TaskFamily):
     def evaluate_run(self, loaded, spec: dict[str, Any], out: Path, *, batches: int, label: str) -> dict[str, Any]:
         from hypros_lm.evaluation.generate import evaluate_task
 
-        return evaluate_task(loaded.checkpoint.parent.parent, task_name=spec["task"], split=spec.get("split", "test"),
+        return evaluate_task(loaded, task_name=spec["task"], split=spec.get("split", "test"),
                              limit=spec.get("limit"), perturbations=tuple(spec.get("perturb", ())), out=out,
                              progress=False)
 
