@@ -65,7 +65,7 @@ def _measure(impl: str, n: int, d: int, v: int, repeats: int, queue) -> None:
             loss = F.cross_entropy((h @ w.T).float(), t, ignore_index=-100)
         else:
             lam = {"fused-log": 0.0, "fused-brier": 1.0}.get(impl, 0.3)
-            loss = fused_linear_score(h, w, t, lam, "brier", grad_in_forward=impl != "fused-hypros-recompute").loss
+            loss = fused_linear_score(h, w, t, lam=lam, bounded="brier", grad_in_forward=impl != "fused-hypros-recompute").loss
         loss.backward()
         h.grad = w.grad = None
         if device == "cuda":

@@ -54,12 +54,12 @@ class ScoringHead(nn.Module):
             weight = self.weight if columns is None else self.weight[columns.to(self.weight.device)]
             return hidden @ weight.T
         if per_token:
-            return token_scores(hidden, self.weight, targets, self.ignore_index, self.chunk_size)
+            return token_scores(hidden, self.weight, targets, ignore_index=self.ignore_index, chunk_size=self.chunk_size)
         weight = self.weight
         if self.score_columns is not None:
             weight, targets = self._restrict(targets)
         return fused_linear_score(
-            hidden, weight, targets, lam, bounded, self.ignore_index, self.chunk_size,
+            hidden, weight, targets, lam=lam, bounded=bounded, ignore_index=self.ignore_index, chunk_size=self.chunk_size,
             label_smoothing=self.label_smoothing, component_grad_norms=component_grad_norms,
         )
 

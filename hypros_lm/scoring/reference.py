@@ -42,10 +42,16 @@ def naive_linear_score(
     ignore_index: int = -100,
     *,
     label_smoothing: float = 0.0,
+    bias: Tensor | None = None,
+    logit_scale: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
     dtype: torch.dtype | None = None,
 ) -> dict[str, Tensor]:
-    """Means over non-ignored tokens; ``loss`` is differentiable w.r.t. hidden and weight.
+    """Means over non-ignored tokens; ``loss`` is differentiable w.r.t. hidden, weight (and bias);
+    ``per_token`` is each token's combined score (0 where ignored).
 
+    Logits: softcap·tanh(logit_scale·(hidden·Wᵀ + bias)/softcap), as the models that use them write it.
     Computed in ``dtype`` (default: hidden's dtype), after casting hidden and weight to it.
     """
     dtype = dtype or hidden.dtype
@@ -53,13 +59,19 @@ def naive_linear_score(
     targets = targets.reshape(-1)
     valid = targets != ignore_index
     logits = hidden @ weight.to(dtype).T  # (N, V): the tensor the fused kernel never builds
+    if bias is not None:
+        logits = logits + bias.to(dtype)
+    logits = logits * logit_scale
+    if softcap:
+        logits = softcap * torch.tanh(logits / softcap)
     s = naive_token_scores(logits, torch.where(valid, targets, 0), label_smoothing=label_smoothing)
     mask = valid.to(logits.dtype)
     denom = mask.sum().clamp(min=1)
     mean = {k: (v * mask).sum() / denom for k, v in s.items()}
-    combined = (1 - lam) * s["log_smoothed"] + lam * s[bounded]
+    combined = (1 - lam) * s["log_smoothed"] + lam * s[bounded] + z_loss * torch.logsumexp(logits, -1) ** 2
     return {
         "loss": (combined * mask).sum() / denom,
+        "per_token": combined * mask,
         "log": mean["log"],
         "brier": mean["brier"],
         "spherical": mean["spherical"],

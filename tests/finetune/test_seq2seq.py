@@ -40,7 +40,7 @@ def test_only_target_tokens_are_scored(multi30k):
     # the fused loss equals the mean NLL over target positions alone
     torch.manual_seed(0)
     h, w = torch.randn(8, 96, 16, dtype=torch.float64), torch.randn(tok.get_vocab_size(), 16, dtype=torch.float64)
-    loss = fused_linear_score(h, w, y, 0.0).loss
+    loss = fused_linear_score(h, w, y, lam=0.0).loss
     mask = y != IGNORE
     expected = F.cross_entropy((h @ w.T)[mask], y[mask])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)

@@ -1,0 +1,196 @@
+"""The public loss API: HyProS and the other scoring rules in any training script.
+
+Three pieces, importable with torch alone (``from hypros_lm import ...``):
+
+- :func:`linear_scoring_loss`: the fused head loss with ``F.linear_cross_entropy``'s argument order
+  (hidden states, head weight, targets), keyword-only options after that;
+- :class:`LinearScoringLoss`: the same as an ``nn.Module`` that can hold a λ schedule;
+- :class:`LambdaSchedule`: ``schedule(step) -> λ`` for a named objective and a run of ``total_steps``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from hypros_lm.scoring.fused import Reduction, ScoreOutput, fused_linear_score
+from hypros_lm.scoring.losses import LOSSES, LossSettings, build_objective
+
+# score name -> (bounded score, λ); None: λ is the caller's (a mixture)
+SCORES: dict[str, tuple[str, float | None]] = {
+    "log": ("brier", 0.0),
+    "brier": ("brier", 1.0),
+    "spherical": ("spherical", 1.0),
+    "hypros": ("brier", None),
+    "hypros-spherical": ("spherical", None),
+}
+
+
+def _resolve_score(score: str, lam: float | Tensor | None) -> tuple[str, float | Tensor]:
+    if score not in SCORES:
+        raise ValueError(f"score={score!r} is not known; use one of {sorted(SCORES)} "
+                         f"(a schedule such as 'hypros-linear' is a LambdaSchedule: pass its λ with score='hypros')")
+    bounded, fixed = SCORES[score]
+    if fixed is None:
+        if lam is None:
+            raise ValueError(f"score={score!r} mixes log-loss and {bounded}: give lam= (λ in [0, 1], e.g. "
+                             f"LambdaSchedule('hypros', total_steps=T)(step))")
+        if not isinstance(lam, Tensor) and not 0.0 <= float(lam) <= 1.0:
+            raise ValueError(f"lam={lam} must lie in [0, 1]")
+        return bounded, lam
+    if lam is not None and float(lam) != fixed:
+        raise ValueError(f"score={score!r} is λ = {fixed}; for another λ use score='hypros' (or 'hypros-spherical')")
+    return bounded, fixed
+
+
+def linear_scoring_loss(
+    input: Tensor,  # noqa: A002 - the name F.linear_cross_entropy uses
+    linear_weight: Tensor,
+    target: Tensor,
+    *,
+    score: str = "hypros",
+    lam: float | Tensor | None = None,
+    bias: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    logit_scale: float = 1.0,
+    num_items_in_batch: int | Tensor | None = None,
+    return_components: bool = False,
+    chunk_size: int | None = None,
+) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    """A proper scoring rule (or a HyProS mixture) of the LM head's logits, fused with the head.
+
+    The logits ``softcap·tanh(logit_scale·(input @ linear_weight.T + bias)/softcap)`` are never
+    materialised: the vocabulary is walked chunk by chunk and gradients are exact.
+
+    Args:
+        input: (..., d) final hidden states. linear_weight: (V, d) head weight. target: (...) token
+            ids, already aligned with ``input`` (shift causal-LM labels yourself), or ``ignore_index``.
+        score: ``log``, ``brier``, ``spherical`` (λ fixed), or ``hypros`` / ``hypros-spherical``
+            (``(1 − lam)·log + lam·bounded``; ``lam`` required).
+        reduction: ``mean`` over non-ignored tokens, ``sum``, or ``none`` (per token, 0 where ignored).
+        num_items_in_batch: divide the sum by this instead (Hugging Face's normalisation, so that
+            gradient accumulation gives the gradients of one large batch).
+        z_loss: coefficient of the stabiliser lse² (PaLM, OLMo), added per token.
+        return_components: also return detached means over the non-ignored tokens: ``log``,
+            ``brier``, ``spherical``, ``entropy``, ``accuracy``, ``n_tokens`` (and ``z_loss``).
+    """
+    bounded, lam_value = _resolve_score(score, lam)
+    out = fused_linear_score(
+        input, linear_weight, target, lam=lam_value, bounded=bounded, bias=bias, ignore_index=ignore_index,
+        reduction=reduction, num_items_in_batch=num_items_in_batch, label_smoothing=label_smoothing, z_loss=z_loss,
+        logit_scale=logit_scale, softcap=softcap, chunk_size=chunk_size,
+    )
+    return (out.loss, components_of(out)) if return_components else out.loss
+
+
+def components_of(out: ScoreOutput) -> dict[str, Tensor]:
+    """The detached component means of a scoring pass, named as the public API reports them."""
+    parts = {"log": out.log, "brier": out.brier, "spherical": out.spherical, "entropy": out.entropy,
+             "accuracy": out.accuracy, "n_tokens": out.n_tokens}
+    if out.z_loss is not None:
+        parts["z_loss"] = out.z_loss
+    return parts
+
+
+class LambdaSchedule:
+    """λ(step) of a named objective over a run of ``total_steps`` optimizer steps.
+
+    ``LambdaSchedule("hypros", total_steps=T)`` is the sigmoid λ = lam_max·sigmoid((t − t0·T)/(tau·T));
+    the other names are those of ``--loss`` (log, brier, spherical, hypros-spherical, hypros-fixed,
+    hypros-linear, hypros-noanneal, log-then-brier), their parameters keyword arguments as fractions of T
+    (``t0``, ``tau``, ``lam_max``, ``lam_fixed``, ``linear_start``, ``linear_end``, ``peak``, ``switch``).
+    λ is a pure function of the step, so a resumed run needs no saved state.
+    """
+
+    def __init__(self, name: str = "hypros", *, total_steps: int, **params: float):
+        if name not in LOSSES:
+            raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(LOSSES)}")
+        allowed = {f for f in LossSettings.__dataclass_fields__ if f not in ("name", "label_smoothing", "chunk_size")}
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ValueError(f"unknown schedule parameter(s) {unknown}; known: {sorted(allowed)}")
+        self.name, self.total_steps = name, int(total_steps)
+        self._objective = build_objective(LossSettings(name=name, **params), self.total_steps)
+
+    @property
+    def bounded(self) -> str:
+        """The bounded score λ weighs: ``brier`` or ``spherical``."""
+        return self._objective.bounded
+
+    @property
+    def score(self) -> str:
+        """The :func:`linear_scoring_loss` score that takes this schedule's λ."""
+        return "hypros" if self.bounded == "brier" else "hypros-spherical"
+
+    def __call__(self, step: int) -> float:
+        return float(self._objective.schedule(int(step)))
+
+    def __repr__(self) -> str:
+        return f"LambdaSchedule({self.name!r}, total_steps={self.total_steps})"
+
+
+class LinearScoringLoss(nn.Module):
+    """:func:`linear_scoring_loss` as a module, with a fixed λ or a :class:`LambdaSchedule`.
+
+    ``loss_fn = LinearScoringLoss(schedule=LambdaSchedule("hypros", total_steps=T))`` then
+    ``loss_fn(hidden, head.weight, targets, step=it)``; or ``LinearScoringLoss("brier")``.
+    The last call's component means are kept in ``last_components``.
+    Under ZeRO-3 or FSDP call it inside the head module's forward (a weight read outside is an empty
+    shard), or use :func:`hypros_lm.integrations.transformers.patch_causal_lm`.
+    """
+
+    def __init__(
+        self,
+        score: str | None = None,
+        *,
+        lam: float | None = None,
+        schedule: LambdaSchedule | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        logit_scale: float = 1.0,
+        chunk_size: int | None = None,
+    ):
+        super().__init__()
+        if schedule is not None and (score is not None or lam is not None):
+            raise ValueError("give either schedule= or score= (with lam=), not both: the schedule names the score")
+        self.schedule = schedule
+        self.score = schedule.score if schedule is not None else (score or "hypros")
+        self.lam = lam
+        if schedule is None:
+            _resolve_score(self.score, lam)  # fail at construction, not at the first step
+        self.options = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
+                            z_loss=z_loss, softcap=softcap, logit_scale=logit_scale, chunk_size=chunk_size)
+        self.last_components: dict[str, Tensor] = {}
+
+    def forward(
+        self,
+        input: Tensor,  # noqa: A002
+        linear_weight: Tensor,
+        target: Tensor,
+        *,
+        bias: Tensor | None = None,
+        step: int | None = None,
+        num_items_in_batch: int | Tensor | None = None,
+    ) -> Tensor:
+        lam = self.lam
+        if self.schedule is not None:
+            if step is None:
+                raise ValueError("this loss follows a LambdaSchedule: pass step= (the optimizer step)")
+            lam = self.schedule(step)
+        loss, self.last_components = linear_scoring_loss(
+            input, linear_weight, target, score=self.score, lam=lam, bias=bias, num_items_in_batch=num_items_in_batch,
+            return_components=True, **self.options,
+        )
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"score={self.score!r}, schedule={self.schedule!r}, lam={self.lam}"
+
+
+__all__ = ["SCORES", "LambdaSchedule", "LinearScoringLoss", "components_of", "linear_scoring_loss"]
