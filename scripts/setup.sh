@@ -11,11 +11,11 @@ fi
 . .venv/bin/activate
 stamp=".venv/.hypros-installed-$(sha256sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing $TORCH_SPEC, then hypros-lm[dev] into .venv (a few minutes the first time)"
+  echo "setup: installing $TORCH_SPEC, then hypros-lm[train,dev] into .venv (a few minutes the first time)"
   python -m pip install -q --upgrade pip
   # torch before the project: a bare `pip install torch` would pull a multi-GB CUDA build
   python -c "import torch" 2>/dev/null || python -m pip install -q "$TORCH_SPEC"
-  python -m pip install -q -e ".[dev]"
+  python -m pip install -q -e ".[train,dev]"
   rm -f .venv/.hypros-installed-*
   touch "$stamp"
 fi
