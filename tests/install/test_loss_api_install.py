@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.packaging.venvs import build_wheel, fresh_venv, pip_install
+from tests.install.venvs import build_wheel, fresh_venv, pip_install
 
 pytestmark = pytest.mark.slow
 
