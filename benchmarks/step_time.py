@@ -30,10 +30,10 @@ def main(argv: list[str]) -> None:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import torch
 
+    from hypros_lm.config import OptimSettings, TrainSettings
     from hypros_lm.data import BlockOrder, DataSettings, prepare_data
     from hypros_lm.models import MODEL_SIZES, ModelSettings, build_model
     from hypros_lm.training.engine import build_engine, init_distributed, load_ds_config
-    from hypros_lm.training.settings import OptimSettings, TrainSettings
 
     init_distributed()
     data = prepare_data(DataSettings(seq_len=args.seq_len, vocab_size=args.vocab_size))

@@ -33,9 +33,9 @@ def main(argv: list[str]) -> None:
 
     for spec in args.perturb:
         parse(spec)  # bad specs fail before the model loads
-    from hypros_lm.evaluation.checkpoints import load_run
-    from hypros_lm.evaluation.classify import evaluate_classifier, relative_degradation
+    from hypros_lm.runs import load_run
     from hypros_lm.tasks import require_family
+    from hypros_lm.tasks.classification import evaluate_classifier, relative_degradation
 
     if args.task:
         require_family(args.task, "classification", "eval/classify.py")

@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--precision", default="auto", help="auto (the run's, on CUDA), fp32 or bf16")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/compare/<task>-<split>)")
     args = parser.parse_args(argv)
-    from hypros_lm.evaluation.compare import build_comparison
+    from hypros_lm.studies.compare import build_comparison
     from hypros_lm.tasks import require_family
 
     require_family(args.task, "seq2seq", "eval/compare.py")

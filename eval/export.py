@@ -15,7 +15,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("out_dir")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     args = parser.parse_args(argv)
-    from hypros_lm.evaluation.checkpoints import export_hf
+    from hypros_lm.runs import export_hf
 
     out = export_hf(args.run_dir, args.out_dir, step=args.step)
     print(f"exported {args.run_dir} -> {out} (load with AutoModelForCausalLM.from_pretrained)")

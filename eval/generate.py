@@ -29,9 +29,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", help="output folder (default: <run>/gen-<task>-<split>)")
     args = parser.parse_args(argv)
     from hypros_lm.data.perturb import parse
-    from hypros_lm.evaluation.checkpoints import load_run
-    from hypros_lm.evaluation.generate import evaluate_task
+    from hypros_lm.runs import load_run
     from hypros_lm.tasks import require_family
+    from hypros_lm.tasks.seq2seq import evaluate_task
 
     for spec in args.perturb:
         parse(spec)  # bad specs fail before the model loads

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
         tokenizer, data_name, seq_len, label = load_tokenizer(args.hf_dir), args.data, args.seq_len or 128, args.hf_dir
         run_precision = "fp32"
     else:
-        from hypros_lm.evaluation.checkpoints import load_run
+        from hypros_lm.runs import load_run
 
         run = load_run(args.run_dir, step=args.step)
         model, tokenizer = run.model, run.tokenizer

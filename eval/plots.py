@@ -18,7 +18,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--eval-split", default="test", help="which eval-<split>/metrics.json to overlay")
     args = parser.parse_args(argv)
-    from hypros_lm.plots import lambda_and_grad_norms, learning_curves, reliability_diagram, run_label
+    from hypros_lm.evaluation.figures import lambda_and_grad_norms, learning_curves, reliability_diagram, run_label
 
     args.out.mkdir(parents=True, exist_ok=True)
     written = [*learning_curves(args.run_dirs, args.out), lambda_and_grad_norms(args.run_dirs, args.out)]

@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         lm = HFLM(pretrained=args.hf_dir, batch_size=args.batch_size, device=str(device),
                   dtype=str(dtype).removeprefix("torch."))
     else:
-        from hypros_lm.evaluation.checkpoints import load_run, to_hf
+        from hypros_lm.runs import load_run, to_hf
 
         run = load_run(args.run_dir)
         device, dtype = choose_device(args.device, run_precision=run.settings.train.precision, precision=args.precision)

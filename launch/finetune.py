@@ -12,7 +12,8 @@ Tasks: multi30k-en-de, wmt14-en-de, iwslt15-vi-en, cnn-dailymail, xsum (offline:
 import sys
 
 from hypros_lm.cli import run_main
-from hypros_lm.training import known_keys, load_settings, train
+from hypros_lm.config import known_keys, load_settings
+from hypros_lm.training import train
 
 
 def main(argv: list[str]) -> None:

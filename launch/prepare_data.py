@@ -22,8 +22,8 @@ from pathlib import Path
 
 from hypros_lm.cli import run_main
 from hypros_lm.data import PrepareSettings, prepare_corpus, resolve_source
-from hypros_lm.data.prepare import launcher_rank
 from hypros_lm.data.sources import canonical_split
+from hypros_lm.files import launcher_rank
 
 
 def _count(text: str) -> int:

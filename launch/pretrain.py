@@ -10,7 +10,8 @@ Settings: --config FILE.yaml, then --section.key value overrides (see `--help`).
 import sys
 
 from hypros_lm.cli import run_main
-from hypros_lm.training import known_keys, load_settings, train
+from hypros_lm.config import known_keys, load_settings
+from hypros_lm.training import train
 
 
 def main(argv: list[str]) -> None:

@@ -3,7 +3,8 @@ and memory-mapped token blocks."""
 
 from hypros_lm.data.packing import BlockOrder, cache_root
 from hypros_lm.data.pipeline import DataSettings, PreparedData, prepare_data, resolve_sources
-from hypros_lm.data.prepare import PreparedCorpus, PrepareSettings, TokenBlocks, is_prepared, prepare_corpus
+from hypros_lm.data.prepare import PrepareSettings, prepare_corpus
+from hypros_lm.data.shards import PreparedCorpus, TokenBlocks, is_prepared
 from hypros_lm.data.sources import KNOWN_DATASETS, TextSource, data_dir, iter_documents, resolve_source
 from hypros_lm.data.tokenizer import EOS, eos_id, load_tokenizer, save_tokenizer, train_bpe
 

@@ -17,17 +17,11 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from hypros_lm.data.packing import cache_root
-from hypros_lm.data.prepare import (
-    MANIFEST,
-    PreparedCorpus,
-    PrepareSettings,
-    TokenBlocks,
-    is_prepared,
-    prepare_corpus,
-    wait_for,
-)
+from hypros_lm.data.prepare import PrepareSettings, prepare_corpus
+from hypros_lm.data.shards import MANIFEST, PreparedCorpus, TokenBlocks, is_prepared
 from hypros_lm.data.sources import TextSource, canonical_split, resolve_source
 from hypros_lm.data.tokenizer import key_of, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
+from hypros_lm.files import wait_for
 
 
 @dataclass(kw_only=True)

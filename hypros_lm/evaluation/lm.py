@@ -12,8 +12,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from hypros_lm.data import TokenBlocks
+from hypros_lm.data import TokenBlocks, resolve_source
+from hypros_lm.data.pipeline import prepared_blocks
+from hypros_lm.evaluation.figures import entropy_histogram, reliability_diagram
 from hypros_lm.metrics import BinSums, bin_sums, ece_from_bins, expected_calibration_error, mce_from_bins, reliability_table
+from hypros_lm.scoring import token_scores
 
 SCORES = ("log", "brier", "spherical", "entropy", "correct")
 ECE_BINS = (10, 15)  # 10 as the study asks, 15 as in Guo et al. (2017)
@@ -76,14 +79,11 @@ def evaluate_blocks(
 
 class HFScorer(torch.nn.Module):
     """Gives an exported Hugging Face causal LM the ``model(x, y, lam, per_token=True)`` interface."""
-
     def __init__(self, hf_model):
         super().__init__()
         self.hf = hf_model
 
     def forward(self, input_ids, targets, lam=0.0, *, bounded="brier", per_token=True):
-        from hypros_lm.scoring import token_scores
-
         hidden = self.hf.model(input_ids=input_ids).last_hidden_state
         return token_scores(hidden, self.hf.lm_head.weight, targets)
 
@@ -121,10 +121,6 @@ def evaluate_and_write(model, tokenizer, *, data: str, split: str, seq_len: int,
     reliability.png and entropy_hist.png into ``out``."""
     import json
     from pathlib import Path
-
-    from hypros_lm.data import resolve_source
-    from hypros_lm.data.pipeline import prepared_blocks
-    from hypros_lm.plots import entropy_histogram, reliability_diagram
 
     source = resolve_source(data, split)
     blocks = prepared_blocks(source, tokenizer, seq_len)

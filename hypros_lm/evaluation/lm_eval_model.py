@@ -25,11 +25,11 @@ from tokenizers import Tokenizer
 
 from hypros_lm.data.tokenizer import eos_id
 from hypros_lm.evaluation.lm import rolling_windows, window_nll
+from hypros_lm.evaluation.zeroshot import parse_task_limits, resolve_tasks
 
 
 class EngineLM(LM):
     """Log-likelihoods (plain and rolling) from the model under training; no generation."""
-
     def __init__(self, model, tokenizer: Tokenizer, *, max_len: int, device: torch.device, rank: int, world: int):
         super().__init__()
         self.model, self.tok, self.max_len, self._device = model, tokenizer, max_len, device
@@ -111,26 +111,10 @@ def _as_local_rank_0():
             os.environ["LOCAL_RANK"] = saved
 
 
-def parse_task_limits(spec: str) -> dict[str, int | None]:
-    """'lambada_openai:100,arc_easy' → {'lambada_openai': 100, 'arc_easy': None}."""
-    tasks: dict[str, int | None] = {}
-    for item in filter(None, (x.strip() for x in spec.split(","))):
-        name, _, limit = item.partition(":")
-        if limit and (not limit.isdigit() or int(limit) < 1):
-            raise ValueError(f"train.lm_eval_tasks: {item!r} has a limit that is not a positive whole number (task:N)")
-        tasks[name] = int(limit) if limit else None
-    if not tasks:
-        raise ValueError(f"train.lm_eval_tasks={spec!r} names no task; give e.g. 'lambada_openai:100,arc_easy:100'")
-    return tasks
-
-
 class InLoopLmEval:
     """The lm-eval tasks of a run, evaluated at its evaluation steps."""
-
     def __init__(self, spec: str, folder: Path, *, rank: int, world: int):
         from lm_eval.tasks import TaskManager
-
-        from hypros_lm.evaluation.zeroshot import resolve_tasks
 
         self.limits = parse_task_limits(spec)
         names, self.described = resolve_tasks(list(self.limits), folder / f"rank{rank}")  # no two ranks write one file

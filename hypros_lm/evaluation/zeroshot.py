@@ -187,3 +187,16 @@ def summary_lines(results: dict[str, Any], described: dict[str, str]) -> list[st
             parts.append(f"{metric} {value:.4f}{err}")
         lines.append(f"{task:<24} {' | '.join(parts)}   [{described.get(task, '')}]")
     return lines
+
+
+def parse_task_limits(spec: str) -> dict[str, int | None]:
+    """'lambada_openai:100,arc_easy' → {'lambada_openai': 100, 'arc_easy': None}."""
+    tasks: dict[str, int | None] = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, limit = item.partition(":")
+        if limit and (not limit.isdigit() or int(limit) < 1):
+            raise ValueError(f"train.lm_eval_tasks: {item!r} has a limit that is not a positive whole number (task:N)")
+        tasks[name] = int(limit) if limit else None
+    if not tasks:
+        raise ValueError(f"train.lm_eval_tasks={spec!r} names no task; give e.g. 'lambada_openai:100,arc_easy:100'")
+    return tasks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -77,20 +78,12 @@ class DecoderLM(nn.Module):
             # one Parameter owned by both modules: each module's ZeRO-3 hook gathers it for its own forward
             self.head.weight = self.body.embed_tokens.weight
 
-    def forward(
-        self,
-        input_ids: Tensor,
-        targets: Tensor | None = None,
-        lam: float | Tensor = 0.0,
-        *,
-        bounded: str = "brier",
-        component_grad_norms: bool = False,
-        per_token: bool = False,
-        columns: Tensor | None = None,
-    ) -> ScoreOutput | dict[str, Tensor] | Tensor:
+    def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0,
+                **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
+        """The body's final hidden states scored by the head: ``head_options`` are ScoringHead.forward's
+        keywords (bounded, component_grad_norms, per_token, columns)."""
         hidden = self.body(input_ids=input_ids).last_hidden_state  # (B, T, d)
-        return self.head(hidden, targets, lam, bounded=bounded, component_grad_norms=component_grad_norms,
-                         per_token=per_token, columns=columns)
+        return self.head(hidden, targets, lam, **head_options)
 
     def num_parameters(self) -> int:
         return sum(param_shape(p).numel() for p in self.parameters())  # tied weights counted once

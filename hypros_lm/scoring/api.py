@@ -10,6 +10,8 @@ Three pieces, importable with torch alone (``from hypros_lm import ...``):
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from hypros_lm.scoring.fused import Reduction, ScoreOutput, fused_linear_score
@@ -142,21 +144,16 @@ class LinearScoringLoss(nn.Module):
     shard), or use :func:`hypros_lm.integrations.transformers.patch_causal_lm`.
     """
 
-    def __init__(
-        self,
-        score: str | None = None,
-        *,
-        lam: float | None = None,
-        schedule: LambdaSchedule | None = None,
-        ignore_index: int = -100,
-        reduction: Reduction = "mean",
-        label_smoothing: float = 0.0,
-        z_loss: float = 0.0,
-        softcap: float | None = None,
-        logit_scale: float = 1.0,
-        chunk_size: int | None = None,
-    ):
+    # the keywords of linear_scoring_loss a module holds (the rest come with each call)
+    OPTIONS = ("ignore_index", "reduction", "label_smoothing", "z_loss", "softcap", "logit_scale", "chunk_size")
+
+    def __init__(self, score: str | None = None, *, lam: float | None = None, schedule: LambdaSchedule | None = None,
+                 **options: Any):
+        """``options``: any of OPTIONS, as in :func:`linear_scoring_loss`."""
         super().__init__()
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise TypeError(f"LinearScoringLoss got unknown option(s) {unknown}; it takes {list(self.OPTIONS)}")
         if schedule is not None and (score is not None or lam is not None):
             raise ValueError("give either schedule= or score= (with lam=), not both: the schedule names the score")
         self.schedule = schedule
@@ -164,8 +161,7 @@ class LinearScoringLoss(nn.Module):
         self.lam = lam
         if schedule is None:
             _resolve_score(self.score, lam)  # fail at construction, not at the first step
-        self.options = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
-                            z_loss=z_loss, softcap=softcap, logit_scale=logit_scale, chunk_size=chunk_size)
+        self.options = options
         self.last_components: dict[str, Tensor] = {}
 
     def forward(

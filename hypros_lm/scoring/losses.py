@@ -44,7 +44,7 @@ class LossSettings:
     label_smoothing: float = 0.0
     """Label smoothing of the log-loss part."""
     chunk_size: int | None = None
-    """Tokens per chunk of the fused head (None: from a 64 MiB working budget)."""
+    """Tokens per chunk of the fused head (None: as many as a 512 MiB working budget holds)."""
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:

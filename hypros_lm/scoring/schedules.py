@@ -1,4 +1,4 @@
-"""λ schedules: pure functions of the global step.
+"""λ schedules and the learning-rate schedule: pure functions of the global step.
 
 λ weights the bounded score in ``L = (1 − λ)·log + λ·bounded``. Every schedule is a pure
 function of the step, so a resumed run recomputes the same λ without any saved state.
@@ -72,3 +72,17 @@ def make_schedule(name: str, **params: float) -> Schedule:
     if name not in SCHEDULES:
         raise ValueError(f"unknown λ schedule {name!r}; known: {sorted(SCHEDULES)}")
     return partial(SCHEDULES[name], **params)
+
+
+def learning_rate(step: int, *, peak: float, warmup_steps: int, decay: str, min_ratio: float, total_steps: int) -> float:
+    """The learning rate at a step: linear warm-up to ``peak``, then cosine to ``min_ratio``·peak at
+    ``total_steps``, inverse square root, or constant. A pure function of the step, like λ."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    if decay == "constant":
+        return peak
+    if decay == "inverse_sqrt":
+        return peak * math.sqrt(max(1, warmup_steps) / (step + 1))
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    floor = min_ratio * peak
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(1.0, progress)))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hypros_lm.plots import plt, save_figure
-from hypros_lm.studies.report import RunResult
+from hypros_lm.evaluation.figures import plt, save_figure
+from hypros_lm.studies.results import RunResult
+from hypros_lm.studies.spec import grid_value
 
 CURVES = (("loss_log", "validation NLL"), ("loss_brier", "validation Brier"), ("ece_10", "validation ECE (10 bins)"))
 
@@ -119,8 +120,6 @@ def sweep_heatmaps(rows: list[dict], study, models: list[str], out: Path) -> Pat
     with mean ± std and * where it differs from the reference at p < 0.05; the reference cell outlined).
     The reference's own values join the axes, so an off-grid default sits in its place on the surface;
     grid points without runs stay blank."""
-    from hypros_lm.studies.spec import grid_value
-
     reference = study.sweep["variation"]
     names = list(study.grid_cells[reference])
     axes_values = []

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from hypros_lm.runs import load_run
 from hypros_lm.studies.spec import RunSpec, Study
+from hypros_lm.tasks import family_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,9 +92,6 @@ def run_training(study: Study, run: RunSpec, ranks: int) -> float:
 def run_evaluations(study: Study, run: RunSpec) -> None:
     """Each evaluation of the study on the run's final model, by the family of the evaluation's task
     (``data:`` specs are language-model evaluations, ``task:`` specs the task's own)."""
-    from hypros_lm.evaluation.checkpoints import load_run
-    from hypros_lm.tasks import family_for
-
     loaded = load_run(run.out)
     for name, spec in study.evaluations.items():
         out = run.out / f"eval-{name}"

@@ -1,7 +1,7 @@
 """Study files: a matrix of variations × model sizes × seeds on one task, with shared settings.
 
     name: cpu-demo
-    task: pretrain            # or a fine-tune task name (see hypros_lm.data.seq2seq)
+    task: pretrain            # or a fine-tune task name (see hypros_lm.tasks)
     ranks: 1
     base: {data: {...}, train: {...}}          # shared run settings (any RunSettings key)
     variations: {log: {loss: {name: log}}, hypros: {loss: {name: hypros}}}
@@ -34,7 +34,9 @@ from typing import Any
 
 import yaml
 
-from hypros_lm.training.settings import RunSettings, settings_from_dict
+from hypros_lm.config import RunSettings, settings_from_dict
+from hypros_lm.data.perturb import parse
+from hypros_lm.tasks import family_for
 
 STUDY_KEYS = {"name", "description", "task", "ranks", "base", "variations", "models", "seeds", "evaluations",
               "robustness", "eval_batches", "target", "baselines", "sweep"}
@@ -129,15 +131,11 @@ def _check_evaluation(path: Path, name: str, spec: Any) -> None:
     if "data" in spec and set(spec) != {"data", "split"}:
         raise ValueError(f"{path}: evaluations.{name}: a corpus evaluation takes data and split only; got {sorted(spec)}")
     if "task" in spec:
-        from hypros_lm.tasks import family_for
-
         family_for(spec["task"])  # unknown tasks fail here
         unknown = set(spec) - {"task", "split", "limit", "perturb", "seed"}
         if unknown:
             raise ValueError(f"{path}: evaluations.{name}: unknown key(s) {sorted(unknown)}")
         if spec.get("perturb"):
-            from hypros_lm.data.perturb import parse
-
             parse(spec["perturb"])
 
 

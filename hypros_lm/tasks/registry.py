@@ -1,21 +1,34 @@
-"""Task families as registered components: pretraining, sequence-to-sequence, classification.
+"""Task families as registered components: what the loop and the evaluation need from a kind of task.
 
-The training loop, the study runner and the evaluation entry points ask ``family_for(task.name)`` and use
-its interface; none of them names a family. A new family is a subclass registered with
-``register_family`` (a test registers one of its own and trains on it).
+``FAMILIES`` is a plain dict from family name to family; the built-in ones (pretraining,
+sequence-to-sequence, classification) are added by ``hypros_lm.tasks`` when it is imported, and a new
+family is one more entry (``register_family``; a test registers one of its own and trains on it). The
+training loop, the study runner and the evaluation entry points ask ``family_for(task.name)`` and use its
+interface; none of them names a family. Each method receives only the settings sections it needs.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tokenizers import Tokenizer
+
+from hypros_lm.config import TaskSettings
+from hypros_lm.data import DataSettings, PreparedData, load_tokenizer
+from hypros_lm.data.pipeline import cached_bpe, cached_bpe_folder
+from hypros_lm.evaluation.lm import evaluate_blocks
+from hypros_lm.files import wait_for
+from hypros_lm.models import ModelSettings
+from hypros_lm.runs import LoadedRun
 
 Log = Callable[[str], None]
 
 
 class TaskFamily:
-    """What the loop and the evaluation need from a kind of task. Subclasses override what differs."""
+    """A kind of task. Subclasses override what differs."""
 
     name: str = ""
     tool: str = ""
@@ -23,32 +36,31 @@ class TaskFamily:
     console_keys: tuple[str, ...] = ()
     """Validation keys the console line shows beside the token-level scores."""
 
-    def tasks(self) -> list[str]:
+    def tasks(self) -> list[str | None]:
         """Task names this family owns (``None`` stands for pretraining)."""
         raise NotImplementedError
 
     def owns(self, task: str | None) -> bool:
         return task in self.tasks()
 
-    def check(self, settings) -> None:
+    def check(self, *, data: DataSettings, task: TaskSettings, model: ModelSettings) -> None:
         """Every check that needs no heavy work (splits reachable offline, paths, settings that fit)."""
 
-    def prepare(self, settings, *, log: Log):
-        """Tokenizer and train/validation blocks for the loop (a ``PreparedData``). Called on every rank."""
+    def prepare(self, *, data: DataSettings, task: TaskSettings, log: Log) -> PreparedData:
+        """Tokenizer and train/validation blocks for the loop. Called on every rank."""
         raise NotImplementedError
 
-    def configure_model(self, model, data, settings) -> None:
+    def configure_model(self, model, prepared: PreparedData, *, task: TaskSettings) -> None:
         """Adjust the model to the task before the engine is built (e.g. the columns the objective scores)."""
 
-    def evaluate(self, model, data, settings, *, lam: float, bounded: str, rank: int, world: int, device) -> dict[str, Any]:
+    def evaluate(self, model, prepared: PreparedData, *, batches: int, batch_size: int, lam: float, bounded: str,
+                 rank: int, world: int, device) -> dict[str, Any]:
         """Validation inside training (a DeepSpeed engine or a plain model), sharded over ranks."""
-        from hypros_lm.evaluation.lm import evaluate_blocks
+        return evaluate_blocks(model, prepared.val, batches, batch_size, lam=lam, bounded=bounded, rank=rank,
+                               world=world, device=device)
 
-        t = settings.train
-        return evaluate_blocks(model, data.val, t.eval_batches, t.micro_batch_size, lam=lam, bounded=bounded,
-                               rank=rank, world=world, device=device)
-
-    def evaluate_run(self, run_dir: Path, spec: dict[str, Any], out: Path, *, batches: int, label: str) -> dict[str, Any]:
+    def evaluate_run(self, loaded: LoadedRun, spec: dict[str, Any], out: Path, *, batches: int,
+                     label: str) -> dict[str, Any]:
         """A finished run evaluated on one evaluation spec of a study; writes ``out/metrics.json``."""
         raise NotImplementedError
 
@@ -66,17 +78,8 @@ def register_family(family: TaskFamily) -> TaskFamily:
     return family
 
 
-def _builtin() -> None:
-    if not FAMILIES:
-        from hypros_lm.tasks.families import ClassificationFamily, PretrainFamily, Seq2SeqFamily
-
-        for family in (PretrainFamily(), Seq2SeqFamily(), ClassificationFamily()):
-            register_family(family)
-
-
 def family_for(task: str | None) -> TaskFamily:
     """The family that owns a task name (None: pretraining); unknown names list every known task."""
-    _builtin()
     for family in FAMILIES.values():
         if family.owns(task):
             return family
@@ -91,3 +94,22 @@ def require_family(task: str | None, family: str, tool: str) -> TaskFamily:
         what = "pretraining" if task is None else f"task {task!r}"
         raise ValueError(f"{tool} evaluates {family} tasks, but {what} is {owner.name}: use {owner.tool or 'another tool'}")
     return owner
+
+
+def check_init_from(task: TaskSettings) -> None:
+    if task.init_from is not None and not Path(task.init_from).is_dir():
+        raise FileNotFoundError(f"task.init_from={task.init_from}: no such run or Hugging Face folder")
+
+
+def task_tokenizer(data: DataSettings, task: TaskSettings, documents, *, whole_words: tuple[str, ...] = (),
+                   log: Log) -> Tokenizer:
+    """The tokenizer of a fine-tune: data.tokenizer, else the initial model's, else a byte-level BPE on the
+    task's training text (``whole_words`` kept one token each), trained once by each node's local rank 0
+    while the other ranks wait on its file."""
+    if data.tokenizer is not None or task.init_from is not None:
+        return load_tokenizer(data.tokenizer or str(Path(task.init_from) / "tokenizer.json"))
+    key = {"task": task.name, "split": data.train_split, "vocab": data.vocab_size}
+    if int(os.environ.get("LOCAL_RANK", 0)) != 0:
+        wait_for(cached_bpe_folder(key, whole_words) / "tokenizer.json", f"local rank 0 to train the {task.name} "
+                 f"tokenizer", log=log)
+    return cached_bpe(key, documents, data.vocab_size, whole_words=whole_words, log=log)

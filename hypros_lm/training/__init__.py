@@ -1,6 +1,6 @@
-"""Training: settings, DeepSpeed engine set-up, the loop, checkpoints and telemetry."""
+"""Training: DeepSpeed engine set-up, the loop and its telemetry (settings: hypros_lm.config; run folders and
+checkpoints: hypros_lm.runs)."""
 
 from hypros_lm.training.loop import check_run, train
-from hypros_lm.training.settings import RunSettings, known_keys, load_settings, settings_from_dict
 
-__all__ = ["RunSettings", "check_run", "known_keys", "load_settings", "settings_from_dict", "train"]
+__all__ = ["check_run", "train"]

@@ -1,12 +1,10 @@
-"""DeepSpeed set-up: distributed init, the DeepSpeed JSON with its "auto" sizes filled, the engine,
-and the learning-rate schedule (a pure function of the step)."""
+"""DeepSpeed set-up: distributed init, the DeepSpeed JSON with its "auto" sizes filled, ZeRO-3 parameter
+handling (building partitioned, writing one parameter at a time), host-memory release, the engine."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
-import math
 import os
 import socket
 from collections.abc import Callable
@@ -14,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
+from hypros_lm.config import OptimSettings, TrainSettings
 from hypros_lm.models import param_shape
-from hypros_lm.training.settings import OptimSettings, TrainSettings
 
 DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
 
@@ -136,105 +133,6 @@ def parameter_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {name: tuple(param_shape(p)) for name, p in model.named_parameters(remove_duplicate=False)}
 
 
-def parameter_norm(model: torch.nn.Module) -> float:
-    """‖θ‖₂ over all parameters. Collective under ZeRO-3: each rank sums the squares of its own shards."""
-    params = list(model.parameters())
-    if not any(is_partitioned(p) for p in params):
-        return math.sqrt(sum(float(p.detach().float().pow(2).sum()) for p in params))
-    rank = dist.get_rank()
-    total = torch.zeros((), dtype=torch.float64)
-    for p in params:
-        if not is_partitioned(p) or p.ds_persist:  # held whole on every rank: count it on rank 0 only
-            total += float(p.detach().float().pow(2).sum()) if rank == 0 else 0.0
-            continue
-        shard = p.ds_tensor
-        valid = max(0, min(shard.ds_numel, p.ds_numel - rank * shard.ds_numel))  # the last shard is padded
-        total += float(shard.detach().narrow(0, 0, valid).float().pow(2).sum())
-    total = total.to(_comm_device())
-    dist.all_reduce(total)
-    return math.sqrt(float(total))
-
-
-def model_state_bytes(engine) -> dict[str, int]:
-    """Bytes of model states this rank holds, counted from the tensors themselves (on CPU the resident
-    memory of a process rarely shrinks when tensors are freed, so RSS cannot tell this).
-
-    ``params``: the model's parameters as held (a ZeRO-3 shard, or the whole tensor); ``total``: every
-    distinct tensor storage reachable from the module and the DeepSpeed optimizer (fp32 master weights,
-    gradient partitions and buffers, Adam moments, the reduce/all-gather buckets), each storage counted
-    once however many views point into it. Tensors gathered only for a forward are not held and not counted.
-    """
-    seen: dict[int, int] = {}
-
-    def add(t: torch.Tensor) -> None:
-        if t.device.type != "meta":
-            storage = t.untyped_storage()
-            seen[storage.data_ptr()] = storage.nbytes()
-
-    for p in engine.module.parameters():
-        add(p.ds_tensor if is_partitioned(p) else p.data)
-    params = sum(seen.values())
-    for p in engine.module.parameters():
-        if p.grad is not None:
-            add(p.grad)
-    _walk_tensors(engine.optimizer, add)
-    seen.pop(0, None)  # empty tensors (released ZeRO-3 parameters) have no storage
-    return {"params": params, "total": sum(seen.values())}
-
-
-@contextlib.contextmanager
-def counting_model_states(engine, into: dict[str, int]):
-    """Count :func:`model_state_bytes` into ``into`` at the moment the innermost torch optimizer steps:
-    only then are all model states live at once (DeepSpeed makes the fp32 gradients of its master
-    weights just before that step and frees them after), which is what its estimators assume. The
-    largest count wins when ZeRO-3 steps its sub-groups one by one."""
-
-    def count(*_args) -> None:
-        held = model_state_bytes(engine)
-        for key, value in held.items():
-            into[key] = max(into.get(key, 0), value)
-
-    inner = engine.optimizer
-    while not isinstance(inner, torch.optim.Optimizer) and hasattr(inner, "optimizer"):
-        inner = inner.optimizer
-    handle = inner.register_step_pre_hook(count)
-    try:
-        yield into
-    finally:
-        handle.remove()
-
-
-def _walk_tensors(root: Any, add: Callable[[torch.Tensor], None], *, max_depth: int = 8) -> None:
-    """Find the tensors an optimizer object holds: its attributes, lists, dicts and the wrapped optimizer's
-    state. Breadth first, so every object is reached by its shortest path before the depth limit."""
-    queue, visited = collections.deque([(root, 0)]), {id(root)}
-    while queue:
-        obj, depth = queue.popleft()
-        if isinstance(obj, torch.Tensor):
-            for held in (obj, getattr(obj, "ds_tensor", None), obj.grad):
-                if held is not None:
-                    add(held)
-            continue
-        if isinstance(obj, torch.nn.Module) or depth == max_depth:
-            continue
-        if isinstance(obj, dict):
-            children = list(obj.values())
-        elif isinstance(obj, (list, tuple, set)):
-            children = list(obj)
-        elif isinstance(obj, torch.optim.Optimizer) or type(obj).__module__.startswith("deepspeed.runtime"):
-            children = list(vars(obj).values())
-        else:
-            continue
-        for child in children:
-            if id(child) not in visited:
-                visited.add(id(child))
-                queue.append((child, depth + 1))
-
-
-def _comm_device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-
-
 def init_distributed() -> tuple[int, int, int]:
     """Initialise torch.distributed through DeepSpeed; also works as a plain `python` single process.
 
@@ -310,19 +208,6 @@ def build_engine(model: torch.nn.Module, ds_config: dict[str, Any], optim: Optim
     optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
     return engine
-
-
-def lr_at(step: int, optim: OptimSettings, max_steps: int) -> float:
-    """Linear warm-up, then cosine to min_lr_ratio·lr, inverse square root, or constant."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    if optim.decay == "constant":
-        return optim.lr
-    if optim.decay == "inverse_sqrt":
-        return optim.lr * math.sqrt(max(1, optim.warmup_steps) / (step + 1))
-    progress = (step - optim.warmup_steps) / max(1, max_steps - optim.warmup_steps)
-    floor = optim.min_lr_ratio * optim.lr
-    return floor + 0.5 * (optim.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def set_lr(engine, lr: float) -> None:

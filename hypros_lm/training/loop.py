@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,30 +18,41 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from hypros_lm.config import RunSettings
 from hypros_lm.data import BlockOrder, PreparedData, save_tokenizer
+from hypros_lm.data.sources import use_offline_copies
+from hypros_lm.evaluation.zeroshot import OFFLINE_TASKS, parse_task_limits
 from hypros_lm.files import ensure_writable
 from hypros_lm.models import MODEL_SIZES, build_model, flops_per_token, initial_value, resolve_attention
+from hypros_lm.runs import latest_checkpoint, load_checkpoint, read_weights, save_checkpoint
 from hypros_lm.scoring import Objective, build_objective
+from hypros_lm.scoring.schedules import learning_rate
 from hypros_lm.tasks import TaskFamily, family_for
-from hypros_lm.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hypros_lm.training.engine import (
     assign_parameters,
     build_engine,
-    counting_model_states,
     init_distributed,
     is_partitioned,
     load_ds_config,
-    lr_at,
     model_init_context,
-    parameter_norm,
     parameter_shapes,
     release_shared_memory_buffers,
     resolve_ds_config,
     set_lr,
     zero_stage,
 )
-from hypros_lm.training.settings import RunSettings
-from hypros_lm.training.telemetry import Clock, EnergyMeter, console_line, device_peak_tflops, make_loggers, peak_memory_mb
+from hypros_lm.training.telemetry import (
+    Clock,
+    EnergyMeter,
+    Stopwatch,
+    counting_model_states,
+    device_peak_tflops,
+    efficiency_record,
+    environment,
+    full_grad_norm,
+    make_loggers,
+    print_record,
+)
 
 
 def check_run(settings: RunSettings) -> Path:
@@ -55,7 +64,7 @@ def check_run(settings: RunSettings) -> Path:
             f"{size.max_positions} positions; lower --seq-len or pick a larger model"
         )
     resolve_ds_config(settings.train.ds_config)
-    family_for(settings.task.name).check(settings)
+    family_for(settings.task.name).check(data=settings.data, task=settings.task, model=settings.model)
     if settings.train.lm_eval_tasks:
         _check_lm_eval_tasks(settings.train.lm_eval_tasks)
     resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
@@ -68,10 +77,6 @@ def check_run(settings: RunSettings) -> Path:
 
 
 def _check_lm_eval_tasks(spec: str) -> None:
-    from hypros_lm.data.sources import use_offline_copies
-    from hypros_lm.evaluation.lm_eval_model import parse_task_limits
-    from hypros_lm.evaluation.zeroshot import OFFLINE_TASKS
-
     unknown = [t for t in parse_task_limits(spec) if t not in OFFLINE_TASKS]
     if unknown and use_offline_copies():
         raise ValueError(f"train.lm_eval_tasks: {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
@@ -110,7 +115,9 @@ def train(settings: RunSettings) -> Path:
     last_log = (time.perf_counter(), start_step)
     for step in range(start_step + 1, t.max_steps + 1):  # steps are numbered from 1; λ uses step − 1
         lam = run.objective.schedule(step - 1)
-        lr = lr_at(step - 1, settings.optim, t.max_steps)
+        o = settings.optim
+        lr = learning_rate(step - 1, peak=o.lr, warmup_steps=o.warmup_steps, decay=o.decay, min_ratio=o.min_lr_ratio,
+                           total_steps=t.max_steps)
         set_lr(run.engine, lr)
         want_norms = t.component_grad_every > 0 and step % t.component_grad_every == 0
         final = step == t.max_steps or step == t.stop_at
@@ -152,12 +159,12 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     ds_config = load_ds_config(settings.train, settings.optim, world,
                                hidden_size=MODEL_SIZES[settings.model.name].hidden_size)
     family = family_for(settings.task.name)
-    data = family.prepare(settings, log=log)
+    data = family.prepare(data=settings.data, task=settings.task, log=log)
     torch.manual_seed(settings.train.seed)
     with model_init_context(ds_config):  # ZeRO-3: partitioned as built, never whole on any rank
         model = build_model(settings.model, data.tokenizer.get_vocab_size(), label_smoothing=settings.loss.label_smoothing,
                             chunk_size=settings.loss.chunk_size, half_precision=settings.train.precision == "bf16")
-    family.configure_model(model, data, settings)
+    family.configure_model(model, data, task=settings.task)
     if settings.task.init_from:
         _load_initial_weights(model, settings.task.init_from, rank)
         log(f"init: weights from {settings.task.init_from}")
@@ -178,7 +185,7 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
         f"{f'{peak:g} TFLOP/s, ' if peak else ''}{peak_source}")
     lm_eval = None
     if settings.train.lm_eval_tasks:
-        from hypros_lm.evaluation.lm_eval_model import InLoopLmEval
+        from hypros_lm.evaluation.lm_eval_model import InLoopLmEval  # lm-eval: imported only when asked for
 
         lm_eval = InLoopLmEval(settings.train.lm_eval_tasks, out / ".lm_eval_tasks", rank=rank, world=world)
         log("lm-eval at each evaluation: " + ", ".join(f"{t} ({n or 'all'} examples)" for t, n in lm_eval.tasks.items()))
@@ -193,7 +200,7 @@ def _load_initial_weights(model, init_from: str, rank: int) -> None:
     reads the weights; the size check's verdict is shared so that every rank stops together.
     """
     partitioned = any(is_partitioned(p) for p in model.parameters())
-    state = _read_weights(Path(init_from)) if rank == 0 or not partitioned else None
+    state = read_weights(Path(init_from)) if rank == 0 or not partitioned else None
     error = None
     if state is not None and parameter_shapes(model) != {k: tuple(v.shape) for k, v in state.items()}:
         error = (f"task.init_from={init_from} holds a model of another size or vocabulary than "
@@ -207,36 +214,11 @@ def _load_initial_weights(model, init_from: str, rank: int) -> None:
     assign_parameters(model, lambda name, _shape: state[name], rank=rank)
 
 
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    if (folder / "settings.yaml").is_file():
-        from hypros_lm.evaluation.checkpoints import load_run
-
-        return load_run(folder).model.state_dict()
-    from transformers import AutoModelForCausalLM
-
-    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    return {f"body.{k}": v for k, v in hf.model.state_dict().items()} | {"head.weight": hf.lm_head.weight}
-
-
 def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int, params: int) -> None:
     save_tokenizer(data.tokenizer, out)
     (out / "settings.yaml").write_text(yaml.safe_dump(settings.to_dict(), sort_keys=False))
-    env = {"num_parameters": params, **_environment(world, data)}
+    env = {"num_parameters": params, **environment(world, data.sources)}
     (out / "environment.json").write_text(json.dumps(env, indent=2))
-
-
-def _environment(world: int, data: PreparedData) -> dict[str, Any]:
-    import deepspeed
-    import transformers
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"git_commit": commit, "python": platform.python_version(), "torch": torch.__version__,
-            "deepspeed": deepspeed.__version__, "transformers": transformers.__version__,
-            "world_size": world, "cuda": torch.cuda.is_available(), "data": data.sources}
 
 
 def _maybe_resume(run: Run) -> tuple[int, float]:
@@ -272,7 +254,7 @@ def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool
     """
     sums: dict[str, torch.Tensor] = {}
     times = dict.fromkeys(("time_forward_s", "time_backward_s", "time_optimizer_s"), 0.0)
-    tick = _Stopwatch(timed)
+    tick = Stopwatch(timed)
     accum = run.settings.train.grad_accum
     for micro in range(accum):
         x, y = batch_for(run, step, micro)
@@ -284,7 +266,7 @@ def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool
         held: dict[str, int] = {}
         last = timed and micro == accum - 1
         if last and run.engine.zero_optimization_stage() == 0:
-            sums["grad_norm_zero0"] = _full_grad_norm(run.engine.module)  # reduced over ranks by backward
+            sums["grad_norm_zero0"] = full_grad_norm(run.engine.module)  # reduced over ranks by backward
         with counting_model_states(run.engine, held) if last else contextlib.nullcontext():
             run.engine.step()
         if held:
@@ -295,34 +277,6 @@ def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool
     if timed:
         sums.update({k: torch.tensor(v) for k, v in times.items()})
     return sums
-
-
-class _Stopwatch:
-    """Seconds between laps, with the device synchronised first (only when enabled)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self._last = enabled, 0.0
-
-    def _now(self) -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def start(self) -> None:
-        if self.enabled:
-            self._last = self._now()
-
-    def lap(self) -> float:
-        if not self.enabled:
-            return 0.0
-        now = self._now()
-        elapsed, self._last = now - self._last, now
-        return elapsed
-
-
-def _full_grad_norm(model: torch.nn.Module) -> torch.Tensor:
-    grads = [p.grad.detach().float() for p in model.parameters() if p.grad is not None]
-    return torch.sqrt(sum(g.pow(2).sum() for g in grads)) if grads else torch.zeros(())
 
 
 def _train_record(run: Run, step: int, sums: dict[str, torch.Tensor], **extra: float) -> dict[str, Any]:
@@ -341,53 +295,24 @@ def _train_record(run: Run, step: int, sums: dict[str, torch.Tensor], **extra: f
     record["grad_norm"] = float(grad_norm) if grad_norm is not None else None
     record["lambda"] = extra.pop("lam")
     record.update(extra)
-    record.update(_efficiency(run, step, sums, record["tokens_per_s"]))
+    record.update(efficiency_record(run.engine, sums, step=step, tokens_per_s=record["tokens_per_s"],
+                                    flops_per_token=run.flops_per_token, peak_tflops=run.peak_tflops, world=run.world,
+                                    energy=run.energy))
     return record
-
-
-def _efficiency(run: Run, step: int, sums: dict[str, torch.Tensor], tokens_per_s: float) -> dict[str, Any]:
-    """What users compare runs and hardware by: model FLOPs, TFLOP/s and MFU per device, the time split
-    of this step (rank 0's), memory (the largest rank's; model states counted while gradients, weights
-    and optimizer states are all live, as the optimizer steps), the parameter norm, energy per step (CUDA)."""
-    tflops = run.flops_per_token * tokens_per_s / run.world / 1e12
-    held = [float(sums[k]) / 2**20 if k in sums else 0.0 for k in ("state_total", "state_params")]
-    worst = torch.tensor([peak_memory_mb(), *held], device=_device(run))
-    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
-    peak_mem, state_mb, params_mb = worst.tolist()
-    return {
-        "flops_per_token": run.flops_per_token,
-        "tflops_per_device": tflops,
-        "mfu": tflops / run.peak_tflops if run.peak_tflops else None,
-        **{k: float(v) for k, v in sums.items() if k.startswith("time_")},
-        "param_norm": parameter_norm(run.engine.module),
-        "peak_mem_mb": peak_mem,
-        "model_state_mb": state_mb,
-        "model_state_params_mb": params_mb,
-        "energy_j_per_step": run.energy.joules_per_step(step),
-    }
 
 
 def evaluate(run: Run, lam: float) -> dict[str, float]:
     """Every score and calibration metric on a fixed validation slice, sharded over ranks (and what the
     task family adds, e.g. class-level metrics)."""
-    return run.family.evaluate(run.engine, run.data, run.settings, lam=lam, bounded=run.objective.bounded,
-                               rank=run.rank, world=run.world, device=_device(run))
+    t = run.settings.train
+    return run.family.evaluate(run.engine, run.data, batches=t.eval_batches, batch_size=t.micro_batch_size, lam=lam,
+                               bounded=run.objective.bounded, rank=run.rank, world=run.world, device=_device(run))
 
 
 def _emit(run: Run, loggers: list, record: dict[str, Any], clock: Clock, start_step: int) -> None:
     record.setdefault("elapsed_s", clock.elapsed())
     for logger in loggers:
         logger.log(record)
-    if run.rank != 0:
-        return
-    if record.get("split") == "lm_eval":
-        shown = {k.removeprefix("lm_eval/"): v for k, v in record.items() if k.startswith("lm_eval/") and "_stderr" not in k}
-        print(f"  lm-eval @ {record['step']}: " + " | ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
-    elif record.get("split") == "val":
-        print(f"  val @ {record['step']}: loss {record['loss']:.4f} | log {record['loss_log']:.4f} "
-              f"(ppl {record['perplexity']:.1f}) | brier {record['loss_brier']:.4f} | "
-              f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f} | ECE {record['ece_10']:.4f}"
-              + "".join(f" | {k} {record[k]:.4f}" for k in run.family.console_keys if k in record), flush=True)
-    else:
-        print(console_line(record, run.settings.train.max_steps, clock.elapsed(), start_step), flush=True)
-
+    if run.rank == 0:
+        print_record(record, max_steps=run.settings.train.max_steps, elapsed=clock.elapsed(), start_step=start_step,
+                     extra_keys=run.family.console_keys)

@@ -1,15 +1,26 @@
-"""Telemetry: metrics.jsonl (always), wandb (optional), and a concise console line. Rank 0 only."""
+"""Telemetry: metrics.jsonl (always), wandb (optional), a concise console line (rank 0), and what the records
+hold beyond the losses: the parameter norm, model-state bytes counted from the engine's tensors, peak
+memory, device peak TFLOP/s for MFU, energy, and the run's environment."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import math
 import os
+import platform
 import resource
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+
+from hypros_lm.training.engine import is_partitioned
 
 
 class NullLogger:
@@ -164,3 +175,184 @@ def make_loggers(settings, out: Path, *, resumed_step: int | None, rank: int) ->
         loggers.append(WandbLogger(mode=mode, project=settings.telemetry.wandb_project,
                                    name=settings.telemetry.run_name or out.name, out=out, config=settings.to_dict()))
     return loggers
+
+
+def parameter_norm(model: torch.nn.Module) -> float:
+    """‖θ‖₂ over all parameters. Collective under ZeRO-3: each rank sums the squares of its own shards."""
+    params = list(model.parameters())
+    if not any(is_partitioned(p) for p in params):
+        return math.sqrt(sum(float(p.detach().float().pow(2).sum()) for p in params))
+    rank = dist.get_rank()
+    total = torch.zeros((), dtype=torch.float64)
+    for p in params:
+        if not is_partitioned(p) or p.ds_persist:  # held whole on every rank: count it on rank 0 only
+            total += float(p.detach().float().pow(2).sum()) if rank == 0 else 0.0
+            continue
+        shard = p.ds_tensor
+        valid = max(0, min(shard.ds_numel, p.ds_numel - rank * shard.ds_numel))  # the last shard is padded
+        total += float(shard.detach().narrow(0, 0, valid).float().pow(2).sum())
+    total = total.to(_comm_device())
+    dist.all_reduce(total)
+    return math.sqrt(float(total))
+
+
+def model_state_bytes(engine) -> dict[str, int]:
+    """Bytes of model states this rank holds, counted from the tensors themselves (on CPU the resident
+    memory of a process rarely shrinks when tensors are freed, so RSS cannot tell this).
+
+    ``params``: the model's parameters as held (a ZeRO-3 shard, or the whole tensor); ``total``: every
+    distinct tensor storage reachable from the module and the DeepSpeed optimizer (fp32 master weights,
+    gradient partitions and buffers, Adam moments, the reduce/all-gather buckets), each storage counted
+    once however many views point into it. Tensors gathered only for a forward are not held and not counted.
+    """
+    seen: dict[int, int] = {}
+
+    def add(t: torch.Tensor) -> None:
+        if t.device.type != "meta":
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+
+    for p in engine.module.parameters():
+        add(p.ds_tensor if is_partitioned(p) else p.data)
+    params = sum(seen.values())
+    for p in engine.module.parameters():
+        if p.grad is not None:
+            add(p.grad)
+    _walk_tensors(engine.optimizer, add)
+    seen.pop(0, None)  # empty tensors (released ZeRO-3 parameters) have no storage
+    return {"params": params, "total": sum(seen.values())}
+
+
+@contextlib.contextmanager
+def counting_model_states(engine, into: dict[str, int]):
+    """Count :func:`model_state_bytes` into ``into`` at the moment the innermost torch optimizer steps:
+    only then are all model states live at once (DeepSpeed makes the fp32 gradients of its master
+    weights just before that step and frees them after), which is what its estimators assume. The
+    largest count wins when ZeRO-3 steps its sub-groups one by one."""
+
+    def count(*_args) -> None:
+        held = model_state_bytes(engine)
+        for key, value in held.items():
+            into[key] = max(into.get(key, 0), value)
+
+    inner = engine.optimizer
+    while not isinstance(inner, torch.optim.Optimizer) and hasattr(inner, "optimizer"):
+        inner = inner.optimizer
+    handle = inner.register_step_pre_hook(count)
+    try:
+        yield into
+    finally:
+        handle.remove()
+
+
+def _walk_tensors(root: Any, add: Callable[[torch.Tensor], None], *, max_depth: int = 8) -> None:
+    """Find the tensors an optimizer object holds: its attributes, lists, dicts and the wrapped optimizer's
+    state. Breadth first, so every object is reached by its shortest path before the depth limit."""
+    queue, visited = collections.deque([(root, 0)]), {id(root)}
+    while queue:
+        obj, depth = queue.popleft()
+        if isinstance(obj, torch.Tensor):
+            for held in (obj, getattr(obj, "ds_tensor", None), obj.grad):
+                if held is not None:
+                    add(held)
+            continue
+        if isinstance(obj, torch.nn.Module) or depth == max_depth:
+            continue
+        if isinstance(obj, dict):
+            children = list(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            children = list(obj)
+        elif isinstance(obj, torch.optim.Optimizer) or type(obj).__module__.startswith("deepspeed.runtime"):
+            children = list(vars(obj).values())
+        else:
+            continue
+        for child in children:
+            if id(child) not in visited:
+                visited.add(id(child))
+                queue.append((child, depth + 1))
+
+
+def _comm_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def environment(world: int, sources: dict[str, str]) -> dict[str, Any]:
+    """Versions and the code's commit, saved beside each run (environment.json)."""
+    import deepspeed
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"git_commit": commit, "python": platform.python_version(), "torch": torch.__version__,
+            "deepspeed": deepspeed.__version__, "transformers": transformers.__version__,
+            "world_size": world, "cuda": torch.cuda.is_available(), "data": sources}
+
+
+class Stopwatch:
+    """Seconds between laps, with the device synchronised first (only when enabled)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self._last = enabled, 0.0
+
+    def _now(self) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def start(self) -> None:
+        if self.enabled:
+            self._last = self._now()
+
+    def lap(self) -> float:
+        if not self.enabled:
+            return 0.0
+        now = self._now()
+        elapsed, self._last = now - self._last, now
+        return elapsed
+
+
+def full_grad_norm(model: torch.nn.Module) -> torch.Tensor:
+    """‖∇θ‖₂ of a model holding whole gradients (ZeRO-0, where DeepSpeed reports none)."""
+    grads = [p.grad.detach().float() for p in model.parameters() if p.grad is not None]
+    return torch.sqrt(sum(g.pow(2).sum() for g in grads)) if grads else torch.zeros(())
+
+
+def efficiency_record(engine, sums: dict[str, torch.Tensor], *, step: int, tokens_per_s: float, flops_per_token: int,
+                      peak_tflops: float | None, world: int, energy: EnergyMeter) -> dict[str, Any]:
+    """What users compare runs and hardware by: model FLOPs, TFLOP/s and MFU per device, the time split
+    of this step (rank 0's), memory (the largest rank's; model states counted while gradients, weights
+    and optimizer states are all live, as the optimizer steps), the parameter norm, energy per step (CUDA)."""
+    tflops = flops_per_token * tokens_per_s / world / 1e12
+    held = [float(sums[k]) / 2**20 if k in sums else 0.0 for k in ("state_total", "state_params")]
+    worst = torch.tensor([peak_memory_mb(), *held], device=engine.device)
+    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    peak_mem, state_mb, params_mb = worst.tolist()
+    return {
+        "flops_per_token": flops_per_token,
+        "tflops_per_device": tflops,
+        "mfu": tflops / peak_tflops if peak_tflops else None,
+        **{k: float(v) for k, v in sums.items() if k.startswith("time_")},
+        "param_norm": parameter_norm(engine.module),
+        "peak_mem_mb": peak_mem,
+        "model_state_mb": state_mb,
+        "model_state_params_mb": params_mb,
+        "energy_j_per_step": energy.joules_per_step(step),
+    }
+
+
+def print_record(record: dict[str, Any], *, max_steps: int, elapsed: float, start_step: int,
+                 extra_keys: tuple[str, ...] = ()) -> None:
+    """The console line of a training, validation or lm-eval record (rank 0 calls it)."""
+    if record.get("split") == "lm_eval":
+        shown = {k.removeprefix("lm_eval/"): v for k, v in record.items() if k.startswith("lm_eval/") and "_stderr" not in k}
+        print(f"  lm-eval @ {record['step']}: " + " | ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
+    elif record.get("split") == "val":
+        print(f"  val @ {record['step']}: loss {record['loss']:.4f} | log {record['loss_log']:.4f} "
+              f"(ppl {record['perplexity']:.1f}) | brier {record['loss_brier']:.4f} | "
+              f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f} | ECE {record['ece_10']:.4f}"
+              + "".join(f" | {k} {record[k]:.4f}" for k in extra_keys if k in record), flush=True)
+    else:
+        print(console_line(record, max_steps, elapsed, start_step), flush=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hypros_lm.data import PreparedCorpus, PrepareSettings, data_dir, iter_documents, prepare_corpus, resolve_source
-from hypros_lm.data.prepare import TokenBlocks
+from hypros_lm.data.shards import TokenBlocks
 from hypros_lm.data.tokenizer import eos_id
 from tests import helpers
 from tests.helpers import REPO, TINY_RUN, free_port, read_metrics, run_python

@@ -106,7 +106,7 @@ def test_rating_page_in_headless_chromium(stage_runs, cache_dir, tmp_path):
 
     ratings = json.loads(saved[0].read_text())
     assert ratings["rater"] == "scripted rater" and ratings["rated"] == N and ratings["page"] == key["page"]
-    from hypros_lm.data.seq2seq import get_task, load_pairs
+    from hypros_lm.tasks.seq2seq import get_task, load_pairs
 
     sources = load_pairs(get_task("multi30k-en-de"), "test")[0]
     order = list(key["items"])  # page order = key order

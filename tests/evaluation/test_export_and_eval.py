@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from hypros_lm.evaluation.checkpoints import export_hf, load_run
+from hypros_lm.runs import export_hf, load_run
 from tests.helpers import REPO, run_python
 
 pytestmark = pytest.mark.slow

@@ -61,7 +61,7 @@ def test_multiple_choice_brier_on_documents_with_3_4_and_5_choices(stage_runs, t
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from hypros_lm.evaluation.checkpoints import load_run, to_hf
+    from hypros_lm.runs import load_run, to_hf
 
     write_tasks(tmp_path, ["arc_easy"], offline=True)
     hf, tok = to_hf(load_run(stage_runs["zero2"]))
@@ -127,9 +127,9 @@ def test_fused_evaluation_and_lm_eval_rolling_loglikelihood_agree(stage_runs):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from hypros_lm.evaluation.checkpoints import load_run, to_hf
     from hypros_lm.evaluation.lm import rolling_nll
     from hypros_lm.evaluation.zeroshot import _wikitext_pages
+    from hypros_lm.runs import load_run, to_hf
 
     run = load_run(stage_runs["zero2"])
     hf, tok = to_hf(run)

@@ -9,20 +9,13 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
 
-from hypros_lm.data.classification import (
-    Examples,
-    check_examples,
-    encode_examples,
-    get_task,
-    label_tokens,
-    load_examples,
-)
 from hypros_lm.data.perturb import SENTIMENT_TRIGGER, perturb_all
-from hypros_lm.data.seq2seq import IGNORE
 from hypros_lm.data.tokenizer import train_bpe
 from hypros_lm.metrics.calibration import expected_calibration_error
 from hypros_lm.metrics.classification import classification_metrics
 from hypros_lm.models.head import ScoringHead
+from hypros_lm.tasks.classification import Examples, check_examples, encode_examples, get_task, label_tokens, load_examples
+from hypros_lm.tasks.seq2seq import IGNORE
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.4, 1.0])

@@ -81,19 +81,19 @@ class SentenceHalves(TaskFamily):
     def tasks(self):
         return ["sst2-halves"]
 
-    def prepare(self, settings, *, log):
+    def prepare(self, *, data, task, log):
         from hypros_lm.data import PreparedData
-        from hypros_lm.data.classification import get_task, load_examples
-        from hypros_lm.data.seq2seq import Seq2SeqBlocks, Seq2SeqTask, encode_pairs
+        from hypros_lm.tasks.classification import get_task, load_examples
+        from hypros_lm.tasks.seq2seq import Seq2SeqBlocks, Seq2SeqTask, encode_pairs
         from hypros_lm.data.tokenizer import eos_id, train_bpe
 
         texts = load_examples(get_task("sst2"), "validation").texts
         halves = [(" ".join(t.split()[: len(t.split()) // 2]), " ".join(t.split()[len(t.split()) // 2 :])) for t in texts]
-        task = Seq2SeqTask("sst2-halves", "translation", "{source} ->")
+        spec = Seq2SeqTask("sst2-halves", "translation", "{source} ->")
         tok = train_bpe(texts, 600)
-        blocks = [Seq2SeqBlocks(encode_pairs(task, tok, [s for s, _ in part], [t for _, t in part],
-                                             seq_len=settings.data.seq_len, max_target_tokens=16),
-                                settings.data.seq_len, eos_id(tok))
+        blocks = [Seq2SeqBlocks(encode_pairs(spec, tok, [s for s, _ in part], [t for _, t in part],
+                                             seq_len=data.seq_len, max_target_tokens=16),
+                                data.seq_len, eos_id(tok))
                   for part in (halves[:800], halves[800:])]
         log(f"sentence-halves: {len(blocks[0])} train and {len(blocks[1])} val pairs")
         return PreparedData(tok, blocks[0], blocks[1], {"train": "sst2 dev, first 800", "val": "sst2 dev, rest"})
@@ -102,7 +102,8 @@ class SentenceHalves(TaskFamily):
 register_family(SentenceHalves())
 
 if __name__ == "__main__":
-    from hypros_lm.training import load_settings, train
+    from hypros_lm.config import load_settings
+    from hypros_lm.training import train
 
     run_main(lambda argv: train(load_settings(argv)), sys.argv[1:])
 '''

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hypros_lm.data.seq2seq import get_task, load_pairs
+from hypros_lm.tasks.seq2seq import get_task, load_pairs
 from tests.helpers import REPO, read_metrics, run_deepspeed, run_python
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def test_multi30k_finetune_generate_and_score(stage_runs, cache_dir, tmp_path):
 
 
 def test_xsum_summarization_from_an_exported_model_and_rouge(stage_runs, cache_dir, tmp_path):
-    from hypros_lm.evaluation.checkpoints import export_hf
+    from hypros_lm.runs import export_hf
 
     hf = export_hf(stage_runs["zero2"], tmp_path / "hf")  # start from a Hugging Face folder this time
     out = tmp_path / "sum"

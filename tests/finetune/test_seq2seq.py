@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from hypros_lm.data import data_dir, train_bpe
 from hypros_lm.data.perturb import parse, perturb_all
-from hypros_lm.data.seq2seq import IGNORE, Seq2SeqBlocks, detokenize, encode_pairs, get_task, load_pairs
 from hypros_lm.scoring import fused_linear_score
+from hypros_lm.tasks.seq2seq import IGNORE, Seq2SeqBlocks, detokenize, encode_pairs, get_task, load_pairs
 
 DATA = data_dir()
 pytestmark = pytest.mark.skipif(DATA is None, reason="needs the offline data folder ../shared/data")

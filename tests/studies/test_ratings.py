@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from hypros_lm.evaluation.compare import Item, blind, write_page
+from hypros_lm.studies.compare import Item, blind, write_page
 from hypros_lm.studies.ratings import fleiss_kappa, ratings_report, summarize
 
 # item → which run (0/1) the page shows as A (B is the other)

@@ -9,7 +9,9 @@ import pytest
 import yaml
 from scipy import stats
 
-from hypros_lm.studies.report import RunResult, analyse, write_report
+from hypros_lm.studies.criteria import analyse
+from hypros_lm.studies.report import write_report
+from hypros_lm.studies.results import RunResult
 from hypros_lm.studies.spec import expand, load_study
 from tests.studies.test_runner import STUDY
 

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from hypros_lm.training import check_run, load_settings
+from hypros_lm.config import load_settings
+from hypros_lm.training import check_run
 from tests.helpers import run_python
 
 

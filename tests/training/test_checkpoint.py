@@ -7,7 +7,7 @@ import json
 import pytest
 import torch.distributed as dist
 
-from hypros_lm.training.checkpoint import latest_checkpoint, save_checkpoint
+from hypros_lm.runs import latest_checkpoint, save_checkpoint
 from tests.helpers import free_port
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hypros_lm.training import known_keys, load_settings, settings_from_dict
-from hypros_lm.training.settings import ALIASES
+from hypros_lm.config import ALIASES, known_keys, load_settings, settings_from_dict
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hypros_lm.evaluation.device import choose_device
+from hypros_lm.runs import load_run, to_hf
+from hypros_lm.tasks.seq2seq import check_splits, generate_for_task, get_task, load_pairs, usable_pairs
+
 PAGE_TEMPLATE = Path(__file__).with_name("compare_page.html")
 SCALES = {"translation": ("adequacy", "fluency"), "summarization": ("faithfulness",)}
 """1–5 scales rated for each output, by task kind, beside the A / B / tie choice."""
@@ -80,11 +84,6 @@ def build_comparison(run_a: str, run_b: str, *, task_name: str, split: str, n: i
                      beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16, device: str = "auto",
                      precision: str = "auto", log=print) -> tuple[Path, Path]:
     """Sample n inputs of a task split (seeded), generate from both runs, write the blinded page and key."""
-    from hypros_lm.data.seq2seq import check_splits, get_task, load_pairs, usable_pairs
-    from hypros_lm.evaluation.checkpoints import load_run, to_hf
-    from hypros_lm.evaluation.device import choose_device
-    from hypros_lm.evaluation.generate import generate_for_task
-
     task = get_task(task_name)
     check_splits(task, [split])
     for run in (run_a, run_b):

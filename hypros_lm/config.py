@@ -1,4 +1,5 @@
-"""Run settings: one small dataclass per component, nested; loaded from YAML, overridden from the CLI.
+"""Run settings (the floor above models and data): one small dataclass per component, nested; loaded from
+YAML, overridden from the CLI.
 
 Precedence: dataclass defaults < ``--config FILE.yaml`` < command-line flags. Flags are dotted
 (``--loss.tau 0.05``, ``--train.max_steps=200``) with a few short aliases (``--loss hypros``,
@@ -19,7 +20,6 @@ import yaml
 from hypros_lm.data import DataSettings
 from hypros_lm.models import ModelSettings
 from hypros_lm.scoring import LossSettings
-from hypros_lm.tasks.settings import TaskSettings
 
 
 @dataclass(kw_only=True)
@@ -29,10 +29,15 @@ class OptimSettings:
     min_lr_ratio: float = 0.1
     """Final learning rate as a fraction of the peak (cosine)."""
     warmup_steps: int = 20
+    """Steps of linear warm-up from 0 to lr (warm-up ≥ max_steps never decays: a warning says so)."""
     decay: Literal["cosine", "inverse_sqrt", "constant"] = "cosine"
+    """Learning-rate decay after the warm-up: cosine to min_lr_ratio·lr, inverse square root, or constant."""
     weight_decay: float = 0.1
+    """AdamW weight decay (not on norms and biases)."""
     beta1: float = 0.9
+    """AdamW β₁."""
     beta2: float = 0.95
+    """AdamW β₂."""
     grad_clip: float = 1.0
     """Global gradient-norm clipping (fills the DeepSpeed config's "auto"); 0 disables."""
 
@@ -56,11 +61,15 @@ class TrainSettings:
     micro_batch_size: int = 8
     """Sequences per rank per micro-step."""
     grad_accum: int = 1
+    """Micro-steps per optimizer step (gradient accumulation)."""
     seed: int = 1234
+    """Seed of the initial weights, the data order and every random choice of the run."""
     ds_config: str = "zero2"
     """DeepSpeed JSON: a path, or a name in ds_configs/ (zero0, zero1, zero2, zero3, zero3_offload)."""
     precision: Literal["fp32", "bf16"] = "fp32"
+    """fp32, or bf16 mixed precision (DeepSpeed's bf16: fp32 master weights)."""
     log_every: int = 10
+    """Log the training record (metrics.jsonl, wandb, console) every k steps."""
     eval_every: int = 100
     """Validation every k steps (and at the last step); 0 disables."""
     eval_batches: int = 8
@@ -68,6 +77,7 @@ class TrainSettings:
     save_every: int = 100
     """Checkpoint every k steps (and at the last step); 0 keeps only the final one."""
     keep_checkpoints: int = 2
+    """Complete checkpoints kept in the run folder (older ones are deleted)."""
     component_grad_every: int = 50
     """Log ‖∂L_log/∂h‖ and ‖∂L_bounded/∂h‖ every k steps; 0 disables."""
     stop_at: int | None = None
@@ -91,13 +101,42 @@ class TelemetrySettings:
     wandb: Literal["offline", "online", "disabled"] = "offline"
     """wandb mode; offline runs sync later with `wandb sync <out>/wandb/offline-run-*`."""
     wandb_project: str = "hypros-lm"
+    """wandb project name."""
     run_name: str | None = None
+    """wandb run name (None: wandb chooses one)."""
     peak_tflops: float | None = None
     """Peak TFLOP/s of one device for MFU; None looks the GPU up in telemetry.PEAK_TFLOPS (no MFU on CPU)."""
 
     def __post_init__(self) -> None:
         if self.peak_tflops is not None and self.peak_tflops <= 0:
             raise ValueError(f"telemetry.peak_tflops={self.peak_tflops} must be > 0 (or unset to look the GPU up)")
+
+
+@dataclass(kw_only=True)
+class TaskSettings:
+    name: str | None = None
+    """None: language-model pretraining; else a task of a registered family (hypros_lm.tasks, checked before
+    any heavy work: unknown names list every registered task): a
+    sequence-to-sequence task (multi30k-en-de, wmt14-en-de, …) or a classification task (sst2, ag_news)."""
+    init_from: str | None = None
+    """A pretraining run folder or an exported Hugging Face folder to start from (None: from scratch)."""
+    max_target_tokens: int = 64
+    """Sequence-to-sequence: target tokens kept per example (the source is truncated to fit the rest of seq_len)."""
+    train_limit: int | None = None
+    """Use at most this many training examples."""
+    score_over: Literal["vocab", "labels"] = "vocab"
+    """Classification: score the objective over the full vocabulary at the label token (as in pretraining),
+    or over the label set only (the class-level scores: softmax over the label words' logits)."""
+    label_words: str | None = None
+    """Classification: comma-separated label words replacing the task's own (one token each, in label order)."""
+
+    def __post_init__(self) -> None:
+        if self.max_target_tokens < 1:
+            raise ValueError(f"task.max_target_tokens={self.max_target_tokens} must be ≥ 1")
+        if self.score_over not in ("vocab", "labels"):
+            raise ValueError(f"task.score_over={self.score_over!r}; use vocab or labels")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ValueError(f"task.train_limit={self.train_limit} must be ≥ 1")
 
 
 @dataclass(kw_only=True)

@@ -1,4 +1,4 @@
-"""Sequence-to-sequence tasks cast as decoder-only prompts: ``prompt(source) target <eos>``.
+"""Sequence-to-sequence tasks (translation, summarization) cast as decoder-only prompts: ``prompt(source) target <eos>``.
 
 Each example is one row of ``seq_len`` tokens; the targets of the prompt (source) and of the padding
 are ``ignore_index``, so only target tokens are scored. Offline, task names resolve to the real copies in
@@ -13,13 +13,23 @@ import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from hypros_lm.config import TaskSettings
+from hypros_lm.data import DataSettings, PreparedData
+from hypros_lm.data.perturb import perturb_all
 from hypros_lm.data.sources import data_dir, use_offline_copies
 from hypros_lm.data.tokenizer import eos_id
+from hypros_lm.evaluation.device import choose_device
+from hypros_lm.evaluation.generate import generate, summary_scores, translation_scores
+from hypros_lm.evaluation.lm import evaluate_blocks
+from hypros_lm.models import ModelSettings
+from hypros_lm.runs import LoadedRun, to_hf
+from hypros_lm.tasks.registry import Log, TaskFamily, check_init_from, require_family, task_tokenizer
 
 IGNORE = -100
 
@@ -217,3 +227,92 @@ def prepare_seq2seq(settings, tok: Tokenizer, *, seq_len: int, train_split: str,
         blocks.append(Seq2SeqBlocks(enc, seq_len, eos_id(tok)))
         described[role] = where
     return blocks[0], blocks[1], described
+
+
+def generate_for_task(hf_model, tok, task, sources: list[str], references: list[str], *, seq_len: int, max_target: int,
+                      beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16,
+                      progress: bool = True) -> tuple[list[str], int]:
+    """A task's prompts for these sources, each leaving room for max_new_tokens within the run's seq_len
+    (long sources truncated), continued by the model; returns (predictions, sources truncated)."""
+    eos = eos_id(tok)
+    enc = encode_pairs(task, tok, sources, references, seq_len=seq_len - max_new_tokens + max_target,
+                       max_target_tokens=max_target)
+    hyps = generate(hf_model, enc.prompt_ids, eos_id=eos, beams=beams, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, decode=tok.decode, progress=progress)
+    return hyps, enc.truncated_sources
+
+
+def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str = "test", limit: int | None = None,
+                  beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16, perturbations: tuple[str, ...] = (),
+                  seed: int = 0, out=None, progress: bool = True, device: str = "auto",
+                  precision: str = "auto") -> dict[str, Any]:
+    """Generate for a split of a task with a fine-tuned run (a ``LoadedRun``), score it (clean and perturbed
+    sources) and write predictions-<name>.txt and metrics.json into ``out``; also the target-side token
+    calibration."""
+    where_to, dtype = choose_device(device, run_precision=loaded.settings.train.precision, precision=precision)
+    name = task_name or loaded.settings.task.name
+    require_family(name, "seq2seq", "eval/generate.py")
+    task = get_task(name)
+    sources, references, where = load_pairs(task, split)
+    keep = usable_pairs(sources, references)
+    sources, references = [sources[i] for i in keep][:limit], [references[i] for i in keep][:limit]
+    hf, _ = to_hf(loaded)
+    hf, model = hf.to(device=where_to, dtype=dtype), loaded.model.to(device=where_to, dtype=dtype)
+    tok, eos = loaded.tokenizer, eos_id(loaded.tokenizer)
+    seq_len, max_target = loaded.settings.data.seq_len, loaded.settings.task.max_target_tokens
+    score = translation_scores if task.kind == "translation" else summary_scores
+    out = Path(out or loaded.run_dir / f"gen-{task.name}-{split}")
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"task": task.name, "data": where, "examples": len(sources), "beams": beams,
+                              "max_new_tokens": max_new_tokens, "checkpoint": str(loaded.checkpoint)}
+    blocks = Seq2SeqBlocks(encode_pairs(task, tok, sources, references, seq_len=seq_len, max_target_tokens=max_target),
+                           seq_len, eos)
+    calib = evaluate_blocks(model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=False, device=where_to)
+    result["target_tokens"] = {k: calib[k] for k in ("loss_log", "loss_brier", "loss_spherical", "accuracy",
+                                                      "ece_10", "ece_15", "perplexity", "val_tokens")}
+    runs = {"clean": sources} | {spec: perturb_all(sources, spec, seed) for spec in perturbations}
+    samples = {}
+    for name, srcs in runs.items():
+        hyps, truncated = generate_for_task(hf, tok, task, srcs, references, seq_len=seq_len, max_target=max_target,
+                                            beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                            progress=progress)
+        if name == "clean":
+            result["truncated_sources"] = truncated
+        (out / f"predictions-{name.replace(':', '_').replace('+', '_')}.txt").write_text("\n".join(hyps) + "\n")
+        result[name] = score(hyps, references)
+        samples[name] = list(zip(srcs[:3], references[:3], hyps[:3], strict=True))
+    main = "bleu" if task.kind == "translation" else "rougeL_f"
+    for spec in perturbations:
+        clean = result["clean"][main]
+        result[spec]["relative_degradation"] = (clean - result[spec][main]) / clean if clean else None
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    result["_samples"] = samples
+    return result
+
+
+class Seq2SeqFamily(TaskFamily):
+    name = "seq2seq"
+    tool = "eval/generate.py"
+
+    def tasks(self) -> list[str]:
+        return list(TASKS)
+
+    def check(self, *, data: DataSettings, task: TaskSettings, model: ModelSettings) -> None:
+        check_splits(get_task(task.name), [data.train_split, data.val_split])
+        check_init_from(task)
+
+    def prepare(self, *, data: DataSettings, task: TaskSettings, log: Log) -> PreparedData:
+        def documents() -> list[str]:
+            sources, targets, _ = load_pairs(get_task(task.name), data.train_split)
+            return sources + targets
+
+        tok = task_tokenizer(data, task, documents, log=log)
+        train, val, described = prepare_seq2seq(task, tok, seq_len=data.seq_len, train_split=data.train_split,
+                                                val_split=data.val_split, log=log)
+        return PreparedData(tok, train, val, described)
+
+    def evaluate_run(self, loaded: LoadedRun, spec: dict[str, Any], out: Path, *, batches: int,
+                     label: str) -> dict[str, Any]:
+        return evaluate_task(loaded, task_name=spec["task"], split=spec.get("split", "test"),
+                             limit=spec.get("limit"), perturbations=tuple(spec.get("perturb", ())), out=out,
+                             progress=False)

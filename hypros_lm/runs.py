@@ -1,0 +1,216 @@
+"""Run folders: atomic checkpoints around DeepSpeed's own save/load, and reading a finished run back
+(its settings, tokenizer and consolidated weights), exporting it to Hugging Face.
+
+Layout: ``<run>/settings.yaml``, ``tokenizer.json``, ``environment.json``, ``metrics.jsonl`` and
+``checkpoints/<tag>/`` with ``checkpoints/latest`` naming the newest complete one.
+
+Saving: DeepSpeed writes each rank's shards into ``checkpoints/<tag>.partial/``; only when every rank
+has finished does rank 0 add ``meta.json``, rename the folder to ``checkpoints/<tag>/`` and atomically
+replace ``checkpoints/latest``. A crash mid-write leaves a ``.partial`` folder that is never loaded (and
+is cleared by the next save), so a checkpoint that looks complete is complete.
+
+Reading: ZeRO-1/2/3 checkpoints hold the fp32 weights in per-rank partitions; DeepSpeed's own
+``get_fp32_state_dict_from_zero_checkpoint`` consolidates them. A ZeRO-0 checkpoint has the full weights
+in its model-states file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from tokenizers import Tokenizer
+
+from hypros_lm.config import RunSettings, settings_from_dict
+from hypros_lm.data import EOS, load_tokenizer
+from hypros_lm.files import write_atomic
+from hypros_lm.models import DecoderLM, llama_config, model_vocab_size
+
+LATEST = "latest"
+
+
+def _tag(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(engine, ckpt_dir: Path, step: int, client_state: dict[str, Any], *, keep: int) -> Path:
+    """Collective: every rank calls it. Returns the final folder."""
+    rank = dist.get_rank()
+    tag, partial = _tag(step), f"{_tag(step)}.partial"
+    if rank == 0:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(ckpt_dir / partial, ignore_errors=True)
+    dist.barrier()
+    engine.save_checkpoint(str(ckpt_dir), tag=partial, client_state=client_state, save_latest=False)
+    torch.save(_rng_state(), ckpt_dir / partial / f"rng_rank{rank:03d}.pt")
+    dist.barrier()
+    final = ckpt_dir / tag
+    if rank == 0:
+        meta = {"step": step, "world_size": dist.get_world_size(), **client_state}
+        write_atomic(ckpt_dir / partial / "meta.json", json.dumps(meta, indent=2, default=str))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(ckpt_dir / partial, final)
+        write_atomic(ckpt_dir / LATEST, tag)
+        _prune(ckpt_dir, keep)
+    dist.barrier()
+    return final
+
+
+def _prune(ckpt_dir: Path, keep: int) -> None:
+    done = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir() and not p.name.endswith(".partial"))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    pointer = ckpt_dir / LATEST
+    if not pointer.is_file():
+        return None
+    folder = ckpt_dir / pointer.read_text().strip()
+    if not (folder / "meta.json").is_file():
+        raise FileNotFoundError(f"{pointer} names {folder.name}, which is missing or incomplete (no meta.json)")
+    return folder
+
+
+def load_checkpoint(engine, folder: Path) -> dict[str, Any]:
+    """Collective: restore model, optimizer and this rank's RNG; return the saved client state."""
+    meta = json.loads((folder / "meta.json").read_text())
+    if meta["world_size"] != dist.get_world_size():
+        raise ValueError(
+            f"checkpoint {folder} was written by {meta['world_size']} ranks; this run has "
+            f"{dist.get_world_size()}. Resume with the same number of ranks"
+        )
+    _, client_state = engine.load_checkpoint(str(folder.parent), tag=folder.name)
+    if client_state is None:
+        raise FileNotFoundError(f"DeepSpeed could not load the checkpoint in {folder}")
+    rng_file = folder / f"rng_rank{dist.get_rank():03d}.pt"
+    _set_rng_state(torch.load(rng_file, weights_only=False))
+    return {**client_state, "step": meta["step"]}
+
+
+@dataclass
+class LoadedRun:
+    settings: RunSettings
+    model: DecoderLM
+    tokenizer: Tokenizer
+    checkpoint: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoint.parent.parent  # <run>/checkpoints/step_N
+
+
+def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
+    ckpt_dir = run_dir / "checkpoints"
+    if step is not None:
+        folder = ckpt_dir / f"step_{step:07d}"
+        if not (folder / "meta.json").is_file():
+            have = sorted(p.name for p in ckpt_dir.glob("step_*") if (p / "meta.json").is_file())
+            raise FileNotFoundError(f"no complete checkpoint for step {step} in {ckpt_dir}; complete ones: {have}")
+        return folder
+    folder = latest_checkpoint(ckpt_dir)
+    if folder is None:
+        raise FileNotFoundError(f"{run_dir} has no complete checkpoint (no {ckpt_dir / 'latest'}); is it a run folder?")
+    return folder
+
+
+def consolidated_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """Full fp32 weights from a checkpoint folder of any ZeRO stage."""
+    if any(folder.glob("*zero_pp_rank_*optim_states.pt")):
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        state = get_fp32_state_dict_from_zero_checkpoint(str(folder.parent), tag=folder.name)
+    else:
+        files = sorted(folder.glob("mp_rank_*_model_states.pt"))
+        if not files:
+            raise FileNotFoundError(f"{folder} holds no DeepSpeed model states; the checkpoint is incomplete")
+        state = torch.load(files[0], map_location="cpu", weights_only=False)["module"]
+    return {k: v.float() for k, v in state.items()}
+
+
+def load_run(run_dir: str | Path, *, step: int | None = None) -> LoadedRun:
+    """The model of a run folder at its latest (or a given) checkpoint, on CPU, in eval mode."""
+    run_dir = Path(run_dir)
+    settings_file = run_dir / "settings.yaml"
+    if not settings_file.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: no settings.yaml")
+    settings = settings_from_dict(yaml.safe_load(settings_file.read_text()))
+    tokenizer = load_tokenizer(str(run_dir / "tokenizer.json"))
+    folder = find_checkpoint(run_dir, step)
+    config = llama_config(settings.model, model_vocab_size(settings.model, tokenizer.get_vocab_size()), attn="sdpa")
+    model = DecoderLM(config)
+    state = consolidated_state_dict(folder)
+    if settings.model.tie_embeddings and "head.weight" not in state:
+        state["head.weight"] = state["body.embed_tokens.weight"]
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        diff = sorted(set(expected.items()) ^ set(got.items()))[:4]
+        raise ValueError(
+            f"checkpoint {folder} does not match model {settings.model.name!r} from {settings_file} "
+            f"(e.g. {diff}); it is from another model size or vocabulary"
+        )
+    model.load_state_dict(state)
+    return LoadedRun(settings, model.eval(), tokenizer, folder)
+
+
+def to_hf(loaded: LoadedRun):
+    """The run's model as a transformers LlamaForCausalLM and a fast tokenizer (in memory)."""
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    config = loaded.model.config
+    config.tie_word_embeddings = loaded.settings.model.tie_embeddings
+    config.use_cache = True
+    hf = LlamaForCausalLM(config)
+    hf.model.load_state_dict(loaded.model.body.state_dict())
+    with torch.no_grad():
+        hf.lm_head.weight.copy_(loaded.model.head.weight)
+    eos_id = loaded.tokenizer.token_to_id(EOS)
+    hf.config.eos_token_id = hf.config.bos_token_id = eos_id
+    hf.generation_config.eos_token_id = hf.generation_config.bos_token_id = eos_id
+    fast = PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+    return hf.eval(), fast
+
+
+def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = None) -> Path:
+    """Write a Hugging Face folder (LlamaForCausalLM + fast tokenizer) that from_pretrained loads."""
+    hf, fast = to_hf(load_run(run_dir, step=step))
+    out_dir = Path(out_dir)
+    hf.save_pretrained(out_dir)
+    fast.save_pretrained(out_dir)
+    return out_dir
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The weights of a run folder (any ZeRO stage) or an exported Hugging Face folder, named as the
+    ladder model's state dict."""
+    if (folder / "settings.yaml").is_file():
+        return load_run(folder).model.state_dict()
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return {f"body.{k}": v for k, v in hf.model.state_dict().items()} | {"head.weight": hf.lm_head.weight}

@@ -1,0 +1,299 @@
+"""The chunk walk under the fused scoring head (see hypros_lm.scoring.fused for the math): running
+statistics over vocabulary blocks, per-token scores, the closed-form logit gradients, and the pass that
+accumulates ∂L/∂h, ∂L/∂W and ∂L/∂b chunk by chunk in fp32."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Bounded = Literal["brier", "spherical"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The settings of one scoring pass (chunking filled in by fused._options)."""
+
+    lam: float
+    bounded: Bounded
+    ignore_index: int
+    label_smoothing: float
+    chunk_size: int
+    vocab_block_size: int
+    component_grad_norms: bool
+    z_loss: float = 0.0
+    logit_scale: float = 1.0
+    softcap: float | None = None
+    keep_per_token_loss: bool = False
+
+
+def _upcast_on_cpu(t: Tensor) -> Tensor:
+    """CPU half-precision matmuls are slow and round their output: upcast to fp32 there."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) and not t.is_cuda else t
+
+
+def _mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """a @ b with an fp32 (or fp64) result; on CUDA, half inputs keep tensor-core speed."""
+    if a.dtype in (torch.bfloat16, torch.float16):
+        try:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError):  # torch < 2.8 has no out_dtype: half output, fp32 from here on
+            return torch.mm(a, b).float()
+    return torch.mm(a, b, out=out) if out is not None else torch.mm(a, b)
+
+
+def _addmm_(acc: Tensor, a: Tensor, b: Tensor) -> None:
+    """acc += a @ b in place, in acc's precision (fp32 products of half inputs on CUDA are added)."""
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+    else:
+        acc.add_(_mm(a, b))
+
+
+def _as_operand(g: Tensor, like: Tensor) -> Tensor:
+    """On CUDA the logit gradient goes into the matmuls in the inputs' (half) dtype, as in the forward."""
+    return g.to(like.dtype) if like.is_cuda else g
+
+
+def _view(buf: Tensor, rows: int, cols: int) -> Tensor:
+    """A contiguous (rows, cols) view at the start of a flat buffer (out= wants contiguous)."""
+    return buf[: rows * cols].view(rows, cols)
+
+
+def _rowdot(a: Tensor, b: Tensor) -> Tensor:
+    """Σ_v a[c, v]·b[c, v] per row, without a (C, V) temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
+class _Stats:
+    """Running per-token statistics over vocabulary blocks (see the module docstring).
+
+    ``add`` consumes a block of logits: it centres ``z`` in place and leaves e^(z−m) in ``e``.
+    """
+
+    def __init__(self, rows: int, like: Tensor):
+        self.m = None
+        self.s1 = self.s2 = self.u = self.sum_z = like.new_zeros(rows)
+        self.z_y = like.new_zeros(rows)
+
+    def add(self, z: Tensor, e: Tensor, block_start: int, targets: Tensor, want_sum: bool) -> None:
+        m_blk = z.amax(dim=1)
+        m_new = m_blk if self.m is None else torch.maximum(self.m, m_blk)
+        if want_sum:
+            self.sum_z = self.sum_z + z.sum(1)
+        zc = z.sub_(m_new[:, None])  # z − m, in place
+        torch.exp(zc, out=e)
+        s1, s2, u = e.sum(1), _rowdot(e, e), _rowdot(e, zc)
+        if self.m is None:
+            self.s1, self.s2, self.u = s1, s2, u
+        else:
+            shift = self.m - m_new  # ≤ 0
+            scale = torch.exp(shift)
+            self.u = scale * (self.u + shift * self.s1) + u
+            self.s1 = scale * self.s1 + s1
+            self.s2 = scale * scale * self.s2 + s2
+        self.m = m_new
+        local = targets - block_start
+        inside = (local >= 0) & (local < z.shape[1])
+        picked = zc.gather(1, local.clamp(0, z.shape[1] - 1)[:, None]).squeeze(1) + m_new
+        self.z_y = torch.where(inside, picked, self.z_y)
+
+
+def _chunk_scores(st: _Stats, vocab_size: int, opts: Options) -> dict[str, Tensor]:
+    """Per-token scores from the finished statistics."""
+    lse = st.m + torch.log(st.s1)
+    e_y = torch.exp(st.z_y - st.m)
+    p_y = e_y / st.s1
+    q = st.s2 / (st.s1 * st.s1)  # Σ p²
+    r = e_y / torch.sqrt(st.s2)  # p_y / ‖p‖
+    log = lse - st.z_y
+    eps = opts.label_smoothing
+    log_smoothed = (1 - eps) * log + eps * (lse - st.sum_z / vocab_size) if eps else log
+    brier = 1 - 2 * p_y + q
+    spherical = 1 - r
+    bounded = brier if opts.bounded == "brier" else spherical
+    combined = (1 - opts.lam) * log_smoothed + opts.lam * bounded
+    if opts.z_loss:
+        combined = combined + opts.z_loss * lse * lse
+    return {
+        "lse": lse, "p_y": p_y, "q": q, "r": r,
+        "log": log, "brier": brier, "spherical": spherical, "z_loss": lse * lse,
+        "combined": combined,
+        "entropy": torch.log(st.s1) - st.u / st.s1,
+        "correct": (st.z_y >= st.m).to(lse.dtype),  # the target attains the max logit
+    }
+
+
+def _grad_coefficients(sc: dict[str, Tensor], weight: Tensor, lam: float, opts: Options, vocab_size: int,
+                       *, z_loss: float):
+    """Per-token (α, β, γ, δ) of G = p·(α + β·p) + γ·1_y − δ, scaled by the token weight."""
+    eps = opts.label_smoothing
+    if opts.bounded == "brier":
+        alpha_b, beta_b, gamma_b = 2 * (sc["p_y"] - sc["q"]), 2.0, -2 * sc["p_y"]
+    else:
+        alpha_b, beta_b, gamma_b = 0.0, sc["r"] / sc["q"], -sc["r"]
+    alpha = weight * ((1 - lam) + lam * alpha_b + (2 * z_loss * sc["lse"] if z_loss else 0.0))
+    beta = weight * (lam * beta_b) if lam else None
+    gamma = weight * (-(1 - lam) * (1 - eps) + lam * gamma_b)
+    delta = weight * ((1 - lam) * eps / vocab_size) if eps and lam != 1 else None
+    return alpha, beta, gamma, delta
+
+
+def _logit_grad(p: Tensor, out: Tensor, coefs, block_start: int, targets: Tensor, valid: Tensor) -> Tensor:
+    """G for one (token chunk × vocab block) from its probabilities p, written into ``out``
+    (which may be p itself when p is no longer needed)."""
+    alpha, beta, gamma, delta = coefs
+    if beta is None:
+        g = torch.mul(p, alpha[:, None], out=out)
+    else:
+        g = torch.addcmul(alpha[:, None], p, beta[:, None], out=out)  # α + β·p
+        g.mul_(p)
+    if delta is not None:
+        g.sub_(delta[:, None])
+    local = targets - block_start
+    rows = (valid & (local >= 0) & (local < p.shape[1])).nonzero().squeeze(1)
+    g[rows, local[rows]] += gamma[rows]
+    return g
+
+
+class _Logits:
+    """The head's logits for one (token chunk × vocab block), with the model's own transform
+    (bias, logit scale, soft-cap) applied in place, and the chain-rule factor of that transform."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, opts: Options):
+        self.w = _upcast_on_cpu(weight)  # once per call (O(V·d)), not once per chunk
+        self.b = None if bias is None else bias.to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
+        self.scale, self.cap = opts.logit_scale, opts.softcap
+
+    def __call__(self, h_mm: Tensor, a: int, b: int, out: Tensor) -> Tensor:
+        z = _mm(h_mm, self.w[a:b].T, out=out)
+        if self.b is not None:
+            z.add_(self.b[a:b])
+        if self.scale != 1.0:
+            z.mul_(self.scale)
+        if self.cap:
+            z.div_(self.cap).tanh_().mul_(self.cap)
+        return z
+
+    @property
+    def transformed(self) -> bool:
+        return self.scale != 1.0 or bool(self.cap)
+
+    def chain_factor(self, z: Tensor) -> Tensor:
+        """∂z/∂(h·Wᵀ + b) elementwise, from the transformed logits z (a new tensor)."""
+        if not self.cap:
+            return torch.full_like(z, self.scale)
+        return torch.square(z / self.cap).neg_().add_(1.0).mul_(self.scale)
+
+
+class _Walk:
+    """One scoring pass's shared state: the head's logits, the vocabulary blocks, the preallocated
+    (chunk × block) buffers (on CPU a fresh allocation costs more than the op itself) and the fp32
+    gradient accumulators of the weight and bias."""
+
+    def __init__(self, hidden: Tensor, weight: Tensor, bias: Tensor | None, opts: Options, *, want_grad: bool):
+        self.opts, self.vocab = opts, weight.shape[0]
+        self.acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # statistics dtype
+        self.logits = _Logits(weight, bias, opts)
+        self.blocks = [(a, min(a + opts.vocab_block_size, self.vocab)) for a in range(0, self.vocab, opts.vocab_block_size)]
+        self.single = len(self.blocks) == 1
+        rows = min(opts.chunk_size, hidden.shape[0])
+        self.buf_z, self.buf_e = (torch.empty(rows * self.blocks[0][1], dtype=self.acc, device=hidden.device)
+                                  for _ in range(2))
+        self.grad_w = torch.zeros(weight.shape, dtype=self.acc, device=weight.device) if want_grad else None
+        self.grad_b = (torch.zeros(self.vocab, dtype=self.acc, device=weight.device)
+                       if want_grad and bias is not None else None)
+
+    def statistics(self, h_mm: Tensor, targets: Tensor) -> tuple[_Stats, dict[str, Tensor]]:
+        """The chunk's running statistics over every block, and its per-token scores."""
+        c = h_mm.shape[0]
+        st = _Stats(c, self.buf_e)
+        for a, b in self.blocks:
+            z = self.logits(h_mm, a, b, _view(self.buf_z, c, b - a))  # (C, B)
+            st.add(z, _view(self.buf_e, c, b - a), a, targets, want_sum=bool(self.opts.label_smoothing))
+        return st, _chunk_scores(st, self.vocab, self.opts)
+
+    def gradient(self, h_mm: Tensor, st: _Stats, sc: dict[str, Tensor], coefs, targets: Tensor, valid: Tensor,
+                 components=None) -> tuple[Tensor, Tensor | None]:
+        """∂L/∂h of the chunk (fp32), adding its ∂L/∂W and ∂L/∂b into the accumulators; with ``components``
+        (the coefficients of λ = 0 and λ = 1) also the squared norms of ∂L_log/∂h and ∂L_bounded/∂h."""
+        c = h_mm.shape[0]
+        gh = torch.zeros((c, h_mm.shape[1]), dtype=self.acc, device=h_mm.device)
+        comp_h = [torch.zeros_like(gh) for _ in range(2)] if components is not None else []
+        for a, b in self.blocks:
+            factor = None
+            if self.single:  # e^(z−m) from the statistics pass: p = e / S1
+                if self.logits.transformed:  # buf_z still holds z − m
+                    factor = self.logits.chain_factor(_view(self.buf_z, c, b - a).add(st.m[:, None]))
+                p = _view(self.buf_e, c, b - a).div_(st.s1[:, None])
+            else:
+                z = self.logits(h_mm, a, b, _view(self.buf_z, c, b - a))
+                factor = self.logits.chain_factor(z) if self.logits.transformed else None
+                p = z.sub_(sc["lse"][:, None]).exp_()
+            w_blk = self.logits.w[a:b]
+            for co, acc_h in zip(components or [], comp_h, strict=True):  # for telemetry
+                g_i = _logit_grad(p, torch.empty_like(p), co, a, targets, valid)
+                if factor is not None:
+                    g_i.mul_(factor)
+                _addmm_(acc_h, _as_operand(g_i, h_mm), w_blk)
+            g = _logit_grad(p, _view(self.buf_z if self.single else self.buf_e, c, b - a), coefs, a, targets, valid)
+            if factor is not None:
+                g.mul_(factor)
+            if self.grad_b is not None:
+                self.grad_b[a:b] += g.sum(0)
+            g = _as_operand(g, h_mm)
+            _addmm_(gh, g, w_blk)
+            _addmm_(self.grad_w[a:b], g.T, h_mm)
+        return gh, (torch.stack([x.square().sum() for x in comp_h]) if comp_h else None)
+
+
+def score_pass(
+    hidden: Tensor, head: tuple[Tensor, Tensor | None], targets: Tensor, token_weight: Tensor, opts: Options,
+    *, want_grad: bool, per_token: dict[str, list[Tensor]] | None = None,
+) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor, Tensor | None] | None]:
+    """Walk token chunks × vocab blocks. Returns summed scores (``weighted`` is Σ token_weight·ℓ, the
+    loss) and, if asked, the gradients of that loss w.r.t. hidden (in hidden's dtype), weight and bias
+    (fp32). ``per_token``, if given, receives each chunk's per-token scores."""
+    walk = _Walk(hidden, *head, opts, want_grad=want_grad)
+    valid = targets != opts.ignore_index
+    token_weight = token_weight.to(walk.acc)
+    safe_targets = torch.where(valid, targets, 0)
+    keys = ("combined", "log", "brier", "spherical", "entropy", "correct", "z_loss")
+    sums = {k: torch.zeros((), dtype=walk.acc, device=hidden.device) for k in (*keys, "weighted")}
+    grad_h = torch.empty_like(hidden) if want_grad else None
+    comp_sq = hidden.new_zeros(2, dtype=walk.acc)
+    for s in range(0, hidden.shape[0], opts.chunk_size):
+        rows = slice(s, s + opts.chunk_size)
+        h_mm, t_c, ok_c, w_c = _upcast_on_cpu(hidden[rows]), safe_targets[rows], valid[rows], token_weight[rows]
+        st, sc = walk.statistics(h_mm, t_c)
+        for k in keys:
+            sums[k] += (sc[k] * ok_c).sum()
+        sums["weighted"] += (sc["combined"] * w_c).sum()
+        if per_token is not None:
+            _collect(per_token, st, sc, ok_c, keys[1:], keep_loss=opts.keep_per_token_loss)
+        if not want_grad:
+            continue
+        coefs = _grad_coefficients(sc, w_c, opts.lam, opts, walk.vocab, z_loss=opts.z_loss)
+        comp = ([_grad_coefficients(sc, w_c, lam_i, opts, walk.vocab, z_loss=0.0) for lam_i in (0.0, 1.0)]
+                if opts.component_grad_norms else None)
+        gh_c, comp_c = walk.gradient(h_mm, st, sc, coefs, t_c, ok_c, comp)
+        grad_h[rows] = gh_c.to(hidden.dtype)
+        if comp_c is not None:
+            comp_sq += comp_c
+    sums["n_tokens"] = valid.sum()
+    sums["accuracy"] = sums.pop("correct")
+    sums["comp_norms"] = comp_sq.sqrt()
+    return sums, ((grad_h, walk.grad_w, walk.grad_b) if want_grad else None)
+
+
+def _collect(per_token: dict[str, list[Tensor]], st: _Stats, sc: dict[str, Tensor], valid: Tensor,
+             keys: tuple[str, ...], *, keep_loss: bool) -> None:
+    """Append a chunk's per-token scores (and the top-1 probability e^(m−m)/S1; the loss when asked)."""
+    sc["confidence"] = 1.0 / st.s1
+    for k in (*keys, "confidence"):
+        per_token.setdefault(k, []).append(sc[k])
+    if keep_loss:
+        per_token.setdefault("loss", []).append(torch.where(valid, sc["combined"], 0.0))

@@ -1,0 +1,96 @@
+"""A study's run folders read back: one RunResult per finished run, with the headline scores a report
+compares (reads files only)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import yaml
+
+from hypros_lm.studies.spec import Study
+from hypros_lm.studies.stats import curve_area
+
+# Telemetry from the runs' metrics.jsonl (each run's median over its logged steps; absent in runs that
+# did not log a field, e.g. MFU on CPU without telemetry.peak_tflops, or energy without NVML)
+EFFICIENCY = (("tokens_per_s", "tokens/s"), ("tflops_per_device", "TFLOP/s per device"), ("mfu", "MFU"),
+              ("peak_mem_mb", "peak memory MiB"), ("model_state_mb", "model states MiB"),
+              ("energy_j_per_step", "energy J/step"))
+COMPARED = (("nll", "test NLL"), ("brier", "test Brier"), ("ece_10", "test ECE (10 bins)"), ("auc", "val NLL curve area"))
+
+
+@dataclass
+class RunResult:
+    name: str
+    variation: str
+    model: str
+    seed: int
+    params: int
+    tokens: int
+    max_steps: int
+    curve: list[dict[str, Any]]  # validation records
+    train: list[dict[str, Any]]
+    evals: dict[str, dict[str, Any]]
+    test: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def step_time(self) -> float:
+        """Median seconds per optimizer step over the logged training intervals."""
+        per_step = [r["tokens"] / r["step"] / r["tokens_per_s"] for r in self.train if r.get("tokens_per_s")]
+        return median(per_step)
+
+    def telemetry(self, key: str) -> float | None:
+        """Median of a logged training field, None where the run never logged it."""
+        values = [r[key] for r in self.train if r.get(key) is not None]
+        return median(values) if values else None
+
+
+def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
+    """Completed runs of this study under ``folder``; notes on what was left out and why."""
+    runs, notes = [], []
+    for run_dir in sorted(p for p in Path(folder).iterdir() if (p / "study.json").is_file()):
+        ident = json.loads((run_dir / "study.json").read_text())
+        if ident["study"] != study.name:
+            raise ValueError(f"{run_dir} belongs to study {ident['study']!r}, not {study.name!r}; keep studies in separate folders")
+        settings = yaml.safe_load((run_dir / "settings.yaml").read_text())
+        records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        max_steps = settings["train"]["max_steps"]
+        curve = [headline(r) for r in records if r["split"] == "val"]
+        if not curve or curve[-1]["step"] != max_steps:
+            notes.append(f"{run_dir.name}: not finished (no validation at step {max_steps}); left out")
+            continue
+        evals = {name: headline(json.loads((run_dir / f"eval-{name}" / "metrics.json").read_text()))
+                 for name in study.evaluations if (run_dir / f"eval-{name}" / "metrics.json").is_file()}
+        env = json.loads((run_dir / "environment.json").read_text())
+        train = [r for r in records if r["split"] == "train"]
+        run = RunResult(run_dir.name, ident["variation"], ident["model"], int(ident["seed"]), env["num_parameters"],
+                        train[-1]["tokens"], max_steps, curve, train, evals)
+        source = evals.get("test") or curve[-1]
+        run.test = {"nll": source["loss_log"], "brier": source["loss_brier"], "ece_10": source["ece_10"],
+                    "accuracy": source["accuracy"], "auc": curve_area([r["step"] for r in curve], [r["loss_log"] for r in curve])}
+        runs.append(run)
+    if not runs:
+        raise FileNotFoundError(f"no finished runs of study {study.name!r} under {folder}")
+    return runs, notes
+
+
+CLASS_HEADLINE = {"loss_log": "class_nll", "loss_brier": "class_brier", "ece_10": "class_ece_10",
+                  "accuracy": "class_accuracy", "reliability_10": "class_reliability_10"}
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scores a report compares under their usual names: for a classifier, the class-level ones (NLL of
+    the gold class, multi-class Brier, top-label ECE, accuracy) rather than the label token's over the whole
+    vocabulary (kept under ``token_*``)."""
+    if "class_nll" not in metrics:
+        return metrics
+    out = dict(metrics)
+    for usual, cls in CLASS_HEADLINE.items():
+        if usual in metrics:
+            out[f"token_{usual}"] = metrics[usual]
+        if cls in metrics:
+            out[usual] = metrics[cls]
+    return out

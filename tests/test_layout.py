@@ -1,0 +1,119 @@
+"""The package's layout holds: imports read with `ast` (inside functions too) go from a floor to the same or a
+lower one and form no cycle; package imports inside functions are kept for optional, heavy dependencies only;
+no file over 400 lines, no function over 80. Floors as in the README's layout section."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PACKAGE = REPO / "hypros_lm"
+FLOORS = {  # top-level part of the package -> floor (lowest first)
+    "files": 0, "cli": 0,
+    "scoring": 1, "metrics": 1,
+    "models": 2, "data": 2, "integrations": 2,
+    "config": 3, "runs": 3,
+    "evaluation": 4,
+    "tasks": 5,
+    "training": 6,
+    "studies": 7,
+}
+# package modules that wrap an optional dependency at their top (lm-eval): imported inside functions on purpose
+LAZY_MODULES = {"hypros_lm.evaluation.lm_eval_model", "hypros_lm.evaluation.lm_eval_tasks"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str:
+    while name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported package module, inside a function?) for each hypros_lm import of the file."""
+    tree = ast.parse(path.read_text())
+    inner = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+             for n in ast.walk(f)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hypros_lm"):
+            for alias in node.names:
+                found.append((_resolve(f"{node.module}.{alias.name}"), id(node) in inner))
+        elif isinstance(node, ast.Import):
+            found += [(_resolve(a.name), id(node) in inner) for a in node.names if a.name.startswith("hypros_lm")]
+    return found
+
+
+def _floor(module: str) -> int:
+    parts = module.split(".")
+    return FLOORS[parts[1]] if len(parts) > 1 else FLOORS["scoring"]  # the package root exports the loss API
+
+
+def _graph() -> dict[str, set[str]]:
+    return {m: {t for t, _ in _imports(p) if t != m} for m, p in MODULES.items()}
+
+
+def test_every_part_of_the_package_has_a_floor():
+    parts = {m.split(".")[1] for m in MODULES if "." in m}
+    assert parts <= set(FLOORS), f"parts without a floor: {parts - set(FLOORS)}"
+
+
+def test_imports_go_down_or_across_never_up():
+    upward = [f"{m} (floor {_floor(m)}) imports {t} (floor {_floor(t)})"
+              for m, targets in _graph().items() for t in targets
+              if _floor(t) > _floor(m) and not (m.startswith(t + ".") or t == "hypros_lm")]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycles():
+    graph = _graph()
+    # a package's __init__ importing its own submodules is how Python packages work: not a cycle
+    edges = {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in graph.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(edges.get(m, ())):
+            if state.get(t) == 1:
+                raise AssertionError("import cycle: " + " → ".join(stack[stack.index(t):] + [t]))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m)
+
+
+def test_package_imports_inside_functions_only_for_optional_dependencies():
+    inner = [f"{path.relative_to(REPO)} imports {t} inside a function"
+             for m, path in MODULES.items() for t, is_inner in _imports(path) if is_inner and t not in LAZY_MODULES]
+    assert not inner, "\n".join(inner)
+
+
+def test_no_file_over_400_lines_and_no_function_over_80():
+    long_files = [f"{p.relative_to(REPO)}: {n} lines" for p in MODULES.values()
+                  if (n := len(p.read_text().splitlines())) > 400]
+    long_functions = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                long_functions.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: "
+                                      f"{node.end_lineno - node.lineno + 1} lines")
+    assert not long_files + long_functions, "\n".join(long_files + long_functions)
