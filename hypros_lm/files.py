@@ -3,8 +3,12 @@ written, waiting for a file another process writes, and the launcher's rank."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,3 +55,85 @@ def wait_for(path: Path, what: str, *, log: Callable[[str], None] = print, timeo
             log(f"waiting for {what} ({path}, {now - start:.0f}s so far)")
             last = now
         time.sleep(poll)
+
+
+def run_once(done: Path, work: Callable[[], object], *, what: str, log: Callable[[str], None] = print,
+             stale_after: float = 60.0, poll: float = 0.5) -> bool:
+    """Make ``done`` exist by running ``work`` in exactly one process among all that call this with the same
+    ``done`` (on any node sharing the folder); the others wait for it. Returns whether this process worked.
+
+    The claim is a lock file created with O_EXCL beside ``done``'s folder, kept fresh while held. A claim left
+    by a crashed process is broken once it is ``stale_after`` seconds old (at once when its process is known
+    dead on this host), and the next claimant resumes the work, which must therefore be resumable.
+    """
+    lock = done.parent.parent / f".{done.parent.name}.lock"
+    start = last = time.time()
+    while not done.exists():
+        if _claim(lock, stale_after):
+            try:
+                with _kept_fresh(lock, stale_after / 4):
+                    if not done.exists():
+                        work()
+                        return True
+            finally:
+                lock.unlink(missing_ok=True)
+            return False
+        now = time.time()
+        if now - last > 60:
+            log(f"waiting for {what} (another process holds {lock}, {now - start:.0f}s so far)")
+            last = now
+        time.sleep(poll)
+    return False
+
+
+def _claim(lock: Path, stale_after: float) -> bool:
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        if _abandoned(lock, stale_after):
+            with contextlib.suppress(FileNotFoundError):  # of several breakers, one renames; the rest retry
+                os.replace(lock, lock.with_name(f"{lock.name}.broken{os.getpid()}"))
+                lock.with_name(f"{lock.name}.broken{os.getpid()}").unlink()
+        return False
+    with os.fdopen(fd, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}, f)
+    return True
+
+
+def _abandoned(lock: Path, stale_after: float) -> bool:
+    """A claim whose holder stopped: not refreshed for ``stale_after`` s, or held by a dead process here."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+        holder = json.loads(lock.read_text() or "{}")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False  # gone, or being written right now
+    if age > stale_after:
+        return True
+    if holder.get("host") == socket.gethostname() and holder.get("pid"):
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+@contextlib.contextmanager
+def _kept_fresh(lock: Path, every: float):
+    """Touch the lock every ``every`` seconds while the block runs (the holder is alive)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(lock)
+
+    thread = threading.Thread(target=beat, daemon=True, name="lock-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 from dataclasses import dataclass
@@ -43,18 +44,59 @@ def _tag(step: int) -> str:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain values, so that loading it runs no code (weights_only)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["internal"].tolist()), py["gauss"]))
+    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _deepspeed_data_classes() -> list:
+    """The plain data classes DeepSpeed pickles into its optimizer states (a loss scaler's numbers, ZeRO's
+    stage enum, fragment addresses): allowed when loading, nothing else is."""
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, ZeroStageEnum, fragment_address]
+
+
+def safe_load(path: Path, *, mmap: bool = False) -> Any:
+    """``torch.load`` that refuses anything but tensors, plain values and DeepSpeed's data classes: a run
+    folder from someone else cannot execute code when it is loaded (``weights_only=True``)."""
+    try:
+        with torch.serialization.safe_globals(_deepspeed_data_classes()):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:
+        try:
+            found = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or "unknown objects"
+        except Exception:  # noqa: BLE001 - the listing is only for the message
+            found = "objects it could not list"
+        raise ValueError(f"{path} holds pickled objects other than tensors and plain values ({found}); refusing "
+                         f"to load it, since unpickling could run code. Load only run folders you trust, written "
+                         f"by hypros-lm") from None
+
+
+def verify_checkpoint_files(folder: Path) -> None:
+    """Check every .pt file of a checkpoint with :func:`safe_load` (memory-mapped: no tensor data is read)
+    before DeepSpeed's own loaders, which unpickle without that check, see them."""
+    for path in sorted(folder.glob("*.pt")):
+        safe_load(path, mmap=True)
 
 
 def save_checkpoint(engine, ckpt_dir: Path, step: int, client_state: dict[str, Any], *, keep: int) -> Path:
@@ -104,11 +146,12 @@ def load_checkpoint(engine, folder: Path) -> dict[str, Any]:
             f"checkpoint {folder} was written by {meta['world_size']} ranks; this run has "
             f"{dist.get_world_size()}. Resume with the same number of ranks"
         )
+    verify_checkpoint_files(folder)
     _, client_state = engine.load_checkpoint(str(folder.parent), tag=folder.name)
     if client_state is None:
         raise FileNotFoundError(f"DeepSpeed could not load the checkpoint in {folder}")
     rng_file = folder / f"rng_rank{dist.get_rank():03d}.pt"
-    _set_rng_state(torch.load(rng_file, weights_only=False))
+    _set_rng_state(safe_load(rng_file))
     return {**client_state, "step": meta["step"]}
 
 
@@ -140,6 +183,7 @@ def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
 
 def consolidated_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """Full fp32 weights from a checkpoint folder of any ZeRO stage."""
+    verify_checkpoint_files(folder)
     if any(folder.glob("*zero_pp_rank_*optim_states.pt")):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
@@ -148,7 +192,7 @@ def consolidated_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         files = sorted(folder.glob("mp_rank_*_model_states.pt"))
         if not files:
             raise FileNotFoundError(f"{folder} holds no DeepSpeed model states; the checkpoint is incomplete")
-        state = torch.load(files[0], map_location="cpu", weights_only=False)["module"]
+        state = safe_load(files[0])["module"]
     return {k: v.float() for k, v in state.items()}
 
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from hypros_lm.data.holdout import Holdout
 from hypros_lm.data.packing import cache_root
 from hypros_lm.data.prepare import PrepareSettings, prepare_corpus
-from hypros_lm.data.shards import MANIFEST, PreparedCorpus, TokenBlocks, is_prepared
-from hypros_lm.data.sources import TextSource, canonical_split, resolve_source
+from hypros_lm.data.shards import MANIFEST, PreparedCorpus, TokenBlocks, check_disjoint, is_prepared
+from hypros_lm.data.sources import TextSource, canonical_split, resolve_splits
 from hypros_lm.data.tokenizer import key_of, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
-from hypros_lm.files import wait_for
+from hypros_lm.files import run_once, wait_for
 
 
 @dataclass(kw_only=True)
@@ -42,6 +43,13 @@ class DataSettings:
     """Train on at most this many tokens (a prepared folder's own budget applies first)."""
     tokenizer_sample_chars: int = 200_000_000
     """Characters of training text a BPE is trained on (the first documents up to this many)."""
+    holdout_fraction: float = 0.005
+    """A source without a validation split (a local file, a folder without validation.*, a hub set without one):
+    the share of its documents held out for validation (seeded, document-level; training keeps the rest)."""
+    holdout_min_tokens: int = 25_000
+    """...and at least about this many tokens of them (at most a tenth of the documents)."""
+    holdout_seed: int = 0
+    """Seed of the held-out choice (apart from train.seed, so runs of several seeds share one split)."""
     verify_shards: bool = True
     """Check every shard's sha256 against the manifest before training (once per node, by its local rank 0:
     ≈ 1 s per GB; sizes are always checked on every rank)."""
@@ -49,6 +57,7 @@ class DataSettings:
     def __post_init__(self) -> None:
         if self.seq_len < 2:
             raise ValueError(f"data.seq_len={self.seq_len} must be at least 2")
+        Holdout(fraction=self.holdout_fraction, min_tokens=self.holdout_min_tokens)  # checks both
         if self.token_budget is not None and self.token_budget <= self.seq_len:
             raise ValueError(f"data.token_budget={self.token_budget} must exceed data.seq_len={self.seq_len}")
 
@@ -66,8 +75,10 @@ def resolve_sources(settings: DataSettings) -> dict[str, TextSource]:
     A prepared folder has its own splits: they are checked when it is opened."""
     if is_prepared(settings.name):
         return {}
-    sources = {split: resolve_source(settings.name, getattr(settings, f"{split}_split"), text_field=settings.text_field)
-               for split in ("train", "val")}
+    holdout = Holdout(fraction=settings.holdout_fraction, min_tokens=settings.holdout_min_tokens,
+                      seed=settings.holdout_seed)
+    sources = resolve_splits(settings.name, {"train": settings.train_split, "val": settings.val_split},
+                             text_field=settings.text_field, holdout=holdout)
     if needs_preparation(sources["train"]):
         raise ValueError(preparation_hint(settings))
     return sources
@@ -98,8 +109,9 @@ def prepared_folder(settings: DataSettings, sources: dict[str, TextSource], *, l
     splits = {"train": sources["train"], sources["val"].split: sources["val"]}
     key = {"sources": {k: s.identity() for k, s in splits.items()}, "settings": vars(prep)}
     folder = cache_root() / "prepared" / f"{Path(settings.name).name.replace('/', '_')}-{key_of(key)}"
-    if local_rank == 0:
-        prepare_corpus(folder, splits, prep, progress=False, log=log)
+    if local_rank == 0:  # one process among the nodes that share the cache prepares; the others wait
+        run_once(folder / MANIFEST, lambda: prepare_corpus(folder, splits, prep, progress=False, log=log),
+                 what=f"another node to prepare {settings.name}", log=log)
     else:  # wait on the file, not on a collective with a timeout
         wait_for(folder / MANIFEST, f"local rank 0 to prepare {settings.name}", log=log)
     return folder
@@ -121,11 +133,15 @@ def prepare_data(settings: DataSettings, *, sources: dict[str, TextSource] | Non
                              f"with ({folder / 'tokenizer.json'}); unset data.tokenizer to use the folder's, or "
                              f"prepare the corpus again with this tokenizer")
     train_split, val_split = canonical_split(settings.train_split), canonical_split(settings.val_split)
+    note = check_disjoint(corpus, train_split, val_split)
+    if note:
+        log(f"data: {note}")
     train = corpus.blocks(train_split, settings.seq_len, token_budget=settings.token_budget)
     val = corpus.blocks(val_split, settings.seq_len)
     described = {split: info["source"] for split, info in corpus.manifest["splits"].items()}
+    held = corpus.manifest["splits"][val_split].get("held_out")
     log(f"data: {folder} (train {train.total_tokens:,} tokens in {len(train.shards)} shard(s), "
-        f"{val_split} {val.total_tokens:,} tokens)")
+        f"{val_split} {val.total_tokens:,} tokens" + (f", held out of {held['from']}" if held else "") + ")")
     return PreparedData(corpus.tokenizer, train, val, described | {"prepared": str(folder)})
 
 
@@ -133,8 +149,9 @@ def prepared_blocks(source: TextSource, tokenizer: Tokenizer, seq_len: int) -> T
     """Blocks of one split tokenized with a given tokenizer (evaluation), prepared once into the cache."""
     key = {"source": source.identity(), "tokenizer": tokenizer_hash(tokenizer)}
     folder = cache_root() / "prepared" / f"{source.name.replace('/', '_')}-{source.split}-{key_of(key)}"
-    prepare_corpus(folder, {source.split: source}, PrepareSettings(), tokenizer=tokenizer, progress=False,
-                   log=lambda _msg: None)
+    run_once(folder / MANIFEST, lambda: prepare_corpus(folder, {source.split: source}, PrepareSettings(),
+                                                        tokenizer=tokenizer, progress=False, log=lambda _msg: None),
+             what=f"another process to prepare {source.describe()}")
     return PreparedCorpus(folder).blocks(source.split, seq_len)
 
 
@@ -147,11 +164,13 @@ def cached_bpe(key: dict, documents: Callable[[], Iterable[str]], vocab_size: in
     """The byte-level BPE cached under ``key``, trained on ``documents()`` and saved the first time
     (so a second run, or another rank, reads the same tokenizer). Used by fine-tunes from scratch."""
     folder = cached_bpe_folder(key, whole_words)
-    if (folder / "tokenizer.json").is_file():
-        log(f"tokenizer: cached BPE {folder / 'tokenizer.json'}")
-        return load_tokenizer(str(folder))
     start = time.time()
-    tok = train_bpe(documents(), vocab_size, whole_words=whole_words)
-    save_tokenizer(tok, folder)
-    log(f"tokenizer: trained byte-level BPE ({tok.get_vocab_size()} tokens) in {time.time() - start:.1f}s")
-    return tok
+
+    def train() -> None:
+        tok = train_bpe(documents(), vocab_size, whole_words=whole_words)
+        save_tokenizer(tok, folder)
+        log(f"tokenizer: trained byte-level BPE ({tok.get_vocab_size()} tokens) in {time.time() - start:.1f}s")
+
+    if not run_once(folder / "tokenizer.json", train, what="another process to train the tokenizer", log=log):
+        log(f"tokenizer: cached BPE {folder / 'tokenizer.json'}")
+    return load_tokenizer(str(folder))

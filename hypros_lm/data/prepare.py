@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer
 
@@ -43,10 +42,6 @@ from hypros_lm.data.shards import FORMAT_VERSION, MANIFEST
 from hypros_lm.data.sources import TextSource, iter_documents
 from hypros_lm.data.tokenizer import eos_id, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
 from hypros_lm.files import ensure_writable, wait_for
-
-if TYPE_CHECKING:
-    pass
-
 
 
 @dataclass(kw_only=True)
@@ -211,6 +206,7 @@ def _write_manifest(out: Path, sources: dict[str, TextSource], settings: Prepare
                 raise RuntimeError(f"{folder}: shard {extra} is finished but shard {len(kept)} is not; rerun to complete it")
             (folder / records[extra]["file"]).unlink()
             (folder / f"{shard_name(extra)}.json").unlink()
+            (folder / f"{shard_name(extra)}.docs").unlink(missing_ok=True)
         if budget is not None and total < budget:
             raise ValueError(f"--token-budget {budget:,} is larger than the source: {source.describe()} has "
                              f"{total:,} tokens. Rerun with --token-budget {total} or less, or unset it "
@@ -218,6 +214,8 @@ def _write_manifest(out: Path, sources: dict[str, TextSource], settings: Prepare
         splits[split] = {"tokens": min(total, budget) if budget else total, "tokens_in_shards": total,
                          "documents": sum(r["documents"] for r in kept), "folder": split, "shards": kept,
                          "source": source.describe()}
+        if source.holdout is not None:
+            splits[split]["held_out"] = {**source.holdout.identity(), "from": source.without_holdout().describe()}
         if not kept:
             raise ValueError(f"{source.describe()} holds no documents")
     manifest = {

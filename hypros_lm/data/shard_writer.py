@@ -92,6 +92,11 @@ class _Encoder:
 # ---------------------------------------------------------------- shards
 
 
+def document_hash(text: str) -> int:
+    """A 64-bit fingerprint of a document's text."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
 def shard_name(index: int) -> str:
     return f"shard_{index:06d}"
 
@@ -109,6 +114,11 @@ class _ShardWriter:
         self._f = open(self.tmp, "wb")
         self._sha = hashlib.sha256()
         self.tokens = self.documents = self.max_id = 0
+        self.hashes: list[int] = []
+
+    def add_texts(self, docs: list[str]) -> None:
+        """Remember each document's fingerprint (for the check that no evaluation text is training text)."""
+        self.hashes += [document_hash(d) for d in docs]
 
     def add(self, ids: np.ndarray, documents: int) -> None:
         data = ids.tobytes()
@@ -124,9 +134,14 @@ class _ShardWriter:
         os.fsync(self._f.fileno())
         self._f.close()
         final = self.folder / f"{shard_name(self.index)}.bin"
+        hashes = self.folder / f"{shard_name(self.index)}.docs"
+        tmp = hashes.with_name(f".{hashes.name}.tmp{os.getpid()}")
+        np.asarray(self.hashes, dtype=np.uint64).tofile(tmp)
+        os.replace(tmp, hashes)
         os.replace(self.tmp, final)
         record = {"index": self.index, "file": final.name, "tokens": self.tokens, "documents": self.documents,
-                  "bytes": final.stat().st_size, "sha256": self._sha.hexdigest(), "max_id": self.max_id}
+                  "bytes": final.stat().st_size, "sha256": self._sha.hexdigest(), "max_id": self.max_id,
+                  "doc_hashes": hashes.name}
         write_json_atomic(self.folder / f"{shard_name(self.index)}.json", record)
         return record
 
@@ -230,6 +245,7 @@ def prepare_split(source: TextSource, folder: Path, tok: Tokenizer, *, docs_per_
                 break
             reading, writers[index], outstanding[index] = index, _ShardWriter(folder, index), 0
             while batch:
+                writers[index].add_texts(batch)
                 outstanding[index] += 1
                 receive(encoder.submit((index, len(batch)), batch))
                 batch = list(islice(unit, SUB_BATCH_DOCS))

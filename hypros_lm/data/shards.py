@@ -64,6 +64,13 @@ class PreparedCorpus:
                 raise ValueError(f"{path}: sha256 differs from the manifest's (corrupted); delete it and rerun "
                                  f"launch/prepare_data.py with the same settings")
 
+    def document_hashes(self, split: str) -> np.ndarray | None:
+        """The split's document fingerprints (None for a folder prepared before they were recorded)."""
+        records = self.manifest["splits"][split]["shards"]
+        if not all("doc_hashes" in r for r in records):
+            return None
+        return np.concatenate([np.fromfile(self.folder / split / r["doc_hashes"], dtype=np.uint64) for r in records])
+
     def split_names(self) -> list[str]:
         return list(self.manifest["splits"])
 
@@ -120,3 +127,17 @@ class TokenBlocks:
         rows = np.stack([self.tokens(int(i) * self.seq_len, self.seq_len + 1) for i in indices])
         rows = torch.from_numpy(rows.astype(np.int64))
         return rows[:, :-1], rows[:, 1:]
+
+
+def check_disjoint(corpus: PreparedCorpus, train: str, evaluation: str) -> str:
+    """Refuse a corpus whose evaluation documents are training documents (the same text prepared twice);
+    a few shared documents (duplicates that real corpora hold) are reported, not refused. Returns a note."""
+    a, b = corpus.document_hashes(train), corpus.document_hashes(evaluation)
+    if a is None or b is None:
+        return f"{corpus.folder} records no document fingerprints (prepared by an earlier version): overlap not checked"
+    shared = int(np.isin(b, a).sum())
+    if shared > len(b) // 2:
+        raise ValueError(f"{corpus.folder}: {shared:,} of the {len(b):,} {evaluation} documents are also {train} "
+                         f"documents: its {evaluation} split is training text. Give a separate {evaluation} file, or "
+                         f"let the preparation hold one out (a single file or a folder with train.* only does)")
+    return f"{shared:,} of {len(b):,} {evaluation} documents also occur in {train}" if shared else ""

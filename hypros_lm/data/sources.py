@@ -18,8 +18,10 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from hypros_lm.data.holdout import Holdout, part_of
 
 DATA_DIR_ENV = "HYPROS_DATA_DIR"
 
@@ -72,19 +74,28 @@ class TextSource:
     path: Path | None = None  # local file; None means the hub
     hub: HubDataset | None = None
     text_field: str = "text"
+    holdout: Holdout | None = None
+    """Set when this split is held out of (or is what remains of) the source's ``holdout.source_split``."""
 
     def describe(self) -> str:
+        split = self.split if self.holdout is None else f"{self.split}: {self.holdout.describe(self.split)}"
         if self.path is not None:
-            return f"{self.name} [{self.split}] from local file {self.path}"
+            return f"{self.name} [{split}] from local file {self.path}"
         assert self.hub is not None
-        return f"{self.name} [{self.split}] from the hub ({self.hub.path}, {self.hub.config}, streaming={self.hub.streaming})"
+        return f"{self.name} [{split}] from the hub ({self.hub.path}, {self.hub.config}, streaming={self.hub.streaming})"
 
     def identity(self) -> dict:
         """What determines the text (for cache keys)."""
         if self.path is not None:
             st = self.path.stat()
-            return {"path": str(self.path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime), "split": self.split}
-        return {"hub": self.hub.path, "config": self.hub.config, "split": self.split, "field": self.text_field}
+            ident = {"path": str(self.path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime), "split": self.split}
+        else:
+            ident = {"hub": self.hub.path, "config": self.hub.config, "split": self.split, "field": self.text_field}
+        return ident | ({"holdout": self.holdout.identity()} if self.holdout else {})
+
+    def without_holdout(self) -> TextSource:
+        """The whole split the held-out parts come from."""
+        return replace(self, split=self.holdout.source_split, holdout=None) if self.holdout else self
 
 
 def offline() -> bool:
@@ -217,7 +228,17 @@ def _local_records(path: Path, text_field: str) -> Iterator[str]:
 
 
 def iter_documents(source: TextSource) -> Iterator[str]:
-    """Documents of a split, in order."""
+    """Documents of a split, in order (of a held-out split: its part of the source split, in order)."""
+    if source.holdout is None:
+        yield from _iter_split(source)
+        return
+    base = source.without_holdout()
+    part = part_of(source.holdout, lambda: _iter_split(base), key=json.dumps(base.identity(), sort_keys=True),
+                   countable=base.path is not None)
+    yield from (doc for doc in _iter_split(base) if part(doc) == source.split)
+
+
+def _iter_split(source: TextSource) -> Iterator[str]:
     if source.path is not None:
         if source.layout == "records":
             yield from _local_records(source.path, source.text_field)
@@ -237,3 +258,44 @@ def iter_documents(source: TextSource) -> Iterator[str]:
         yield from _wikitext_articles(rows)
     else:
         yield from (t for t in rows if t)
+
+
+def resolve_splits(name: str, splits: dict[str, str], *, text_field: str = "text",
+                   holdout: Holdout | None = None) -> dict[str, TextSource]:
+    """Resolve several splits of a data set (role → split name). An evaluation split the source does not
+    have (a local file, a folder without that file) is held out of its training split, as ``holdout`` says;
+    the training split then keeps the rest. Nothing is read here."""
+    train_role = next((r for r, s in splits.items() if canonical_split(s) == "train"), None)
+    resolved: dict[str, TextSource] = {}
+    held: list[str] = []
+    for role, split in splits.items():
+        if role != train_role and train_role is not None and _lacks_split(name, split):
+            held.append(role)
+            continue
+        resolved[role] = resolve_source(name, split, text_field=text_field)
+    if not held:
+        return resolved
+    spec = replace(holdout or Holdout(), parts=tuple(canonical_split(splits[r]) for r in held),
+                   source_split=canonical_split(splits[train_role]))
+    base = resolved[train_role]
+    resolved[train_role] = replace(base, holdout=spec)
+    for role in held:
+        resolved[role] = replace(base, split=canonical_split(splits[role]), holdout=spec)
+    return resolved
+
+
+def _lacks_split(name: str, split: str) -> bool:
+    """A local file (one text, no splits), or a local folder without a file for this split."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return True
+    if path.is_dir():
+        return _local_split(path, canonical_split(split)) is None
+    if name in KNOWN_DATASETS or use_offline_copies():
+        return False
+    try:  # a hub set: ask for its split names (online only)
+        import datasets
+
+        return canonical_split(split) not in {canonical_split(s) for s in datasets.get_dataset_split_names(name)}
+    except Exception:  # noqa: BLE001 - unknown: resolve the split as named, which then says what is wrong
+        return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from hypros_lm.training.telemetry import (
     make_loggers,
     print_record,
 )
+from hypros_lm.training.watchdog import Watchdog
 
 
 def check_run(settings: RunSettings) -> Path:
@@ -104,9 +106,31 @@ class Run:
 
 
 def train(settings: RunSettings) -> Path:
-    """Run (or resume) a training run (a fine-tune when settings.task.name is set); returns the run folder."""
+    """Run (or resume) a training run (a fine-tune when settings.task.name is set); returns the run folder.
+
+    A watchdog beats a file per rank in the run folder: if another rank's process dies, this one names it
+    and stops within a minute (training/watchdog.py) rather than waiting for a collective's timeout."""
     out = check_run(settings)
     rank, _, world = init_distributed()
+    watchdog = Watchdog(out / ".heartbeat", rank=rank, world=world, run_id=_launch_id(world)).start()
+    try:
+        _train(settings, out, rank, world)
+    except Exception:
+        watchdog.explain_failure()  # a collective failing because a peer died: name the rank and stop
+        raise
+    watchdog.stop(finished=True)
+    return out
+
+
+def _launch_id(world: int) -> str:
+    """One id shared by the ranks of this launch (rank 0's, broadcast while every rank is surely alive)."""
+    token = [uuid.uuid4().hex]
+    if world > 1:
+        dist.broadcast_object_list(token, src=0)
+    return token[0]
+
+
+def _train(settings: RunSettings, out: Path, rank: int, world: int) -> None:
     run = _build_run(settings, out, rank, world)
     start_step, elapsed = _maybe_resume(run)
     loggers = make_loggers(settings, out, resumed_step=start_step if settings.train.resume else None, rank=rank)
@@ -151,7 +175,6 @@ def train(settings: RunSettings) -> Path:
     dist.barrier()  # every rank is done with the shared-memory all-reduce
     release_shared_memory_buffers(rank)
     run.log(f"done: {out} ({clock.elapsed():.1f}s)")
-    return out
 
 
 def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
