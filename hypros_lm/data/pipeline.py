@@ -110,8 +110,11 @@ def prepared_folder(settings: DataSettings, sources: dict[str, TextSource], *, l
     key = {"sources": {k: s.identity() for k, s in splits.items()}, "settings": vars(prep)}
     folder = cache_root() / "prepared" / f"{Path(settings.name).name.replace('/', '_')}-{key_of(key)}"
     if local_rank == 0:  # one process among the nodes that share the cache prepares; the others wait
-        run_once(folder / MANIFEST, lambda: prepare_corpus(folder, splits, prep, progress=False, log=log),
-                 what=f"another node to prepare {settings.name}", log=log)
+        def prepare() -> None:
+            prepare_corpus(folder, splits, prep, progress=False, log=log)
+
+        if not run_once(folder / MANIFEST, prepare, what=f"another node to prepare {settings.name}", log=log):
+            prepare()  # prepared already (or by another node meanwhile): says so, checks it is this preparation
     else:  # wait on the file, not on a collective with a timeout
         wait_for(folder / MANIFEST, f"local rank 0 to prepare {settings.name}", log=log)
     return folder

@@ -44,7 +44,8 @@ def test_the_set_of_settings_is_deliberate():
     assert known_keys() == [
         "model.name", "model.attention", "model.activation_checkpointing", "model.tie_embeddings", "model.vocab_size",
         "data.name", "data.train_split", "data.val_split", "data.text_field", "data.seq_len", "data.tokenizer",
-        "data.vocab_size", "data.token_budget", "data.tokenizer_sample_chars", "data.verify_shards",
+        "data.vocab_size", "data.token_budget", "data.tokenizer_sample_chars", "data.holdout_fraction",
+        "data.holdout_min_tokens", "data.holdout_seed", "data.verify_shards",
         "loss.name", "loss.bounded", "loss.t0", "loss.tau", "loss.lam_max", "loss.lam_fixed", "loss.linear_start",
         "loss.linear_end", "loss.peak", "loss.switch", "loss.label_smoothing", "loss.chunk_size",
         "optim.lr", "optim.min_lr_ratio", "optim.warmup_steps", "optim.decay", "optim.weight_decay", "optim.beta1",
