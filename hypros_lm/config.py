@@ -8,7 +8,10 @@ Precedence: dataclass defaults < ``--config FILE.yaml`` < command-line flags. Fl
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -286,3 +289,58 @@ def settings_from_dict(data: dict[str, Any]) -> RunSettings:
     for key, value in _flatten(data, "settings"):
         _apply(tree, key, value)
     return _build(tree)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring: the string literal written under it in the class body (read from the source)."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else _type_name(a) for a in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
+
+
+def settings_help() -> str:
+    """Every setting, grouped by section, with its type, default and description; then the short flags."""
+    lines = ["Settings (--section.key VALUE; in a --config YAML file as section: {key: value}):"]
+    for section, cls in _sections().items():
+        lines += ["", f"{section}:"]
+        hints, docs = typing.get_type_hints(cls), field_docs(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"  --{section}.{f.name}  ({_type_name(hints[f.name])}; default {default!r})")
+            if docs.get(f.name):
+                lines.append(textwrap.fill(docs[f.name], width=110, initial_indent="      ", subsequent_indent="      "))
+    lines += ["", "Short flags:"] + [f"  --{short:<18} = --{key}" for short, key in ALIASES.items()]
+    return "\n".join(lines)
+
+
+def settings_warnings(settings: RunSettings) -> list[str]:
+    """Settings that are valid but make little sense together (said before training, never fatal)."""
+    t, o, out = settings.train, settings.optim, []
+    if o.warmup_steps >= t.max_steps:
+        out.append(f"optim.warmup_steps={o.warmup_steps} ≥ train.max_steps={t.max_steps}: the learning rate never "
+                   f"leaves its warm-up and never decays; lower --optim.warmup_steps (e.g. {max(1, t.max_steps // 10)})")
+    if t.eval_every > t.max_steps:
+        out.append(f"train.eval_every={t.eval_every} > train.max_steps={t.max_steps}: validation runs only at the "
+                   f"last step")
+    if t.save_every > t.max_steps:
+        out.append(f"train.save_every={t.save_every} > train.max_steps={t.max_steps}: the only checkpoint is the "
+                   f"final one")
+    if t.log_every > t.max_steps:
+        out.append(f"train.log_every={t.log_every} > train.max_steps={t.max_steps}: only the last step is logged")
+    if t.component_grad_every > t.max_steps:
+        out.append(f"train.component_grad_every={t.component_grad_every} > train.max_steps={t.max_steps}: the "
+                   f"component gradient norms are never logged")
+    return out

@@ -12,13 +12,13 @@ Tasks: multi30k-en-de, wmt14-en-de, iwslt15-vi-en, cnn-dailymail, xsum (offline:
 import sys
 
 from hypros_lm.cli import run_main
-from hypros_lm.config import known_keys, load_settings
+from hypros_lm.config import load_settings, settings_help
 from hypros_lm.training import train
 
 
 def main(argv: list[str]) -> None:
     if "-h" in argv or "--help" in argv:
-        print(__doc__ + "\nSettings:\n  " + "\n  ".join(known_keys()))
+        print(__doc__ + "\n" + settings_help())
         return
     settings = load_settings(argv)
     if settings.task.name is None:

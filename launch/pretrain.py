@@ -4,19 +4,19 @@
     deepspeed --num_gpus 2 launch/pretrain.py --loss brier --ds-config zero3
     python launch/pretrain.py --config configs/cpu-demo.yaml --max-steps 100
 
-Settings: --config FILE.yaml, then --section.key value overrides (see `--help`).
+Settings: --config FILE.yaml, then --section.key value overrides (listed below, with types, defaults and descriptions).
 """
 
 import sys
 
 from hypros_lm.cli import run_main
-from hypros_lm.config import known_keys, load_settings
+from hypros_lm.config import load_settings, settings_help
 from hypros_lm.training import train
 
 
 def main(argv: list[str]) -> None:
     if "-h" in argv or "--help" in argv:
-        print(__doc__ + "\nSettings:\n  " + "\n  ".join(known_keys()))
+        print(__doc__ + "\n" + settings_help())
         return
     train(load_settings(argv))
 

@@ -28,8 +28,8 @@ def python_blocks(text: str) -> list[str]:
 def sourced_tables(text: str) -> list[tuple[str, list[str]]]:
     """(path, table lines) for each `<!-- table: path -->` marker and the table under it."""
     found = []
-    for match in re.finditer(r"<!-- table: (\S+) -->\n((?:\|.*\n)+)", text):
-        found.append((match.group(1), match.group(2).strip("\n").splitlines()))
+    for match in re.finditer(r"<!-- table: (\S+) -->\n((?:[ ]*\|.*\n)+)", text):
+        found.append((match.group(1), [line.strip() for line in match.group(2).strip("\n").splitlines()]))
     return found
 
 

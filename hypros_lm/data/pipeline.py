@@ -30,7 +30,9 @@ class DataSettings:
     name: str = "wikitext-2-v1"
     """Hub name (offline: resolved to the data folder), or a local file/folder of .txt/.jsonl/.parquet."""
     train_split: str = "train"
+    """The split trained on."""
     val_split: str = "validation"
+    """The split validated on (held out of the training split when the source has none)."""
     text_field: str = "text"
     """Field holding the text in .jsonl/.parquet records and hub rows."""
     seq_len: int = 128

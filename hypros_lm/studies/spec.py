@@ -120,7 +120,9 @@ def load_study(path: str | Path) -> Study:
         raise ValueError(f"{path}: robustness names {missing}, which are not among evaluations {list(study.evaluations)}")
     for role, variation in study.baselines.items():
         if variation not in study.variations:
-            raise ValueError(f"{path}: baselines.{role}={variation!r} is not a variation ({list(study.variations)})")
+            raise ValueError(f"{path}: baselines.{role}={variation!r} is not a variation ({list(study.variations)}); "
+                             f"name the method and the baselines among them with a `baselines:` key, e.g. "
+                             f"baselines: {{method: hypros, log: log, bounded: brier}} (README, Studies)")
     return study
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from hypros_lm.config import RunSettings
+from hypros_lm.config import RunSettings, settings_warnings
 from hypros_lm.data import BlockOrder, PreparedData, save_tokenizer
 from hypros_lm.data.sources import use_offline_copies
 from hypros_lm.evaluation.zeroshot import OFFLINE_TASKS, parse_task_limits
@@ -71,6 +72,9 @@ def check_run(settings: RunSettings) -> Path:
         _check_lm_eval_tasks(settings.train.lm_eval_tasks)
     resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
     build_objective(settings.loss, settings.train.max_steps)
+    if int(os.environ.get("RANK", 0)) == 0:
+        for warning in settings_warnings(settings):
+            print(f"warning: {warning}", flush=True)
     out = Path(settings.train.out)
     ensure_writable(out, "train.out")
     if not settings.train.resume and latest_checkpoint(out / "checkpoints") is not None:

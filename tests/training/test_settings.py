@@ -57,3 +57,31 @@ def test_the_set_of_settings_is_deliberate():
         "task.name", "task.init_from", "task.max_target_tokens", "task.train_limit", "task.score_over",
         "task.label_words",
     ]
+
+
+def test_help_lists_every_key_with_type_default_and_description():
+    import subprocess
+    import sys
+
+    from tests.helpers import PRETRAIN, REPO
+
+    out = subprocess.run([sys.executable, str(PRETRAIN), "--help"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert "  --train.max_steps  (int; default 300)\n      Optimizer steps T; λ schedules and the learning rate" in out
+    assert "  --loss.tau  (float; default 0.1)\n      sigmoid: width τ as a fraction of max_steps" in out
+    assert "  --train.precision  (one of fp32, bf16; default 'fp32')" in out
+    assert "  --task.name  (str or none; default None)" in out
+    assert "  --max-steps          = --train.max_steps" in out and "see --help" not in out
+    from hypros_lm.config import known_keys
+
+    assert all(f"  --{key}  (" in out for key in known_keys())
+
+
+def test_settings_that_make_little_sense_together_are_warned():
+    from hypros_lm.config import load_settings, settings_warnings
+
+    warned = settings_warnings(load_settings(["--max-steps", "20", "--train.eval_every", "50"]))
+    assert any("optim.warmup_steps=20 ≥ train.max_steps=20: the learning rate never leaves its warm-up" in w
+               for w in warned)
+    assert any("train.eval_every=50 > train.max_steps=20" in w for w in warned)
+    assert settings_warnings(load_settings(["--max-steps", "300"])) == []
