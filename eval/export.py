@@ -1,25 +1,10 @@
 """Export a run's DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face folder.
 
-    python eval/export.py runs/cpu-demo runs/cpu-demo/hf [--step 400]
+A thin wrapper, so that `deepspeed eval/export.py ...` works from a checkout: the command is
+hypros_lm.commands.evaluate.export (installed: `hypros-eval export`).
 """
 
-import argparse
-import sys
-
-from hypros_lm.cli import run_main
-
-
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("out_dir")
-    parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
-    args = parser.parse_args(argv)
-    from hypros_lm.runs import export_hf
-
-    out = export_hf(args.run_dir, args.out_dir, step=args.step)
-    print(f"exported {args.run_dir} -> {out} (load with AutoModelForCausalLM.from_pretrained)")
-
+from hypros_lm.commands.evaluate.export import cli
 
 if __name__ == "__main__":
-    run_main(main, sys.argv[1:])
+    cli()

@@ -1,37 +1,10 @@
 """Figures from run folders: learning curves (steps and wall-clock), λ and gradient norms, and the
-reliability diagrams and entropy histograms of their evaluations (eval/lm.py), overlaid per run.
 
-    python eval/plots.py runs/log runs/hypros runs/brier --out docs/figures
+A thin wrapper, so that `deepspeed eval/plots.py ...` works from a checkout: the command is
+hypros_lm.commands.evaluate.plots (installed: `hypros-eval plots`).
 """
 
-import argparse
-import json
-import sys
-from pathlib import Path
-
-from hypros_lm.cli import run_main
-
-
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--eval-split", default="test", help="which eval-<split>/metrics.json to overlay")
-    args = parser.parse_args(argv)
-    from hypros_lm.evaluation.figures import lambda_and_grad_norms, learning_curves, reliability_diagram, run_label
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = [*learning_curves(args.run_dirs, args.out), lambda_and_grad_norms(args.run_dirs, args.out)]
-    tables = {}
-    for run in args.run_dirs:
-        metrics = run / f"eval-{args.eval_split}" / "metrics.json"
-        if metrics.is_file():
-            tables[run_label(run)] = json.loads(metrics.read_text())["reliability_10"]
-    if tables:
-        written.append(reliability_diagram(tables, args.out, name=f"reliability_{args.eval_split}.png"))
-    for path in written:
-        print(f"wrote {path}")
-
+from hypros_lm.commands.evaluate.plots import cli
 
 if __name__ == "__main__":
-    run_main(main, sys.argv[1:])
+    cli()

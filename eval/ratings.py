@@ -1,39 +1,10 @@
 """Unblind and report side-by-side ratings saved from eval/compare.py's page.
 
-    python eval/ratings.py ratings-ab12cd-ana.json ratings-ab12cd-ben.json --key runs/compare/multi30k-en-de-test/key.json
-
-Prints (and with --out writes) win rates per rater and pooled with a two-sided binomial sign test, the
-1–5 scale means, and agreement between raters (Cohen's κ per pair, Fleiss' κ) when there are several.
+A thin wrapper, so that `deepspeed eval/ratings.py ...` works from a checkout: the command is
+hypros_lm.commands.evaluate.ratings (installed: `hypros-eval ratings`).
 """
 
-import argparse
-import json
-import sys
-from pathlib import Path
-
-from hypros_lm.cli import run_main
-
-
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ratings", nargs="+", type=Path, help="ratings JSON files, one per rater")
-    parser.add_argument("--key", type=Path, required=True, help="the key.json written beside the page")
-    parser.add_argument("--out", type=Path, help="folder for ratings.md and ratings.json")
-    args = parser.parse_args(argv)
-    for path in [*args.ratings, args.key]:
-        if not path.is_file():
-            raise FileNotFoundError(f"no file {path}")
-    from hypros_lm.studies.ratings import ratings_report, summarize
-
-    summary = summarize(args.ratings, args.key)
-    text = ratings_report(summary)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "ratings.md").write_text(text)
-        (args.out / "ratings.json").write_text(json.dumps(summary, indent=2))
-        print(f"wrote {args.out / 'ratings.md'}")
-
+from hypros_lm.commands.evaluate.ratings import cli
 
 if __name__ == "__main__":
-    run_main(main, sys.argv[1:])
+    cli()

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from hypros_lm import resources
 from hypros_lm.data import DataSettings
 from hypros_lm.models import ModelSettings
 from hypros_lm.scoring import LossSettings
@@ -68,7 +69,7 @@ class TrainSettings:
     seed: int = 1234
     """Seed of the initial weights, the data order and every random choice of the run."""
     ds_config: str = "zero2"
-    """DeepSpeed JSON: a path, or a name in ds_configs/ (zero0, zero1, zero2, zero3, zero3_offload)."""
+    """DeepSpeed JSON: a path, or the name of a shipped one (zero0, zero1, zero2, zero3, zero3_offload)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """fp32, or bf16 mixed precision (DeepSpeed's bf16: fp32 master weights)."""
     log_every: int = 10
@@ -269,9 +270,10 @@ def load_settings(argv: list[str] | None = None, *, config: str | Path | None = 
     config = cli_config or config
     tree: dict[str, dict[str, Any]] = {}
     if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config {config}: no such file")
+        try:
+            path = resources.find("configs", str(config), suffixes=(".yaml",))
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"--config {err}") from None
         for key, value in _flatten(yaml.safe_load(path.read_text()), str(path)):
             _apply(tree, key, value)
     for key, value in overrides:

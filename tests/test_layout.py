@@ -11,7 +11,7 @@ from tests.helpers import REPO
 
 PACKAGE = REPO / "hypros_lm"
 FLOORS = {  # top-level part of the package -> floor (lowest first)
-    "files": 0, "cli": 0,
+    "files": 0, "cli": 0, "resources": 0,
     "scoring": 1, "metrics": 1,
     "models": 2, "data": 2, "integrations": 2,
     "config": 3, "runs": 3,
@@ -19,6 +19,7 @@ FLOORS = {  # top-level part of the package -> floor (lowest first)
     "tasks": 5,
     "training": 6,
     "studies": 7,
+    "commands": 8,
 }
 # package modules that wrap an optional dependency at their top (lm-eval): imported inside functions on purpose
 LAZY_MODULES = {"hypros_lm.evaluation.lm_eval_model", "hypros_lm.evaluation.lm_eval_tasks"}

@@ -22,11 +22,10 @@ from hypros_lm.runs import load_run
 from hypros_lm.studies.spec import RunSpec, Study
 from hypros_lm.tasks import family_for
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def entry_point(study: Study) -> Path:
-    return REPO / "launch" / ("pretrain.py" if study.task == "pretrain" else "finetune.py")
+def entry_module(study: Study) -> str:
+    """The command a run starts, as a module: found wherever hypros-lm is installed (deepspeed --module)."""
+    return "hypros_lm.commands." + ("pretrain" if study.task == "pretrain" else "finetune")
 
 
 def training_done(run: RunSpec) -> bool:
@@ -66,8 +65,7 @@ def deepspeed_command(study: Study, run: RunSpec, *, ranks: int, port: int | Non
         cmd += ["--num_gpus", str(ranks)]
     if port:
         cmd += ["--master_port", str(port)]
-    script = entry_point(study) if port else entry_point(study).relative_to(REPO)
-    return [*cmd, str(script), "--config", str(run.out / "study-run.yaml"), "--resume"]
+    return [*cmd, "--module", entry_module(study), "--config", str(run.out / "study-run.yaml"), "--resume"]
 
 
 def _free_port() -> int:
@@ -81,7 +79,7 @@ def run_training(study: Study, run: RunSpec, ranks: int) -> float:
     write_run_config(study, run)
     start = time.time()
     with open(run.out / "train.log", "a") as log:
-        proc = subprocess.run(deepspeed_command(study, run, ranks=ranks, port=_free_port()), cwd=REPO,
+        proc = subprocess.run(deepspeed_command(study, run, ranks=ranks, port=_free_port()),
                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if proc.returncode != 0:
         tail = (run.out / "train.log").read_text()[-3000:]

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from hypros_lm import resources
 from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data.perturb import parse
 from hypros_lm.tasks import family_for
@@ -100,9 +101,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_study(path: str | Path) -> Study:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no study file {path}; shipped studies: {sorted(p.name for p in Path('studies').glob('*.yaml'))}")
+    """A study file by path, or the name of a shipped one (cpu-demo, sensitivity-cpu, ...)."""
+    try:
+        path = resources.find("studies", str(path), suffixes=(".yaml",))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"study {err}") from None
     raw = yaml.safe_load(path.read_text()) or {}
     unknown = set(raw) - STUDY_KEYS
     if unknown:

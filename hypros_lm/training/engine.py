@@ -13,19 +13,17 @@ from typing import Any
 
 import torch
 
+from hypros_lm import resources
 from hypros_lm.config import OptimSettings, TrainSettings
 from hypros_lm.models import param_shape
 
-DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
-
 
 def resolve_ds_config(name: str) -> Path:
-    """A path to a DeepSpeed JSON, or the name of one in ds_configs/ (with or without .json)."""
-    for candidate in (Path(name), DS_CONFIG_DIR / name, DS_CONFIG_DIR / f"{name}.json"):
-        if candidate.is_file():
-            return candidate
-    shipped = sorted(p.stem for p in DS_CONFIG_DIR.glob("*.json"))
-    raise FileNotFoundError(f"train.ds_config={name!r}: no such file; give a path or one of {shipped}")
+    """A path to a DeepSpeed JSON, or the name of a shipped one (zero0, zero1, zero2, zero3, zero3_offload)."""
+    try:
+        return resources.find("ds_configs", name, suffixes=(".json",))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"train.ds_config={err}") from None
 
 
 def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int, *, hidden_size: int) -> dict[str, Any]:

@@ -3,7 +3,7 @@ dependencies taken from this environment (linked, not downloaded)."""
 
 from __future__ import annotations
 
-import re
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -19,26 +19,40 @@ def build_wheel(out: Path) -> Path:
     return next(out.glob("hypros_lm-*.whl"))
 
 
-def _requirement_names(dist: metadata.Distribution) -> list[str]:
-    names = []
-    for req in dist.requires or []:
-        if "extra ==" in req:
-            continue
-        names.append(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0])
-    return names
+def _requirements(dist: metadata.Distribution, extras: tuple[str, ...] = ()) -> list[tuple[str, tuple[str, ...]]]:
+    """(name, extras) of what ``dist`` requires here (markers evaluated), with its given extras' requirements."""
+    from packaging.requirements import Requirement
+
+    out = []
+    for text in dist.requires or []:
+        req = Requirement(text)
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
+            out.append((req.name, tuple(sorted(req.extras))))
+    return out
+
+
+def requirements_of_project(extras: tuple[str, ...]) -> list[str]:
+    """What the project (as installed here, editable) requires with these extras, as name[extra,...]."""
+    return [f"{n}[{','.join(e)}]" if e else n for n, e in _requirements(metadata.distribution("hypros-lm"), extras)]
 
 
 def closure(names: list[str]) -> list[metadata.Distribution]:
-    """The installed distributions of ``names`` and everything they require (extras left out)."""
+    """The installed distributions of ``names`` (``name[extra]`` too) and everything they require."""
     seen: dict[str, metadata.Distribution] = {}
-    todo = list(names)
+    done: set[tuple[str, tuple[str, ...]]] = set()
+    todo = [(n.split("[")[0], tuple(n.split("[")[1].rstrip("]").split(",")) if "[" in n else ()) for n in names]
     while todo:
-        name = todo.pop().lower().replace("_", "-")
-        if name in seen:
+        name, extras = todo.pop()
+        key = (name.lower().replace("_", "-"), extras)
+        if key in done:
             continue
-        dist = metadata.distribution(name)
-        seen[name] = dist
-        todo.extend(_requirement_names(dist))
+        done.add(key)
+        try:
+            dist = metadata.distribution(key[0])
+        except metadata.PackageNotFoundError:
+            continue  # an optional requirement this environment does without
+        seen[key[0]] = dist
+        todo.extend(_requirements(dist, extras))
     return list(seen.values())
 
 
@@ -58,10 +72,31 @@ def fresh_venv(path: Path, *, provide: list[str]) -> Path:
             if src.exists() and not (linked / top).exists() and top != "__pycache__" and not top.endswith(".pth"):
                 (linked / top).symlink_to(src)
     (site / "provided.pth").write_text(str(linked) + "\n")
+    for dist in closure(provide):  # their console scripts (deepspeed's launcher among them), as pip writes them
+        for ep in dist.entry_points.select(group="console_scripts"):
+            script = path / "bin" / ep.name
+            module, _, attr = ep.value.partition(":")
+            script.write_text(f"#!{python}\nimport sys\nfrom {module} import {attr.split('.')[0]}\n"
+                              f"sys.exit({attr}())\n")
+            script.chmod(0o755)
+        for file in dist.files or []:  # plain scripts (deepspeed's launcher is one), with this venv's python
+            parts = Path(str(file)).parts
+            if parts[:1] == ("..",) and "bin" in parts and not (path / "bin" / parts[-1]).exists():
+                source = Path(dist.locate_file(file))
+                text = source.read_text(errors="replace").splitlines(keepends=True)
+                if text and text[0].startswith("#!") and "python" in text[0]:
+                    text[0] = f"#!{python}\n"
+                (path / "bin" / parts[-1]).write_text("".join(text))
+                (path / "bin" / parts[-1]).chmod(0o755)
     return python
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without PYTHONPATH: the venv must see its own packages, not a checkout."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def pip_install(python: Path, *args: str) -> subprocess.CompletedProcess:
     """This environment's pip, installing into the venv of ``python``, offline."""
     return subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "-q", *args],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, env=clean_env())

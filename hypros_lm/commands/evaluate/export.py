@@ -1,0 +1,30 @@
+"""Export a run's DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face folder.
+
+    python eval/export.py runs/cpu-demo runs/cpu-demo/hf [--step 400]
+"""
+
+import argparse
+
+from hypros_lm.cli import run_main
+from hypros_lm.runs import export_hf
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    args = parser.parse_args(argv)
+
+    out = export_hf(args.run_dir, args.out_dir, step=args.step)
+    print(f"exported {args.run_dir} -> {out} (load with AutoModelForCausalLM.from_pretrained)")
+
+
+
+def cli() -> None:
+    """The console script's entry point."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()
