@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from hypros_lm.cli import run_main
+from hypros_lm.commands.evaluate.options import add_device_options, add_task_options
 from hypros_lm.data.perturb import parse
 from hypros_lm.runs import load_run
 from hypros_lm.tasks import require_family
@@ -22,14 +23,11 @@ from hypros_lm.tasks.classification import evaluate_classifier, relative_degrada
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("--task", help="classification task (default: the run's; imdb for domain shift)")
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--limit", type=int, help="a seeded sample of this many examples")
+    add_task_options(parser, split="validation", task_help="classification task (default: the run's; imdb for "
+                     "domain shift)", limit_help="a seeded sample of this many examples")
     parser.add_argument("--perturb", nargs="*", default=[], help="swap:0.05, swap:0.1, trigger:prefix, trigger:suffix, ...")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
+    add_device_options(parser)
     parser.add_argument("--out", type=Path, help="default: <run>/cls-<task>-<split>")
     args = parser.parse_args(argv)
 

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from hypros_lm.cli import run_main
+from hypros_lm.commands.evaluate.options import add_device_options
 from hypros_lm.studies.compare import build_comparison
 from hypros_lm.tasks import require_family
 
@@ -29,8 +30,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--beams", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="auto", help="auto (the run's, on CUDA), fp32 or bf16")
+    add_device_options(parser)
     parser.add_argument("--out", type=Path, help="output folder (default: runs/compare/<task>-<split>)")
     args = parser.parse_args(argv)
 

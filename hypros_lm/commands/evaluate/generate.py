@@ -9,6 +9,7 @@ the target-side token calibration, and robustness under perturbed sources.
 import argparse
 
 from hypros_lm.cli import run_main
+from hypros_lm.commands.evaluate.options import add_device_options, add_task_options
 from hypros_lm.data.perturb import parse
 from hypros_lm.runs import load_run
 from hypros_lm.tasks import require_family
@@ -17,18 +18,15 @@ from hypros_lm.tasks.seq2seq import evaluate_task
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("--task", help="task to evaluate on (default: the run's; another one tests domain shift)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, help="first N examples")
+    add_task_options(parser, split="test", task_help="task to evaluate on (default: the run's; another one tests "
+                     "domain shift)", limit_help="first N examples")
     parser.add_argument("--beams", type=int, default=1, help="1: greedy; >1: beam search")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--perturb", nargs="*", default=[],
                         help="perturbation specs: swap:0.05, typo:0.1, prefix, distractor; combine with +")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="auto", help="auto (the run's, on CUDA), fp32 or bf16")
+    add_device_options(parser)
     parser.add_argument("--out", help="output folder (default: <run>/gen-<task>-<split>)")
     args = parser.parse_args(argv)
 

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from hypros_lm.cli import run_main
+from hypros_lm.commands.evaluate.options import add_device_options, add_model_source, parse_model_source
 from hypros_lm.data import load_tokenizer
 from hypros_lm.evaluation.device import choose_device
 from hypros_lm.evaluation.lm import HFScorer, evaluate_and_write
@@ -20,20 +21,16 @@ from hypros_lm.runs import load_run
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", help="a training run folder")
-    parser.add_argument("--hf-dir", help="an exported Hugging Face folder instead of a run")
+    add_model_source(parser, run_help="a training run folder")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     parser.add_argument("--data", help="data set (default: the run's)")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--seq-len", type=int, help="default: the run's")
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="auto", help="auto (the run's, on CUDA), fp32 or bf16")
+    add_device_options(parser)
     parser.add_argument("--out", help="output folder (default: <run>/eval-<split>)")
-    args = parser.parse_args(argv)
-    if bool(args.run_dir) == bool(args.hf_dir):
-        parser.error("give a run folder or --hf-dir, not both")
+    args = parse_model_source(parser, argv)
 
     import torch
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from hypros_lm.cli import run_main
+from hypros_lm.commands.evaluate.options import add_device_options, add_model_source, parse_model_source
 from hypros_lm.evaluation.device import choose_device
 from hypros_lm.evaluation.zeroshot import OFFLINE_TASKS, resolve_tasks, summary_lines
 from hypros_lm.runs import load_run, to_hf
@@ -20,17 +21,13 @@ from hypros_lm.runs import load_run, to_hf
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", help="a training run folder (its latest checkpoint)")
-    parser.add_argument("--hf-dir", help="an exported Hugging Face folder instead of a run")
+    add_model_source(parser, run_help="a training run folder (its latest checkpoint)")
     parser.add_argument("--tasks", nargs="+", default=["lambada_openai", "arc_easy", "piqa", "wikitext"])
     parser.add_argument("--limit", type=int, help="examples per task (for quick runs); reported in the results")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="auto", help="auto (the run's, on CUDA), fp32 or bf16")
+    add_device_options(parser)
     parser.add_argument("--out", help="output folder (default: <run>/zeroshot)")
-    args = parser.parse_args(argv)
-    if bool(args.run_dir) == bool(args.hf_dir):
-        parser.error("give a run folder or --hf-dir, not both")
+    args = parse_model_source(parser, argv)
 
     out = Path(args.out or Path(args.run_dir or args.hf_dir) / "zeroshot")
     tasks, described = resolve_tasks(args.tasks, out / "tasks")  # fails on unknown names before loading a model
