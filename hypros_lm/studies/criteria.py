@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from hypros_lm.studies.results import COMPARED, EFFICIENCY, RunResult
 from hypros_lm.studies.spec import Study
@@ -162,7 +163,14 @@ def _verdict(cid: str, text: str, details: list[str], passed: bool) -> list[dict
     return [{"id": cid, "text": text, "value": "; ".join(details), "pass": passed}] if details else []
 
 
+C1_THRESHOLD = 1.03  # method/log step time
+
+
 def c1_step_time(ctx: Context) -> list[dict[str, Any]]:
+    """Judged on the paired runs' median step times only when their spread allows a verdict: the 95 %
+    t-interval of the mean method/log ratio lies wholly on one side of 1.03. Otherwise (runs sharing the
+    cores, one pair) the cell says "not measured" and why: an interleaved timing (benchmarks/step_time.py,
+    log and HyProS steps alternated in one process) is what settles it."""
     ratios = []
     for m in ctx.models:
         a, b = ctx.paired(ctx.method, ctx.log, m, lambda r: r.step_time)
@@ -170,11 +178,20 @@ def c1_step_time(ctx: Context) -> list[dict[str, Any]]:
     if not ratios:
         ctx.notes.append("C1: no paired method/log-loss runs")
         return []
-    value = float(np.mean(ratios))
-    return [{"id": "C1", "text": "step-time overhead vs log-loss ≤ 3 %",
-             "value": f"{more_or_less((value - 1) * 100, '.1f', '% slower', '% faster')} per step than log-loss "
-                      f"(mean of {len(ratios)} paired runs' median step times)",
-             "pass": value <= 1.03}]
+    text = "step-time overhead vs log-loss ≤ 3 % (judged on paired runs' median step times)"
+    mean = float(np.mean(ratios))
+    measured = f"{more_or_less((mean - 1) * 100, '.1f', '% slower', '% faster')} per step than log-loss"
+    if len(ratios) < 2:
+        return [{"id": "C1", "text": text, "pass": None,
+                 "value": f"not measured: one pair ({measured}) gives no spread; use benchmarks/step_time.py"}]
+    half = float(stats.t.ppf(0.975, len(ratios) - 1) * np.std(ratios, ddof=1) / np.sqrt(len(ratios)))
+    low, high = mean - half, mean + half
+    interval = f"95 % interval of the ratio [{low:.3f}, {high:.3f}] over {len(ratios)} pairs"
+    if low <= C1_THRESHOLD < high:
+        return [{"id": "C1", "text": text, "pass": None,
+                 "value": f"not measured: {measured}, but the {interval} spans the 1.03 threshold (runs that "
+                          f"shared the cores); use benchmarks/step_time.py, which alternates the two in one process"}]
+    return [{"id": "C1", "text": text, "value": f"{measured} ({interval})", "pass": high <= C1_THRESHOLD}]
 
 
 def _paired_nll(ctx: Context, model: str) -> tuple[list[float], list[float]] | None:

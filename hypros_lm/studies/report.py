@@ -78,7 +78,8 @@ def _header(study: Study, res: dict[str, Any], note: str) -> list[str]:
 def _criteria_table(res: dict[str, Any]) -> list[str]:
     lines = ["## Criteria", "", "| | criterion | measured | verdict |", "|---|---|---|---|"]
     for c in res["criteria"]:
-        lines.append(f"| {c['id']} | {c['text']} | {c['value']} | **{'PASS' if c['pass'] else 'FAIL'}** |")
+        verdict = "NOT MEASURED" if c["pass"] is None else ("PASS" if c["pass"] else "FAIL")
+        lines.append(f"| {c['id']} | {c['text']} | {c['value']} | **{verdict}** |")
     for cid in sorted({"C1", "C2", "C3", "C4", "C5"} - {c["id"] for c in res["criteria"]}):
         lines.append(f"| {cid} | — | could not be evaluated (see notes) | **NOT EVALUATED** |")
     return lines

@@ -1,0 +1,41 @@
+"""C1 is judged only from measurements that allow a verdict: paired step times whose spread straddles the
+3 % threshold (runs that shared the cores) give "not measured", never PASS."""
+
+from __future__ import annotations
+
+import pytest
+
+from hypros_lm.studies.criteria import Context, by_cell, c1_step_time
+from hypros_lm.studies.results import RunResult
+from hypros_lm.studies.spec import Study
+
+
+def _run(variation: str, seed: int, seconds_per_step: float) -> RunResult:
+    train = [{"step": 10 * k, "tokens": 1000 * 10 * k, "tokens_per_s": 1000 / seconds_per_step} for k in (1, 2, 3)]
+    return RunResult(f"{variation}-nano-s{seed}", variation, "nano", seed, 1, 30_000, 30, [], train, {})
+
+
+def _c1(times: dict[str, list[float]]):
+    runs = [_run(v, seed, t) for v, ts in times.items() for seed, t in enumerate(ts, 1)]
+    study = Study(name="t", description="", task="pretrain", ranks=1, base={}, variations={"log": {}, "hypros": {}},
+                  models=["nano"], seeds=[1, 2, 3], evaluations={}, baselines={"method": "hypros", "log": "log",
+                                                                                  "bounded": "log"})
+    ctx = Context(study, by_cell(runs), ["nano"], {"nano": 0.0}, [])
+    return c1_step_time(ctx)[0]
+
+
+def test_a_spread_across_the_threshold_is_not_measured():
+    # the cpu-demo report's case: HyProS "4.4 % faster" from runs whose step times varied by ±40 %
+    c1 = _c1({"log": [0.82, 0.45, 1.20], "hypros": [0.60, 0.70, 0.95]})
+    assert c1["pass"] is None and c1["value"].startswith("not measured") and "spans the 1.03 threshold" in c1["value"]
+
+
+def test_one_pair_is_not_measured():
+    c1 = _c1({"log": [0.35], "hypros": [1.55]})  # the new user's "38.9 % faster ... PASS" from one pair
+    assert c1["pass"] is None and "one pair" in c1["value"]
+
+
+@pytest.mark.parametrize(("hypros", "verdict"), [([0.401, 0.503, 0.602], True), ([0.44, 0.55, 0.66], False)])
+def test_consistent_pairs_give_a_verdict(hypros, verdict):
+    c1 = _c1({"log": [0.400, 0.500, 0.600], "hypros": hypros})
+    assert c1["pass"] is verdict and "95 % interval of the ratio" in c1["value"]
