@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mdtable import print_table
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["zero0", "zero1", "zero2", "zero3", "zero3_offload"]
 
@@ -99,7 +101,7 @@ def main(argv: list[str]) -> None:
           f"{args.steps} steps on WikiText-2; per rank, largest rank")
     print(f"{'stage':>14} {'ranks':>5} {'state MiB':>10} {'estimate MiB':>13} {'state/est':>10} {'peak RSS MiB':>13} "
           f"{'s/step':>8}", flush=True)
-    results = {}
+    results, table = {}, []
     with tempfile.TemporaryDirectory(prefix="hypros-memory-") as tmp:
         for world in args.worlds:
             for stage in args.stages:
@@ -109,10 +111,14 @@ def main(argv: list[str]) -> None:
                 results[(stage, world)] = cell
                 print(f"{stage:>14} {world:>5} {cell['state_mb']:>10.1f} {est:>13.1f} {cell['state_mb'] / est:>10.3f} "
                       f"{cell['peak_mb']:>13.0f} {cell['s_per_step']:>8.2f}", flush=True)
+                table.append([stage, str(world), f"{cell['state_mb']:.1f}", f"{est:.1f}", f"{cell['state_mb'] / est:.3f}",
+                              f"{cell['peak_mb']:.0f}", f"{cell['s_per_step']:.2f}"])
     if ("zero0", 2) in results and ("zero3", 2) in results:
         z0, z3 = results[("zero0", 2)], results[("zero3", 2)]
         print(f"2 ranks, ZeRO-3 / ZeRO-0: model states {z3['state_mb'] / z0['state_mb']:.3f}, "
               f"peak RSS {z3['peak_mb'] / z0['peak_mb']:.3f}")
+    print_table(["stage", "ranks", "model states MiB (measured)", "DeepSpeed's estimate MiB", "measured / estimate",
+                 "peak RSS MiB", "s/step"], table)
 
 
 if __name__ == "__main__":

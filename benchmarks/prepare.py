@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mdtable import print_table
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -132,6 +134,9 @@ def main(argv: list[str]) -> None:
     print(f"2 workers / 1 worker: {two['tokens_per_s'] / one['tokens_per_s']:.2f}x (goal ≥ 1.6); best preparer / old "
           f"path: {rows[f'preparer, {best} worker(s)']['tokens_per_s'] / rows['old in-job path']['tokens_per_s']:.2f}x "
           f"(goal ≥ 1); peak memory at 100 % / 25 % of the corpus: {peaks[2] / peaks[0]:.3f} (goal within 10 %)")
+    print_table(["setting", "tokens", "tokens/s", "peak memory (all processes) MiB", "bytes/token"],
+                [[name, f"{r['tokens']:,}", f"{r['tokens_per_s']:,.0f}", f"{r['peak_mb']:.0f}",
+                  f"{r['bytes'] / r['tokens']:.2f}"] for name, r in rows.items()])
 
 
 if __name__ == "__main__":

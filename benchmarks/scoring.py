@@ -114,9 +114,28 @@ def main(argv: list[str]) -> None:
             results[shape][impl] = r
             print(f"{shape:>18} {impl:>24} {r['time_s']:>10.3f} {r['extra_mem_mb']:>10.0f}", flush=True)
         _print_ratios(shape, results[shape])
+    print_markdown(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def print_markdown(results: dict[str, dict[str, dict]]) -> None:
+    """The README's table: one row per shape (N × V), seconds and extra MiB per implementation."""
+    def cell(r: dict, impl: str, *, mem: bool = False) -> str:
+        if impl not in r:
+            return "—"
+        t = f"{r[impl]['time_s']:.4g}"
+        return f"{t} / {r[impl]['extra_mem_mb']:.0f}" if mem else t
+
+    print("\n| N × V | naive s / MiB | F.cross_entropy s / MiB | fused log s | fused Brier s | fused HyProS s / MiB "
+          "| recompute s |")
+    print("|---|---|---|---|---|---|---|")
+    for shape, r in results.items():
+        n, _, v = shape.split("x")
+        print(f"| {n} × {v} | {cell(r, 'naive', mem=True)} | {cell(r, 'F.cross_entropy', mem=True)} | "
+              f"{cell(r, 'fused-log')} | {cell(r, 'fused-brier')} | {cell(r, 'fused-hypros', mem=True)} | "
+              f"{cell(r, 'fused-hypros-recompute')} |")
 
 
 def _print_ratios(shape: str, r: dict[str, dict]) -> None:

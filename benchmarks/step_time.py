@@ -17,6 +17,8 @@ import statistics
 import sys
 import time
 
+from mdtable import print_table
+
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,6 +43,7 @@ def main(argv: list[str]) -> None:
     optim = OptimSettings()
     order = BlockOrder(len(data.train), seed=0)
     tokens = args.micro_batch_size * args.seq_len
+    table = []
     print(f"{'rung':>6} {'params':>8} {'log s/step':>11} {'hypros s/step':>14} {'hypros/log':>11} {'tok/s (hypros)':>15}")
     for rung in args.rungs:
         torch.manual_seed(0)
@@ -61,7 +64,10 @@ def main(argv: list[str]) -> None:
         t_log, t_hyp = statistics.median(times["log"]), statistics.median(times["hypros"])
         print(f"{rung:>6} {params / 1e6:>7.1f}M {t_log:>11.4f} {t_hyp:>14.4f} {t_hyp / t_log:>11.3f} "
               f"{tokens / t_hyp:>15.0f}", flush=True)
+        table.append([rung, f"{params / 1e6:.1f}M", f"{t_log:.4f}", f"{t_hyp:.4f}", f"{t_hyp / t_log:.3f}",
+                      f"{tokens / t_hyp:,.0f}"])
         del engine, model
+    print_table(["rung", "parameters", "log s/step", "HyProS s/step", "HyProS / log (goal ≤ 1.03)", "tokens/s"], table)
 
 
 if __name__ == "__main__":

@@ -37,11 +37,23 @@ def run_deepspeed(args: list[str], cache_dir: Path, *, ranks: int = 2, script: P
                   timeout: int = 300, env: dict[str, str] | None = None, port: int | None = None) -> subprocess.CompletedProcess:
     """Run a script under the real deepspeed launcher with `ranks` CPU ranks on a free port."""
     deepspeed = Path(sys.executable).parent / "deepspeed"
-    cmd = [str(deepspeed), "--num_gpus", str(ranks), "--master_port", str(port or free_port()), str(script), *args]
+    port = port or free_port()
+    cmd = [str(deepspeed), "--num_gpus", str(ranks), "--master_port", str(port), str(script), *args]
     full_env = {**test_env(cache_dir), **(env or {})}
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    finally:
+        release_shared_memory(port)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
+
+
+def release_shared_memory(port: int) -> None:
+    """Remove what DeepSpeed's CPU all-reduce left in /dev/shm for a launch on this port: the project's
+    loop removes its own, but a script that is not the loop (the Hugging Face example), or a killed rank,
+    leaves 67 MB per rank behind."""
+    for buffer in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"):
+        buffer.unlink(missing_ok=True)
 
 
 def run_python(args: list[str], cache_dir: Path, *, script: Path = PRETRAIN, check: bool = True,

@@ -116,7 +116,8 @@ def train(settings: RunSettings) -> Path:
     and stops within a minute (training/watchdog.py) rather than waiting for a collective's timeout."""
     out = check_run(settings)
     rank, _, world = init_distributed()
-    watchdog = Watchdog(out / ".heartbeat", rank=rank, world=world, run_id=_launch_id(world)).start()
+    watchdog = Watchdog(out / ".heartbeat", rank=rank, world=world, run_id=_launch_id(world),
+                        on_lost=lambda r, same_host: release_shared_memory_buffers(r) if same_host else None).start()
     try:
         _train(settings, out, rank, world)
     except Exception:

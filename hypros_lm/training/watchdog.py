@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 LOST_EXIT_CODE = 75
@@ -25,8 +26,11 @@ LOST_EXIT_CODE = 75
 
 class Watchdog:
     def __init__(self, folder: Path, *, rank: int, world: int, run_id: str, every: float = 3.0,
-                 lost_after: float = 30.0):
+                 lost_after: float = 30.0, on_lost: Callable[[int, bool], None] | None = None):
+        """``on_lost(rank, same_host)`` runs before this process stops: for this rank and the lost one
+        (shared-memory buffers that a dead process cannot remove itself, say)."""
         self.folder, self.rank, self.world, self.run_id = folder, rank, world, run_id
+        self.on_lost = on_lost
         self.every, self.lost_after = every, lost_after
         self._count = 0
         self._seen: dict[int, tuple[int, float]] = {}  # rank → (last counter, when it last moved, our clock)
@@ -89,6 +93,10 @@ class Watchdog:
               f"{record['pid']}): no heartbeat for {self.lost_after:.0f}s, so its process died or its node went "
               f"away. Stopping instead of waiting for DeepSpeed's collective timeout; restart the run with "
               f"--resume from the last checkpoint.", file=sys.stderr, flush=True)
+        if self.on_lost is not None:
+            with contextlib.suppress(Exception):
+                self.on_lost(self.rank, True)
+                self.on_lost(record["rank"], record.get("host") == socket.gethostname())
         os._exit(LOST_EXIT_CODE)
 
     def explain_failure(self) -> None:

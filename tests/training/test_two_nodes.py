@@ -49,6 +49,7 @@ def finish(procs: list[subprocess.Popen], timeout: float = 300) -> None:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+    helpers.release_shared_memory(int(procs[0].args[procs[0].args.index("--master_port") + 1]))
 
 
 def two_node_run(args: list[str], cache_dir: Path, tmp_path: Path, *, script: Path = PRETRAIN) -> list[str]:
