@@ -6,14 +6,42 @@ The loss API needs torch alone::
 
 Hugging Face models: ``hypros_lm.integrations.transformers`` (``patch_causal_lm``, ``HyProSCallback``).
 The training stack (DeepSpeed, evaluation, studies) needs ``pip install 'hypros-lm[train]'``.
+
+The names are imported when first used (PEP 562), so that processes which import only a part of the
+package (the corpus preparer's tokenizer workers) do not load torch.
 """
 
-from hypros_lm.scoring.api import SCORES, LambdaSchedule, LinearScoringLoss, linear_scoring_loss
-from hypros_lm.scoring.fused import ScoreOutput, fused_linear_score, token_scores
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "SCORES": "hypros_lm.scoring.api",
+    "LambdaSchedule": "hypros_lm.scoring.api",
+    "LinearScoringLoss": "hypros_lm.scoring.api",
+    "linear_scoring_loss": "hypros_lm.scoring.api",
+    "ScoreOutput": "hypros_lm.scoring.fused",
+    "fused_linear_score": "hypros_lm.scoring.fused",
+    "token_scores": "hypros_lm.scoring.fused",
+}
 __all__ = [
     "SCORES", "LambdaSchedule", "LinearScoringLoss", "ScoreOutput", "__version__", "fused_linear_score",
     "linear_scoring_loss", "token_scores",
 ]
+
+if TYPE_CHECKING:
+    from hypros_lm.scoring.api import SCORES, LambdaSchedule, LinearScoringLoss, linear_scoring_loss
+    from hypros_lm.scoring.fused import ScoreOutput, fused_linear_score, token_scores
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hypros_lm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
