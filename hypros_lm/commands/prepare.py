@@ -24,9 +24,8 @@ from pathlib import Path
 from hypros_lm.cli import run_main
 from hypros_lm.data import DataSettings, PrepareSettings, prepare_corpus
 from hypros_lm.data.holdout import Holdout
-from hypros_lm.data.shards import MANIFEST
 from hypros_lm.data.sources import canonical_split, resolve_splits
-from hypros_lm.files import launcher_rank, run_once
+from hypros_lm.files import launcher_rank
 
 
 def _count(text: str) -> int:
@@ -81,15 +80,8 @@ def main(argv: list[str]) -> None:
         raise ValueError("without a train split there is no text to train the BPE on; add train to --splits or give --tokenizer")
     rank, world = launcher_rank()
     log = print if rank == 0 else (lambda _msg: None)
-    def prepare() -> None:
-        prepare_corpus(args.out, sources, settings, workers=args.workers, rank=rank, world=world,
-                       progress=not args.no_progress, log=log)
-
-    if world > 1:  # the ranks of one launch share the work through their files
-        prepare()
-    elif not run_once(args.out / MANIFEST, prepare, what=f"another process preparing {args.out}", log=log):
-        prepare()  # prepared meanwhile by another process: say so (and check it is the same preparation)
-
+    prepare_corpus(args.out, sources, settings, workers=args.workers, rank=rank, world=world,
+                   progress=not args.no_progress, log=log)
 
 
 def cli() -> None:

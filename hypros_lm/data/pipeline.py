@@ -111,12 +111,8 @@ def prepared_folder(settings: DataSettings, sources: dict[str, TextSource], *, l
     splits = {"train": sources["train"], sources["val"].split: sources["val"]}
     key = {"sources": {k: s.identity() for k, s in splits.items()}, "settings": vars(prep)}
     folder = cache_root() / "prepared" / f"{Path(settings.name).name.replace('/', '_')}-{key_of(key)}"
-    if local_rank == 0:  # one process among the nodes that share the cache prepares; the others wait
-        def prepare() -> None:
-            prepare_corpus(folder, splits, prep, progress=False, log=log)
-
-        if not run_once(folder / MANIFEST, prepare, what=f"another node to prepare {settings.name}", log=log):
-            prepare()  # prepared already (or by another node meanwhile): says so, checks it is this preparation
+    if local_rank == 0:  # one process among the nodes that share the cache prepares (it claims the folder)
+        prepare_corpus(folder, splits, prep, progress=False, log=log)
     else:  # wait on the file, not on a collective with a timeout
         wait_for(folder / MANIFEST, f"local rank 0 to prepare {settings.name}", log=log)
     return folder
@@ -154,9 +150,8 @@ def prepared_blocks(source: TextSource, tokenizer: Tokenizer, seq_len: int) -> T
     """Blocks of one split tokenized with a given tokenizer (evaluation), prepared once into the cache."""
     key = {"source": source.identity(), "tokenizer": tokenizer_hash(tokenizer)}
     folder = cache_root() / "prepared" / f"{source.name.replace('/', '_')}-{source.split}-{key_of(key)}"
-    run_once(folder / MANIFEST, lambda: prepare_corpus(folder, {source.split: source}, PrepareSettings(),
-                                                        tokenizer=tokenizer, progress=False, log=lambda _msg: None),
-             what=f"another process to prepare {source.describe()}")
+    prepare_corpus(folder, {source.split: source}, PrepareSettings(), tokenizer=tokenizer, progress=False,
+                   log=lambda _msg: None)
     return PreparedCorpus(folder).blocks(source.split, seq_len)
 
 

@@ -41,7 +41,7 @@ from hypros_lm.data.shard_writer import finished_shards, prepare_split, shard_na
 from hypros_lm.data.shards import FORMAT_VERSION, MANIFEST
 from hypros_lm.data.sources import TextSource, iter_documents
 from hypros_lm.data.tokenizer import eos_id, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
-from hypros_lm.files import ensure_writable, wait_for
+from hypros_lm.files import ensure_writable, run_once, wait_for
 
 
 @dataclass(kw_only=True)
@@ -86,21 +86,46 @@ def prepare_corpus(out: Path, sources: dict[str, TextSource], settings: PrepareS
     """Prepare (or resume, or find already prepared) every split of ``sources`` into ``out``.
 
     ``sources`` maps split names to sources; the token budget applies to ``train``. ``tokenizer`` (an
-    object) overrides ``settings.tokenizer``. With several ranks, ``out`` must be on a filesystem they share.
+    object) overrides ``settings.tokenizer``. With several ranks, ``out`` must be on a filesystem they share;
+    a single process claims ``out`` first (files.run_once), so that of several processes started on it (one
+    per node sharing a cache) exactly one prepares and the others wait for its manifest.
     """
     out = Path(out)
     ident = _preparation_id(sources, settings, tokenizer)
-    manifest_file = out / MANIFEST
-    if manifest_file.is_file():
-        manifest = json.loads(manifest_file.read_text())
-        if manifest.get("preparation") == ident:
-            log(f"data: {out} is already prepared (" + ", ".join(
-                f"{split} {info['tokens']:,} tokens" for split, info in manifest["splits"].items()) + ")")
-            return out
-        raise FileExistsError(f"--out {out} already holds a prepared corpus of other sources or settings; "
-                              f"choose another --out (nothing was overwritten)")
+    if _already_prepared(out, ident, log):
+        return out
     ensure_writable(out, "--out")
     _check_budget_fits(sources, settings)
+
+    def prepare() -> None:
+        _prepare(out, sources, settings, ident, tokenizer=tokenizer, workers=workers, rank=rank, world=world,
+                 progress=progress, log=log)
+
+    if world > 1:  # the ranks of one launch share the work through their files
+        prepare()
+    elif not run_once(out / MANIFEST, prepare, what=f"another process preparing {out}", log=log):
+        _already_prepared(out, ident, log)  # prepared meanwhile by another process (another node): the same?
+    return out
+
+
+def _already_prepared(out: Path, ident: dict, log: Callable[[str], None]) -> bool:
+    """Whether ``out`` holds this preparation, finished (said so); another preparation there is an error."""
+    manifest_file = out / MANIFEST
+    if not manifest_file.is_file():
+        return False
+    manifest = json.loads(manifest_file.read_text())
+    if manifest.get("preparation") != ident:
+        raise FileExistsError(f"--out {out} already holds a prepared corpus of other sources or settings; "
+                              f"choose another --out (nothing was overwritten)")
+    log(f"data: {out} is already prepared (" + ", ".join(
+        f"{split} {info['tokens']:,} tokens" for split, info in manifest["splits"].items()) + ")")
+    return True
+
+
+def _prepare(out: Path, sources: dict[str, TextSource], settings: PrepareSettings, ident: dict, *,
+             tokenizer: Tokenizer | None, workers: int, rank: int, world: int, progress: bool,
+             log: Callable[[str], None]) -> None:
+    """The preparation itself (resuming what a killed one left): tokenizer, every split's shards, manifest."""
     _claim(out, ident, rank, world, log)
     tok = _tokenizer_for(out, sources, settings, tokenizer, rank, log)
     start = time.time()
@@ -119,8 +144,7 @@ def prepare_corpus(out: Path, sources: dict[str, TextSource], settings: PrepareS
         shutil.rmtree(ranks_dir, ignore_errors=True)
         log(f"data: prepared {out} in {time.time() - start:.1f}s")
     else:
-        wait_for(manifest_file, "rank 0 to write the manifest", log=log)
-    return out
+        wait_for(out / MANIFEST, "rank 0 to write the manifest", log=log)
 
 
 def _check_budget_fits(sources: dict[str, TextSource], settings: PrepareSettings) -> None:
