@@ -46,21 +46,22 @@ class ScoringState:
     chunk_size: int | None = None
     softcap: float | None = None
     ignore_index: int = -100
-    sums: dict[str, float] = field(default_factory=dict)
-    """Token-weighted component sums of the training forwards since the last ``pop_components``."""
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    """Token-weighted component sums of the training forwards since the last ``pop_components``, kept as
+    detached tensors on the model's device: no host synchronisation per forward, one when logged."""
 
     def record(self, out: ScoreOutput) -> None:
-        n = float(out.n_tokens)
+        n = out.n_tokens.to(out.log.dtype)
         for key, value in (("log", out.log), ("brier", out.brier), ("spherical", out.spherical),
-                           ("entropy", out.entropy), ("accuracy", out.accuracy)):
-            self.sums[key] = self.sums.get(key, 0.0) + float(value) * n
-        self.sums["n_tokens"] = self.sums.get("n_tokens", 0.0) + n
+                           ("entropy", out.entropy), ("accuracy", out.accuracy), ("n_tokens", None)):
+            term = n if value is None else value.detach() * n
+            self.sums[key] = self.sums[key] + term if key in self.sums else term
 
     def pop_components(self) -> dict[str, float]:
         """Token-weighted means of each component since the last call (empty if nothing was scored)."""
         sums, self.sums = self.sums, {}
-        n = sums.pop("n_tokens", 0.0)
-        return {k: v / n for k, v in sums.items()} if n else {}
+        n = float(sums.pop("n_tokens", 0.0))
+        return {k: float(v) / n for k, v in sums.items()} if n else {}
 
 
 def patch_causal_lm(
