@@ -137,3 +137,10 @@ def _kept_fresh(lock: Path, every: float):
     finally:
         stop.set()
         thread.join()
+
+
+def free_port() -> int:
+    """A TCP port free on this host now (for a launcher's master port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

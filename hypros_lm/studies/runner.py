@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from hypros_lm.files import free_port
 from hypros_lm.runs import load_run
 from hypros_lm.studies.spec import RunSpec, Study
 from hypros_lm.tasks import family_for
@@ -68,18 +68,13 @@ def deepspeed_command(study: Study, run: RunSpec, *, ranks: int, port: int | Non
     return [*cmd, "--module", entry_module(study), "--config", str(run.out / "study-run.yaml"), "--resume"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def run_training(study: Study, run: RunSpec, ranks: int) -> float:
     """Train (or resume) one run under the deepspeed launcher; its output goes to <run>/train.log."""
     write_run_config(study, run)
     start = time.time()
     with open(run.out / "train.log", "a") as log:
-        proc = subprocess.run(deepspeed_command(study, run, ranks=ranks, port=_free_port()),
+        proc = subprocess.run(deepspeed_command(study, run, ranks=ranks, port=free_port()),
                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if proc.returncode != 0:
         tail = (run.out / "train.log").read_text()[-3000:]

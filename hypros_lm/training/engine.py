@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import torch
 
 from hypros_lm import resources
 from hypros_lm.config import OptimSettings, TrainSettings
+from hypros_lm.files import free_port
 from hypros_lm.models import param_shape
 
 
@@ -140,7 +140,7 @@ def init_distributed() -> tuple[int, int, int]:
 
     if "RANK" not in os.environ:  # not started by a launcher: one process, a free local port
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
     deepspeed.init_distributed(verbose=False)
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -189,11 +189,6 @@ def release_shared_memory_buffers(rank: int) -> None:
     for buffer in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{addr}_{port}_{rank}"):
         buffer.unlink(missing_ok=True)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_engine(model: torch.nn.Module, ds_config: dict[str, Any], optim: OptimSettings):
