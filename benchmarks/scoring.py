@@ -92,9 +92,15 @@ def measure(impl: str, shape: str, repeats: int) -> dict:
     proc = ctx.Process(target=_measure, args=(impl, n, d, v, repeats, queue))
     proc.start()
     proc.join()
-    if proc.exitcode != 0:
-        return {"time_s": float("nan"), "extra_mem_mb": float("nan"), "error": f"exit {proc.exitcode}"}
+    if proc.exitcode != 0:  # -9: the kernel's out-of-memory killer
+        return {"time_s": float("nan"), "extra_mem_mb": float("nan"), "killed": proc.exitcode == -9,
+                "error": f"exit {proc.exitcode}"}
     return queue.get()
+
+
+def _memory_mb() -> float:
+    """The machine's memory (MiB): what a process killed for memory needed more than."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main(argv: list[str]) -> None:
@@ -112,7 +118,8 @@ def main(argv: list[str]) -> None:
         for impl in args.impls:
             r = measure(impl, shape, args.repeats)
             results[shape][impl] = r
-            print(f"{shape:>18} {impl:>24} {r['time_s']:>10.3f} {r['extra_mem_mb']:>10.0f}", flush=True)
+            note = f"  killed for memory (> {_memory_mb():,.0f} MiB)" if r.get("killed") else ""
+            print(f"{shape:>18} {impl:>24} {r['time_s']:>10.3f} {r['extra_mem_mb']:>10.0f}{note}", flush=True)
         _print_ratios(shape, results[shape])
     print_markdown(results)
     if args.json:
@@ -125,6 +132,8 @@ def print_markdown(results: dict[str, dict[str, dict]]) -> None:
     def cell(r: dict, impl: str, *, mem: bool = False) -> str:
         if impl not in r:
             return "—"
+        if r[impl].get("killed"):
+            return f"killed for memory (> {_memory_mb():,.0f} MiB)"
         t = f"{r[impl]['time_s']:.4g}"
         return f"{t} / {r[impl]['extra_mem_mb']:.0f}" if mem else t
 
@@ -140,7 +149,11 @@ def print_markdown(results: dict[str, dict[str, dict]]) -> None:
 
 def _print_ratios(shape: str, r: dict[str, dict]) -> None:
     def ratio(a: str, b: str, key: str) -> str:
-        if a not in r or b not in r or not r[b][key]:
+        if a not in r or b not in r:
+            return "n/a"
+        if r[b].get("killed") and key == "extra_mem_mb":  # b needed more than the machine has: a bound
+            return f"< {r[a][key] / _memory_mb():.3f} ({b} killed for memory)"
+        if not r[b][key] or r[b][key] != r[b][key]:
             return "n/a"
         return f"{r[a][key] / r[b][key]:.3f}"
 

@@ -22,7 +22,7 @@ import yaml
 
 from hypros_lm import resources
 from hypros_lm.data import DataSettings
-from hypros_lm.models import ModelSettings
+from hypros_lm.models import ModelSettings, hf_tokenizer, is_hf
 from hypros_lm.scoring import LossSettings
 
 
@@ -78,6 +78,8 @@ class TrainSettings:
     """Validation every k steps (and at the last step); 0 disables."""
     eval_batches: int = 8
     """Micro-batches of validation per rank."""
+    eval_at_start: bool = False
+    """Also validate the initial weights, as step 0 (where continued pretraining or a fine-tune starts from)."""
     save_every: int = 100
     """Checkpoint every k steps (and at the last step); 0 keeps only the final one."""
     keep_checkpoints: int = 2
@@ -152,6 +154,10 @@ class RunSettings:
     train: TrainSettings = field(default_factory=TrainSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     task: TaskSettings = field(default_factory=TaskSettings)
+
+    def __post_init__(self) -> None:
+        if is_hf(self.model.name) and self.data.tokenizer is None and self.task.init_from is None:
+            self.data.tokenizer = hf_tokenizer(self.model.name)  # an hf: model reads text with its own tokenizer
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -32,11 +32,14 @@ import yaml
 from tokenizers import Tokenizer
 
 from hypros_lm.config import RunSettings, settings_from_dict
-from hypros_lm.data import EOS, load_tokenizer
+from hypros_lm.data import eos_id, load_tokenizer
 from hypros_lm.files import write_atomic
-from hypros_lm.models import DecoderLM, llama_config, model_vocab_size
+from hypros_lm.models import DecoderLM, HFCausalLM, build_model, is_hf
+from hypros_lm.models.hf import pretrained_weights
 
 LATEST = "latest"
+HF_CONFIG_FILE = "model_config.json"
+"""An hf: run's transformers config, written into the run folder at its start."""
 
 
 def _tag(step: int) -> str:
@@ -158,7 +161,7 @@ def load_checkpoint(engine, folder: Path) -> dict[str, Any]:
 @dataclass
 class LoadedRun:
     settings: RunSettings
-    model: DecoderLM
+    model: DecoderLM | HFCausalLM
     tokenizer: Tokenizer
     checkpoint: Path
 
@@ -205,11 +208,8 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> LoadedRun:
     settings = settings_from_dict(yaml.safe_load(settings_file.read_text()))
     tokenizer = load_tokenizer(str(run_dir / "tokenizer.json"))
     folder = find_checkpoint(run_dir, step)
-    config = llama_config(settings.model, model_vocab_size(settings.model, tokenizer.get_vocab_size()), attn="sdpa")
-    model = DecoderLM(config)
-    state = consolidated_state_dict(folder)
-    if settings.model.tie_embeddings and "head.weight" not in state:
-        state["head.weight"] = state["body.embed_tokens.weight"]
+    model = build_model(settings.model, tokenizer.get_vocab_size(), attention="sdpa", config=_saved_config(run_dir, settings))
+    state = _with_tied(model, consolidated_state_dict(folder))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:
@@ -222,26 +222,55 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> LoadedRun:
     return LoadedRun(settings, model.eval(), tokenizer, folder)
 
 
+def _saved_config(run_dir: Path, settings: RunSettings):
+    """An hf: run's own copy of its transformers config (None for a ladder run)."""
+    if not is_hf(settings.model.name):
+        return None
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(run_dir / HF_CONFIG_FILE))
+
+
+def _with_tied(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict with a tied weight that the checkpoint holds under one of its names only."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    for tied in names.values():
+        present = [n for n in tied if n in state]
+        for name in tied:
+            if name not in state and present:
+                state[name] = state[present[0]]
+    return state
+
+
 def to_hf(loaded: LoadedRun):
-    """The run's model as a transformers LlamaForCausalLM and a fast tokenizer (in memory)."""
+    """The run's model as a transformers causal LM (an hf: run's own class; ``LlamaForCausalLM`` for the
+    ladder) and a fast tokenizer, in memory."""
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-    config = loaded.model.config
-    config.tie_word_embeddings = loaded.settings.model.tie_embeddings
-    config.use_cache = True
-    hf = LlamaForCausalLM(config)
-    hf.model.load_state_dict(loaded.model.body.state_dict())
-    with torch.no_grad():
-        hf.lm_head.weight.copy_(loaded.model.head.weight)
-    eos_id = loaded.tokenizer.token_to_id(EOS)
-    hf.config.eos_token_id = hf.config.bos_token_id = eos_id
-    hf.generation_config.eos_token_id = hf.generation_config.bos_token_id = eos_id
-    fast = PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+    eos = eos_id(loaded.tokenizer)
+    eos_token = loaded.tokenizer.id_to_token(eos)
+    fast = PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer, eos_token=eos_token, bos_token=eos_token,
+                                   pad_token=eos_token)
+    if isinstance(loaded.model, HFCausalLM):
+        hf = loaded.model.lm
+        hf.config.use_cache = True
+    else:
+        config = loaded.model.config
+        config.tie_word_embeddings = loaded.settings.model.tie_embeddings
+        config.use_cache = True
+        hf = LlamaForCausalLM(config)
+        hf.model.load_state_dict(loaded.model.body.state_dict())
+        with torch.no_grad():
+            hf.lm_head.weight.copy_(loaded.model.head.weight)
+        hf.config.bos_token_id = hf.generation_config.bos_token_id = eos
+    hf.config.eos_token_id = hf.generation_config.eos_token_id = eos  # the separator the data was written with
     return hf.eval(), fast
 
 
 def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = None) -> Path:
-    """Write a Hugging Face folder (LlamaForCausalLM + fast tokenizer) that from_pretrained loads."""
+    """Write a Hugging Face folder (the run's model class + fast tokenizer) that from_pretrained loads."""
     hf, fast = to_hf(load_run(run_dir, step=step))
     out_dir = Path(out_dir)
     hf.save_pretrained(out_dir)
@@ -249,12 +278,15 @@ def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = No
     return out_dir
 
 
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """The weights of a run folder (any ZeRO stage) or an exported Hugging Face folder, named as the
-    ladder model's state dict."""
+def read_weights(source: str | Path, *, like: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of a run folder (any ZeRO stage) or a Hugging Face folder, named as ``like``'s parameters
+    (tied ones under each name): a ladder model reads a Llama folder, an hf: model any folder of its class."""
+    folder = Path(source)
     if (folder / "settings.yaml").is_file():
-        return load_run(folder).model.state_dict()
-    from transformers import AutoModelForCausalLM
-
-    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    return {f"body.{k}": v for k, v in hf.model.state_dict().items()} | {"head.weight": hf.lm_head.weight}
+        loaded = load_run(folder).model
+        return {k: v.detach() for k, v in loaded.named_parameters(remove_duplicate=False)}
+    weights = pretrained_weights(source)
+    if isinstance(like, HFCausalLM):
+        return weights
+    renamed = {"lm.lm_head.weight": "head.weight"}  # a Llama folder read by the ladder model
+    return {renamed.get(k, "body." + k.removeprefix("lm.model.")): v for k, v in weights.items()}

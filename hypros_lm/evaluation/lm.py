@@ -16,7 +16,6 @@ from hypros_lm.data import TokenBlocks, resolve_source
 from hypros_lm.data.pipeline import prepared_blocks
 from hypros_lm.evaluation.figures import entropy_histogram, reliability_diagram
 from hypros_lm.metrics import BinSums, bin_sums, ece_from_bins, expected_calibration_error, mce_from_bins, reliability_table
-from hypros_lm.scoring import token_scores
 
 SCORES = ("log", "brier", "spherical", "entropy", "correct")
 ECE_BINS = (10, 15)  # 10 as the study asks, 15 as in Guo et al. (2017)
@@ -75,17 +74,6 @@ def evaluate_blocks(
         result["reliability_10"] = reliability_table(bins[10])
         result["_tokens"] = tokens
     return result
-
-
-class HFScorer(torch.nn.Module):
-    """Gives an exported Hugging Face causal LM the ``model(x, y, lam, per_token=True)`` interface."""
-    def __init__(self, hf_model):
-        super().__init__()
-        self.hf = hf_model
-
-    def forward(self, input_ids, targets, lam=0.0, *, bounded="brier", per_token=True):
-        hidden = self.hf.model(input_ids=input_ids).last_hidden_state
-        return token_scores(hidden, self.hf.lm_head.weight, targets)
 
 
 def rolling_windows(ids: list[int], *, prefix_id: int, max_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

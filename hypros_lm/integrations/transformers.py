@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from hypros_lm.scoring.api import LambdaSchedule
-from hypros_lm.scoring.fused import ScoreOutput, fused_linear_score
+from hypros_lm.scoring.fused import ScoreOutput
+from hypros_lm.scoring.head import score_hidden
 
 # config.model_type of the architectures whose causal-LM head is `lm_head(hidden)` (+ Gemma-2's soft-cap)
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gemma2")
@@ -46,6 +47,8 @@ class ScoringState:
     chunk_size: int | None = None
     softcap: float | None = None
     ignore_index: int = -100
+    score_columns: Tensor | None = None
+    """Token ids the score is restricted to (a classifier's label words), or None for the whole vocabulary."""
     sums: dict[str, Tensor] = field(default_factory=dict)
     """Token-weighted component sums of the training forwards since the last ``pop_components``, kept as
     detached tensors on the model's device: no host synchronisation per forward, one when logged."""
@@ -100,18 +103,21 @@ def patch_causal_lm(
 
 
 def _wrap_head(head: nn.Linear) -> None:
-    """The head's forward on this instance: plain logits, or the fused score when given targets."""
+    """The head's forward on this instance: plain logits, or, given the scoring state, what
+    :func:`~hypros_lm.scoring.head.score_hidden` returns for the targets and options (the training stack
+    passes ``lam``, ``bounded``, ``per_token``, ``columns`` and ``component_grad_norms`` per call)."""
     plain = head.forward
 
     def forward(hidden: Tensor, *, hypros_targets: Tensor | None = None, hypros_state: ScoringState | None = None,
-                num_items_in_batch: Tensor | int | None = None) -> Tensor | ScoreOutput:
-        if hypros_targets is None:
+                num_items_in_batch: Tensor | int | None = None, **options: Any) -> Tensor | ScoreOutput:
+        if hypros_state is None:
             return plain(hidden)
         s = hypros_state
-        return fused_linear_score(
-            hidden, head.weight, hypros_targets, lam=s.lam, bounded=s.bounded, bias=head.bias,
-            ignore_index=s.ignore_index, num_items_in_batch=num_items_in_batch, label_smoothing=s.label_smoothing,
-            z_loss=s.z_loss, softcap=s.softcap, chunk_size=s.chunk_size,
+        return score_hidden(
+            hidden, head.weight, hypros_targets, options.pop("lam", s.lam), bias=head.bias,
+            bounded=options.pop("bounded", s.bounded), ignore_index=s.ignore_index,
+            num_items_in_batch=num_items_in_batch, label_smoothing=s.label_smoothing, z_loss=s.z_loss,
+            softcap=s.softcap, chunk_size=s.chunk_size, score_columns=s.score_columns, **options,
         )
 
     head.forward = forward

@@ -2,6 +2,7 @@
 
 from hypros_lm.models.attention import resolve_attention
 from hypros_lm.models.head import ScoringHead
+from hypros_lm.models.hf import HFCausalLM, has_weights, hf_config, hf_tokenizer, is_hf
 from hypros_lm.models.ladder import MODEL_SIZES, ModelSize, get_model_size
 from hypros_lm.models.lm import (
     DecoderLM,
@@ -11,12 +12,14 @@ from hypros_lm.models.lm import (
     initial_value,
     llama_config,
     matmul_parameters,
+    model_dimensions,
     model_vocab_size,
     param_shape,
 )
 
 __all__ = [
-    "MODEL_SIZES", "DecoderLM", "ModelSettings", "ModelSize", "ScoringHead", "build_model", "flops_per_token",
-    "get_model_size", "initial_value", "llama_config", "matmul_parameters", "model_vocab_size", "param_shape",
+    "MODEL_SIZES", "DecoderLM", "HFCausalLM", "ModelSettings", "ModelSize", "ScoringHead", "build_model",
+    "flops_per_token", "get_model_size", "has_weights", "hf_config", "hf_tokenizer", "initial_value", "is_hf",
+    "llama_config", "matmul_parameters", "model_dimensions", "model_vocab_size", "param_shape",
     "resolve_attention",
 ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hypros_lm.scoring import ScoreOutput, fused_linear_score, token_scores
+from hypros_lm.scoring import ScoreOutput
+from hypros_lm.scoring.head import score_hidden
 
 
 class ScoringHead(nn.Module):
@@ -44,32 +45,10 @@ class ScoringHead(nn.Module):
         per_token: bool = False,
         columns: Tensor | None = None,
     ) -> ScoreOutput | dict[str, Tensor] | Tensor:
-        """Score (B, T, d) hidden states against (B, T) targets.
-
-        Without targets: the (B, T, V) logits (generation, export checks), or only the given
-        ``columns`` (B, T, len(columns)), e.g. a classifier's label words. With ``per_token``: the
-        per-token scores of :func:`token_scores` over the non-ignored tokens (evaluation).
-        """
-        if targets is None:
-            weight = self.weight if columns is None else self.weight[columns.to(self.weight.device)]
-            return hidden @ weight.T
-        if per_token:
-            return token_scores(hidden, self.weight, targets, ignore_index=self.ignore_index, chunk_size=self.chunk_size)
-        weight = self.weight
-        if self.score_columns is not None:
-            weight, targets = self._restrict(targets)
-        return fused_linear_score(
-            hidden, weight, targets, lam=lam, bounded=bounded, ignore_index=self.ignore_index, chunk_size=self.chunk_size,
-            label_smoothing=self.label_smoothing, component_grad_norms=component_grad_norms,
+        """Score (B, T, d) hidden states against (B, T) targets: :func:`~hypros_lm.scoring.head.score_hidden`
+        with this head's weight and options."""
+        return score_hidden(
+            hidden, self.weight, targets, lam, bounded=bounded, ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing, chunk_size=self.chunk_size, component_grad_norms=component_grad_norms,
+            per_token=per_token, columns=columns, score_columns=self.score_columns,
         )
-
-    def _restrict(self, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """The score_columns rows of the weight, and the targets as positions among them."""
-        columns = self.score_columns.to(targets.device)
-        position = torch.full((self.weight.shape[0],), -1, dtype=torch.long, device=targets.device)
-        position[columns] = torch.arange(columns.numel(), device=targets.device)
-        scored = targets != self.ignore_index
-        mapped = torch.where(scored, position[targets.clamp(min=0)], targets)
-        if bool((mapped[scored] < 0).any()):
-            raise ValueError("a target token is not among the head's score_columns (the label words)")
-        return self.weight[columns], mapped

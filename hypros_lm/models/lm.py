@@ -12,6 +12,8 @@ from transformers import LlamaConfig, LlamaModel
 
 from hypros_lm.models.attention import Attention, resolve_attention
 from hypros_lm.models.head import ScoringHead
+from hypros_lm.models.hf import HFCausalLM, build_hf_model, hf_config, is_hf
+from hypros_lm.models.shapes import param_shape
 from hypros_lm.models.ladder import MODEL_SIZES, get_model_size
 from hypros_lm.scoring import ScoreOutput
 
@@ -19,7 +21,9 @@ from hypros_lm.scoring import ScoreOutput
 @dataclass(kw_only=True)
 class ModelSettings:
     name: str = "nano"
-    """Rung of the size ladder: nano, micro, tiny, small, base, large."""
+    """Rung of the size ladder (nano, micro, tiny, small, base, large), or hf:<config.json, folder or hub name>
+    for a Hugging Face causal LM (Llama, Mistral, Qwen2, GPT-2, GPT-NeoX/Pythia, Gemma-2); a folder with
+    weights starts from them, its tokenizer is used."""
     attention: Attention = "auto"
     """auto (flash-attention 2 on CUDA when installed, else SDPA), sdpa, flash_attention_2 or eager."""
     activation_checkpointing: bool = False
@@ -30,13 +34,19 @@ class ModelSettings:
     """Model vocabulary; None takes the tokenizer's, rounded up to a multiple of 64."""
 
     def __post_init__(self) -> None:
-        get_model_size(self.name)
+        if not is_hf(self.name):
+            get_model_size(self.name)
+        elif self.tie_embeddings or self.vocab_size is not None:
+            raise ValueError(f"model.tie_embeddings and model.vocab_size do not apply to {self.name}: an hf: model's "
+                             f"config decides both; leave them unset")
         if self.attention not in ("auto", "sdpa", "flash_attention_2", "eager"):
             raise ValueError(f"model.attention={self.attention!r}; use auto, sdpa, flash_attention_2 or eager")
 
 
 def model_vocab_size(settings: ModelSettings, tokenizer_vocab: int) -> int:
     """The model's vocabulary for a tokenizer; raises if a fixed size cannot hold the tokenizer's ids."""
+    if is_hf(settings.name):
+        return _hf_vocab_size(settings.name, hf_config(settings.name), tokenizer_vocab)
     if settings.vocab_size is None:
         return -(-tokenizer_vocab // 64) * 64
     if settings.vocab_size < tokenizer_vocab:
@@ -45,6 +55,14 @@ def model_vocab_size(settings: ModelSettings, tokenizer_vocab: int) -> int:
             f"set model.vocab_size >= {tokenizer_vocab} or leave it unset to follow the tokenizer"
         )
     return settings.vocab_size
+
+
+def _hf_vocab_size(name: str, config, tokenizer_vocab: int) -> int:
+    if config.vocab_size < tokenizer_vocab:
+        raise ValueError(f"{name}'s vocabulary of {config.vocab_size} cannot hold the tokenizer's {tokenizer_vocab} "
+                         f"ids; give its own tokenizer (a tokenizer.json in its folder, or data.tokenizer) or a "
+                         f"smaller data.vocab_size")
+    return config.vocab_size
 
 
 def llama_config(settings: ModelSettings, vocab_size: int, *, attn: str | None = None,
@@ -88,10 +106,13 @@ class DecoderLM(nn.Module):
     def num_parameters(self) -> int:
         return sum(param_shape(p).numel() for p in self.parameters())  # tied weights counted once
 
+    def score_over(self, columns: Tensor | None) -> None:
+        """Restrict the training score to these token ids (a classifier's label words)."""
+        self.head.score_columns = columns
 
-def param_shape(param: Tensor) -> torch.Size:
-    """A parameter's full shape, also when it is a partitioned shard (ZeRO-3 keeps it in ``ds_shape``)."""
-    return getattr(param, "ds_shape", param.shape)
+    def seed_name(self, name: str) -> str:
+        """The name a parameter's initial value is drawn under (:func:`initial_value`): its own."""
+        return name
 
 
 INIT_STD = 0.02
@@ -100,55 +121,78 @@ INIT_STD = 0.02
 def initial_value(name: str, shape: tuple[int, ...], seed: int) -> Tensor:
     """The initial fp32 value of parameter ``name``: a pure function of (seed, name, shape).
 
-    Weight matrices are N(0, 0.02²) as in Llama/GPT-2, norm gains (the only 1-D parameters) are ones.
-    Drawing each parameter from its own seeded generator, rather than in module-construction order,
-    makes a model built whole and one built already partitioned (ZeRO-3's ``zero.Init``, written one
+    Weight matrices are N(0, 0.02²) as in Llama/GPT-2; biases are zeros and the other 1-D parameters (norm
+    gains) ones. Drawing each parameter from its own seeded generator, rather than in module-construction
+    order, makes a model built whole and one built already partitioned (ZeRO-3's ``zero.Init``, written one
     parameter at a time) start from the same weights.
     """
     if len(shape) == 1:
-        return torch.ones(shape)
+        return torch.zeros(shape) if name.endswith(".bias") else torch.ones(shape)
     gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{name}".encode()))  # the CPU generator keeps 32 bits
     return torch.empty(shape).normal_(0.0, INIT_STD, generator=gen)
 
 
-def matmul_parameters(config: LlamaConfig) -> int:
-    """Parameters that take part in matrix multiplies: every projection and the head; not the input
-    embedding table (a lookup) unless it is tied to the head, and not the norm gains."""
-    d, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
-    head_dim = d // config.num_attention_heads
-    attention = 2 * d * head_dim * (config.num_attention_heads + config.num_key_value_heads)  # q, o; k, v
-    return layers * (attention + 3 * d * inter) + config.vocab_size * d
+def matmul_parameters(model: nn.Module) -> int:
+    """Parameters that take part in matrix multiplies: every weight matrix of the model, but not the input
+    embedding tables (lookups: token and, in GPT-2, position embeddings) unless one is tied to the head, and
+    not the 1-D norm gains and biases. Counted from the model itself, so it holds for any architecture."""
+    head = _output_weight(model)
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} - {id(head)}
+    return sum(param_shape(p).numel() for p in model.parameters() if len(param_shape(p)) >= 2 and id(p) not in lookups)
 
 
-def flops_per_token(config: LlamaConfig, seq_len: int) -> int:
+def _output_weight(model: nn.Module) -> Tensor:
+    return model.head.weight if isinstance(model, DecoderLM) else model.lm.get_output_embeddings().weight
+
+
+def flops_per_token(model: nn.Module, seq_len: int) -> int:
     """Model FLOPs of one token's forward and backward pass, as in PaLM (Chowdhery et al. 2022), appendix B:
 
         6·N + 12·L·H·Q·T
 
     N: parameters in matrix multiplies (:func:`matmul_parameters`), 2 FLOPs each forward and 4 backward;
-    L layers, H heads of dimension Q, T the sequence length: the attention scores Q·Kᵀ and the weighted
-    sum with V, 4·H·Q·T per layer forward, twice that backward, counted in full (not halved by the
-    causal mask). Recomputation under activation checkpointing is not counted: these are model FLOPs,
-    the numerator of MFU.
+    L layers, H heads of dimension Q (from the model's config), T the sequence length: the attention scores
+    Q·Kᵀ and the weighted sum with V, 4·H·Q·T per layer forward, twice that backward, counted in full (not
+    halved by the causal mask). Recomputation under activation checkpointing is not counted: these are model
+    FLOPs, the numerator of MFU.
     """
-    head_dim = config.hidden_size // config.num_attention_heads
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     attention = 12 * config.num_hidden_layers * config.num_attention_heads * head_dim * seq_len
-    return 6 * matmul_parameters(config) + attention
+    return 6 * matmul_parameters(model) + attention
+
+
+def model_dimensions(settings: ModelSettings) -> tuple[int, int]:
+    """(hidden size, positions) of a rung or an ``hf:`` config, known before the model is built."""
+    if is_hf(settings.name):
+        config = hf_config(settings.name)
+        return config.hidden_size, config.max_position_embeddings
+    size = get_model_size(settings.name)
+    return size.hidden_size, size.max_positions
 
 
 def build_model(
     settings: ModelSettings, tokenizer_vocab: int, *, label_smoothing: float = 0.0, chunk_size: int | None = None,
-    half_precision: bool = False,
-) -> DecoderLM:
-    model = DecoderLM(
-        llama_config(settings, model_vocab_size(settings, tokenizer_vocab), half_precision=half_precision),
-        label_smoothing=label_smoothing,
-        chunk_size=chunk_size,
-    )
+    half_precision: bool = False, attention: str | None = None, config: Any = None,
+) -> DecoderLM | HFCausalLM:
+    """A ladder rung (:class:`DecoderLM`) or an ``hf:`` model (:class:`HFCausalLM`), freshly initialised.
+    ``config`` replaces the config an ``hf:`` name points to (a run folder's saved copy)."""
+    attn = attention or resolve_attention(settings.attention, half_precision=half_precision)
+    if is_hf(settings.name):
+        config = config if config is not None else hf_config(settings.name)
+        _hf_vocab_size(settings.name, config, tokenizer_vocab)
+        model = build_hf_model(settings.name, attention=attn, label_smoothing=label_smoothing, chunk_size=chunk_size,
+                               config=config)
+        body = model.lm.base_model
+    else:
+        vocab = model_vocab_size(settings, tokenizer_vocab)
+        model = DecoderLM(llama_config(settings, vocab, attn=attn), label_smoothing=label_smoothing,
+                          chunk_size=chunk_size)
+        body = model.body
     if settings.activation_checkpointing:
-        model.body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
 __all__ = ["DecoderLM", "ModelSettings", "build_model", "flops_per_token", "initial_value", "llama_config",
-           "matmul_parameters", "model_vocab_size", "param_shape"]
+           "matmul_parameters", "model_dimensions", "model_vocab_size", "param_shape"]

@@ -5,7 +5,7 @@
     ranks: 1
     base: {data: {...}, train: {...}}          # shared run settings (any RunSettings key)
     variations: {log: {loss: {name: log}}, hypros: {loss: {name: hypros}}}
-    models: [nano, micro]
+    models: [nano, micro]     # ladder rungs, or hf:<config, folder or hub name> (runs named by its folder)
     seeds: [1, 2, 3]
     evaluations: {test: {data: wikitext-2-v1, split: test}, shift-lambada: {data: lambada, split: test}}
     # or a task's own evaluation: {task: imdb, split: test, limit: 2000}, {task: sst2, split: validation, perturb: swap:0.05}
@@ -37,6 +37,7 @@ import yaml
 from hypros_lm import resources
 from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data.perturb import parse
+from hypros_lm.models.hf import model_label
 from hypros_lm.tasks import family_for
 
 STUDY_KEYS = {"name", "description", "task", "ranks", "base", "variations", "models", "seeds", "evaluations",
@@ -203,11 +204,12 @@ def expand(study: Study, out_root: Path) -> list[RunSpec]:
     """One RunSpec per (variation, model, seed), each with fully built and checked settings."""
     runs = []
     for variation, overrides in study.variations.items():
-        for model in study.models:
+        for model_name in study.models:
+            model = model_label(model_name)  # hf:<path> -> the folder's name
             for seed in study.seeds:
                 name = f"{variation}-{model}-s{seed}"
                 tree = _merge(_merge(study.base, overrides),
-                              {"model": {"name": model}, "train": {"seed": seed, "out": str(out_root / name)}})
+                              {"model": {"name": model_name}, "train": {"seed": seed, "out": str(out_root / name)}})
                 cell = {"variation": variation, "model": model, "seed": seed}
                 tree = {sec: {k: v.format(**cell) if isinstance(v, str) else v for k, v in values.items()}
                         for sec, values in tree.items()}

@@ -247,7 +247,7 @@ class ClassificationFamily(TaskFamily):
 
     def configure_model(self, model, prepared: PreparedData, *, task: TaskSettings) -> None:
         if task.score_over == "labels":
-            model.head.score_columns = torch.tensor(prepared.train.label_tokens)
+            model.score_over(torch.tensor(prepared.train.label_tokens))
 
     def evaluate(self, model, prepared: PreparedData, *, batches: int, batch_size: int, lam: float, bounded: str,
                  rank: int, world: int, device) -> dict[str, Any]:

@@ -103,8 +103,12 @@ def model_init_context(ds_config: dict[str, Any]):
     if zero_stage(ds_config) != 3:
         return contextlib.nullcontext()
     import deepspeed
+    from transformers.integrations.deepspeed import prevent_arange_dtype_change
 
-    return deepspeed.zero.Init(config_dict_or_path=ds_config)
+    stack = contextlib.ExitStack()
+    stack.enter_context(prevent_arange_dtype_change())  # RoPE buffers keep their fp32 arange under a bf16 zero.Init
+    stack.enter_context(deepspeed.zero.Init(config_dict_or_path=ds_config))
+    return stack
 
 
 def is_partitioned(param: torch.Tensor) -> bool:

@@ -25,8 +25,18 @@ from hypros_lm.data import BlockOrder, PreparedData, save_tokenizer
 from hypros_lm.data.sources import use_offline_copies
 from hypros_lm.evaluation.zeroshot import OFFLINE_TASKS, parse_task_limits
 from hypros_lm.files import ensure_writable
-from hypros_lm.models import MODEL_SIZES, build_model, flops_per_token, initial_value, resolve_attention
-from hypros_lm.runs import latest_checkpoint, load_checkpoint, read_weights, save_checkpoint
+from hypros_lm.models import (
+    build_model,
+    flops_per_token,
+    has_weights,
+    hf_config,
+    initial_value,
+    is_hf,
+    model_dimensions,
+    resolve_attention,
+)
+from hypros_lm.models.hf import hf_source
+from hypros_lm.runs import HF_CONFIG_FILE, latest_checkpoint, load_checkpoint, read_weights, save_checkpoint
 from hypros_lm.scoring import Objective, build_objective
 from hypros_lm.scoring.schedules import learning_rate
 from hypros_lm.tasks import TaskFamily, family_for
@@ -60,11 +70,11 @@ from hypros_lm.training.watchdog import Watchdog
 
 def check_run(settings: RunSettings) -> Path:
     """Every check that needs no heavy work; returns the run folder (created, writable)."""
-    size = MODEL_SIZES[settings.model.name]
-    if settings.data.seq_len > size.max_positions:
+    _, positions = model_dimensions(settings.model)
+    if settings.data.seq_len > positions:
         raise ValueError(
             f"data.seq_len={settings.data.seq_len} exceeds model {settings.model.name!r}'s "
-            f"{size.max_positions} positions; lower --seq-len or pick a larger model"
+            f"{positions} positions; lower --seq-len or pick a larger model"
         )
     resolve_ds_config(settings.train.ds_config)
     family_for(settings.task.name).check(data=settings.data, task=settings.task, model=settings.model)
@@ -141,6 +151,9 @@ def _train(settings: RunSettings, out: Path, rank: int, world: int) -> None:
     loggers = make_loggers(settings, out, resumed_step=start_step if settings.train.resume else None, rank=rank)
     clock = Clock(elapsed)
     t, tokens_per_step = settings.train, settings.train.micro_batch_size * settings.data.seq_len * world * settings.train.grad_accum
+    if t.eval_at_start and t.eval_every and start_step == 0:
+        lam = run.objective.schedule(0)
+        _emit(run, loggers, {"step": 0, "tokens": 0, "split": "val", "lambda": lam, **evaluate(run, lam)}, clock, 0)
     last_log = (time.perf_counter(), start_step)
     for step in range(start_step + 1, t.max_steps + 1):  # steps are numbered from 1; λ uses step − 1
         lam = run.objective.schedule(step - 1)
@@ -184,8 +197,7 @@ def _train(settings: RunSettings, out: Path, rank: int, world: int) -> None:
 
 def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     log = print if rank == 0 else (lambda _msg: None)
-    ds_config = load_ds_config(settings.train, settings.optim, world,
-                               hidden_size=MODEL_SIZES[settings.model.name].hidden_size)
+    ds_config = load_ds_config(settings.train, settings.optim, world, hidden_size=model_dimensions(settings.model)[0])
     family = family_for(settings.task.name)
     data = family.prepare(data=settings.data, task=settings.task, log=log)
     torch.manual_seed(settings.train.seed)
@@ -193,11 +205,14 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
         model = build_model(settings.model, data.tokenizer.get_vocab_size(), label_smoothing=settings.loss.label_smoothing,
                             chunk_size=settings.loss.chunk_size, half_precision=settings.train.precision == "bf16")
     family.configure_model(model, data, task=settings.task)
-    if settings.task.init_from:
-        _load_initial_weights(model, settings.task.init_from, rank)
-        log(f"init: weights from {settings.task.init_from}")
+    pretrained = settings.task.init_from or (hf_source(settings.model.name) if is_hf(settings.model.name)
+                                             and has_weights(settings.model.name) else None)
+    if pretrained:
+        _load_initial_weights(model, pretrained, rank)
+        log(f"init: weights from {pretrained}")
     else:
-        assign_parameters(model, lambda name, shape: initial_value(name, shape, settings.train.seed), rank=rank)
+        assign_parameters(model, lambda name, shape: initial_value(model.seed_name(name), shape, settings.train.seed),
+                          rank=rank)
     if rank == 0:
         _write_run_files(settings, out, data, world, model.num_parameters())
     log(f"model: {settings.model.name}, {model.num_parameters() / 1e6:.2f}M parameters, "
@@ -207,7 +222,7 @@ def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     objective = build_objective(settings.loss, settings.train.max_steps)
     log(f"loss: {objective.name} (bounded={objective.bounded}); data: {len(data.train)} train and {len(data.val)} val "
         f"sequences of {settings.data.seq_len} tokens")
-    flops = flops_per_token(model.config, settings.data.seq_len)
+    flops = flops_per_token(model, settings.data.seq_len)
     peak, peak_source = device_peak_tflops(settings.train.precision, settings.telemetry.peak_tflops)
     log(f"efficiency: {flops / 1e6:.1f} MFLOP per token (6·N + 12·L·H·Q·T); peak for MFU: "
         f"{f'{peak:g} TFLOP/s, ' if peak else ''}{peak_source}")
@@ -228,11 +243,11 @@ def _load_initial_weights(model, init_from: str, rank: int) -> None:
     reads the weights; the size check's verdict is shared so that every rank stops together.
     """
     partitioned = any(is_partitioned(p) for p in model.parameters())
-    state = read_weights(Path(init_from)) if rank == 0 or not partitioned else None
+    state = read_weights(init_from, like=model) if rank == 0 or not partitioned else None
     error = None
     if state is not None and parameter_shapes(model) != {k: tuple(v.shape) for k, v in state.items()}:
-        error = (f"task.init_from={init_from} holds a model of another size or vocabulary than "
-                 f"model.name; set --model to the pretrained run's size")
+        error = (f"{init_from} holds a model of another architecture, size or vocabulary than "
+                 f"model.name; set --model to the pretrained model's")
     if partitioned:
         shared = [error]
         dist.broadcast_object_list(shared, src=0)
@@ -244,6 +259,8 @@ def _load_initial_weights(model, init_from: str, rank: int) -> None:
 
 def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int, params: int) -> None:
     save_tokenizer(data.tokenizer, out)
+    if is_hf(settings.model.name):  # the architecture, kept with the run: the hf: source may move or be offline
+        hf_config(settings.model.name).to_json_file(str(out / HF_CONFIG_FILE))
     (out / "settings.yaml").write_text(yaml.safe_dump(settings.to_dict(), sort_keys=False))
     env = {"num_parameters": params, **environment(world, data.sources)}
     (out / "environment.json").write_text(json.dumps(env, indent=2))

@@ -15,7 +15,8 @@ from hypros_lm.cli import run_main
 from hypros_lm.commands.evaluate.options import add_device_options, add_model_source, parse_model_source
 from hypros_lm.data import load_tokenizer
 from hypros_lm.evaluation.device import choose_device
-from hypros_lm.evaluation.lm import HFScorer, evaluate_and_write
+from hypros_lm.evaluation.lm import evaluate_and_write
+from hypros_lm.models import HFCausalLM
 from hypros_lm.runs import load_run
 
 
@@ -39,7 +40,7 @@ def main(argv: list[str]) -> None:
 
         if args.data is None:
             parser.error("--data is required with --hf-dir")
-        model = HFScorer(AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=torch.float32))
+        model = HFCausalLM(AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=torch.float32))
         tokenizer, data_name, seq_len, label = load_tokenizer(args.hf_dir), args.data, args.seq_len or 128, args.hf_dir
         run_precision = "fp32"
     else:

@@ -1,0 +1,145 @@
+"""Any supported Hugging Face causal LM in the stack: ``--model hf:<config.json, folder or hub name>``.
+
+The model is transformers' own class (``AutoModelForCausalLM``), patched by the drop-in integration
+(:func:`hypros_lm.integrations.transformers.patch_causal_lm`), so the fused score runs inside the model's
+own ``lm_head`` forward: one code path for the stack and for users' scripts. :class:`HFCausalLM` gives it
+the stack's interface, ``model(input_ids, targets, lam, **head_options)``, the same as the ladder's
+:class:`~hypros_lm.models.lm.DecoderLM`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hypros_lm.integrations.transformers import SUPPORTED_MODEL_TYPES, patch_causal_lm
+from hypros_lm.models.shapes import param_shape
+from hypros_lm.scoring import ScoreOutput
+
+PREFIX = "hf:"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def is_hf(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+def hf_source(name: str) -> str:
+    """The path or hub name after ``hf:``."""
+    return name[len(PREFIX):]
+
+
+def model_label(name: str) -> str:
+    """A short name for run folders and tables: the rung, or an hf: model's folder or hub name without its owner
+    (``hf:EleutherAI/pythia-160m`` → ``pythia-160m``; ``hf:configs/hf/llama.json`` → ``llama``)."""
+    if not is_hf(name):
+        return name
+    path = Path(hf_source(name).rstrip("/"))
+    return path.stem if path.suffix == ".json" and path.stem != "config" else (
+        path.parent.name if path.suffix == ".json" else path.name)
+
+
+def hf_folder(name: str) -> Path | None:
+    """The local folder of an ``hf:`` model (a config.json's folder), or None for a hub name."""
+    path = Path(hf_source(name)).expanduser()
+    if path.is_file():
+        return path.parent
+    return path if path.is_dir() else None
+
+
+def has_weights(name: str) -> bool:
+    """Whether an ``hf:`` model names pretrained weights: a local folder holding them, or a hub name."""
+    if Path(hf_source(name)).expanduser().is_file():
+        return False  # a bare config.json: randomly initialised
+    folder = hf_folder(name)
+    return folder is None or any((folder / f).is_file() for f in WEIGHT_FILES)
+
+
+def hf_tokenizer(name: str) -> str | None:
+    """Where the model's tokenizer is (its folder, or the hub name), or None when a local folder has none."""
+    folder = hf_folder(name)
+    if folder is None:
+        return hf_source(name)
+    return str(folder) if (folder / "tokenizer.json").is_file() else None
+
+
+def hf_config(name: str):
+    """The transformers config of an ``hf:`` model; a clear error for a missing path or an unsupported type."""
+    from transformers import AutoConfig
+
+    source = hf_source(name)
+    path = Path(source).expanduser()
+    looks_local = path.suffix == ".json" or source.startswith((".", "/", "~")) or path.exists()
+    if looks_local and not (path.is_file() or (path / "config.json").is_file()):
+        raise FileNotFoundError(f"model.name={name!r}: no config.json at {path}; give a config.json, a folder "
+                                f"holding one, or a hub name (online)")
+    try:
+        config = AutoConfig.from_pretrained(str(path) if looks_local else source)
+    except OSError as err:
+        raise FileNotFoundError(f"model.name={name!r}: cannot read its config ({err}); offline, give a local folder "
+                                f"(HF_HUB_OFFLINE is {os.environ.get('HF_HUB_OFFLINE', 'unset')})") from err
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"model.name={name!r} is a {config.model_type!r} model; the stack trains "
+                         f"{', '.join(SUPPORTED_MODEL_TYPES)} causal LMs")
+    return config
+
+
+class HFCausalLM(nn.Module):
+    """A patched transformers ``*ForCausalLM`` (``self.lm``, saved and exported as that class) with the
+    stack's call: the body's final hidden states scored by the model's own head, never N×V logits."""
+
+    def __init__(self, lm: nn.Module, *, label_smoothing: float = 0.0, chunk_size: int | None = None):
+        super().__init__()
+        self.lm = patch_causal_lm(lm, label_smoothing=label_smoothing, chunk_size=chunk_size)
+        self.config = lm.config
+
+    def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0,
+                **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
+        hidden = self.lm.base_model(input_ids=input_ids).last_hidden_state
+        head = self.lm.get_output_embeddings()
+        return head(hidden, hypros_targets=targets, hypros_state=self.lm.hypros, lam=lam, **head_options)
+
+    def score_over(self, columns: Tensor | None) -> None:
+        """Restrict the training score to these token ids (a classifier's label words)."""
+        self.lm.hypros.score_columns = columns
+
+    def seed_name(self, name: str) -> str:
+        """The ladder's name for a parameter (``body.…``, ``head.weight``): initial values are drawn per
+        name, so a Llama config equal to a rung starts from the rung's weights."""
+        body = f"lm.{self.lm.base_model_prefix}."
+        if name.startswith(body):
+            return "body." + name[len(body):]
+        head = next(n for n, m in self.lm.named_modules() if m is self.lm.get_output_embeddings())
+        return "head.weight" if name == f"lm.{head}.weight" else name
+
+    def num_parameters(self) -> int:
+        return sum(param_shape(p).numel() for p in self.parameters())
+
+
+def build_hf_model(name: str, *, attention: str, label_smoothing: float = 0.0, chunk_size: int | None = None,
+                   config=None) -> HFCausalLM:
+    """The architecture of an ``hf:`` model, freshly initialised (weights are written afterwards, one
+    parameter at a time, so this also runs inside ZeRO-3's ``zero.Init``)."""
+    from transformers import AutoModelForCausalLM
+
+    from transformers.initialization import no_init_weights
+
+    config = config if config is not None else hf_config(name)
+    config.use_cache = False
+    with no_init_weights():  # transformers' own init would index empty ZeRO-3 shards; the loop writes every weight
+        lm = AutoModelForCausalLM.from_config(config, attn_implementation=attention, dtype=torch.float32)
+    lm.tie_weights()  # what init_weights would have done besides initialising
+    return HFCausalLM(lm, label_smoothing=label_smoothing, chunk_size=chunk_size)
+
+
+def pretrained_weights(source: str | Path) -> dict[str, Tensor]:
+    """An HF model's weights named as :class:`HFCausalLM`'s parameters (``lm.…``, tied ones under each name)."""
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+    return {f"lm.{k}": v.detach() for k, v in lm.named_parameters(remove_duplicate=False)}

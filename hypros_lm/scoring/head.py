@@ -1,0 +1,65 @@
+"""What an LM head does with final hidden states, in one place for the ladder's ``ScoringHead`` and a patched
+Hugging Face ``lm_head`` (integrations/transformers.py) alike: logits, per-token scores or the fused score."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hypros_lm.scoring.fused import ScoreOutput, fused_linear_score, token_scores
+
+
+def score_hidden(
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor | None = None,
+    lam: float | Tensor = 0.0,
+    *,
+    bias: Tensor | None = None,
+    bounded: str = "brier",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+    num_items_in_batch: int | Tensor | None = None,
+    component_grad_norms: bool = False,
+    per_token: bool = False,
+    columns: Tensor | None = None,
+    score_columns: Tensor | None = None,
+) -> ScoreOutput | dict[str, Tensor] | Tensor:
+    """Score (B, T, d) hidden states with a (V, d) head weight.
+
+    Without targets: the (B, T, V) logits, or only the given ``columns`` (B, T, len(columns)), e.g. a
+    classifier's label words. With ``per_token``: the per-token scores of :func:`token_scores` over the
+    non-ignored tokens (evaluation). Otherwise the fused ``(1 − λ)·log + λ·bounded`` score; with
+    ``score_columns`` (a classification task's label words) over those columns only, a softmax over the
+    label set, the targets being token ids among them.
+    """
+    if targets is None:
+        rows = slice(None) if columns is None else columns.to(weight.device)
+        logits = torch.nn.functional.linear(hidden, weight[rows], None if bias is None else bias[rows])
+        return logits if softcap is None else softcap * torch.tanh(logits / softcap)
+    if per_token:
+        return token_scores(hidden, weight, targets, bias=bias, ignore_index=ignore_index, softcap=softcap,
+                            chunk_size=chunk_size)
+    if score_columns is not None:
+        weight, targets, bias = _restrict(weight, targets, bias, score_columns, ignore_index)
+    return fused_linear_score(
+        hidden, weight, targets, lam=lam, bounded=bounded, bias=bias, ignore_index=ignore_index,
+        num_items_in_batch=num_items_in_batch, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+        chunk_size=chunk_size, component_grad_norms=component_grad_norms,
+    )
+
+
+def _restrict(weight: Tensor, targets: Tensor, bias: Tensor | None, columns: Tensor,
+              ignore_index: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The ``columns`` rows of the weight (and bias), and the targets as positions among them."""
+    columns = columns.to(targets.device)
+    position = torch.full((weight.shape[0],), -1, dtype=torch.long, device=targets.device)
+    position[columns] = torch.arange(columns.numel(), device=targets.device)
+    scored = targets != ignore_index
+    mapped = torch.where(scored, position[targets.clamp(min=0)], targets)
+    if bool((mapped[scored] < 0).any()):
+        raise ValueError("a target token is not among the head's score_columns (the label words)")
+    return weight[columns], mapped, None if bias is None else bias[columns]

@@ -1,0 +1,132 @@
+"""`--model hf:<config or folder>` through the whole stack, on real WikiText-2: four architectures under the
+deepspeed launcher (ZeRO-3 = ZeRO-0), a cut-and-resumed run = the uninterrupted one, the export as the same
+class reproducing the run's validation loss, a ladder rung = its hf: Llama config, and a pretrained start."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hypros_lm.data import prepare_data
+from hypros_lm.evaluation.lm import evaluate_blocks
+from hypros_lm.models import HFCausalLM, ModelSettings, llama_config
+from hypros_lm.runs import export_hf, load_run
+from tests.helpers import REPO, read_metrics, run_deepspeed, run_python
+from tests.integrations.hf_models import small_config
+
+pytestmark = pytest.mark.slow
+ARCHITECTURES = {"llama": False, "gpt2": True, "gpt_neox": False, "qwen2": False}  # model type -> tied embeddings
+VOCAB = 2048
+STEPS = 5
+# 5 HyProS steps of 4 × 64 tokens; validation (2 micro-batches per rank) at steps 3 and 5
+RUN = ["--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4", "--data.vocab_size", str(VOCAB),
+       "--loss", "hypros", "--max-steps", str(STEPS), "--train.log_every", "1", "--train.eval_every", "3",
+       "--train.eval_batches", "2", "--telemetry.wandb", "disabled", "--optim.warmup_steps", "2"]
+FINETUNE = REPO / "launch" / "finetune.py"
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory):
+    """A config.json folder per architecture (no weights, no tokenizer: the run trains its BPE)."""
+    root = tmp_path_factory.mktemp("hf_configs")
+    for model_type, tied in ARCHITECTURES.items():
+        small_config(model_type, vocab=VOCAB, tie=tied).save_pretrained(root / model_type)
+    return root
+
+
+@pytest.fixture(scope="module")
+def arch_runs(configs, cache_dir, tmp_path_factory):
+    """(architecture, stage) -> run folder: each architecture under ZeRO-0 and ZeRO-3, 2 CPU ranks."""
+    runs = {}
+    for model_type in ARCHITECTURES:
+        for stage in ("zero0", "zero3"):
+            out = tmp_path_factory.mktemp(f"{model_type}_{stage}")
+            proc = run_deepspeed([*RUN, "--model", f"hf:{configs / model_type}", "--ds-config", stage, "--out", str(out)],
+                                 cache_dir)
+            assert f"model: hf:{configs / model_type}" in proc.stdout
+            runs[model_type, stage] = out
+    return runs
+
+
+def _train_losses(run_dir) -> list[float]:
+    return [r["loss"] for r in read_metrics(run_dir)]
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_hf_architectures_train_under_zero3_as_under_zero0(arch_runs, model_type):
+    z0, z3 = (arch_runs[model_type, stage] for stage in ("zero0", "zero3"))
+    assert [r["step"] for r in read_metrics(z3)] == list(range(1, STEPS + 1))
+    assert _train_losses(z3) == pytest.approx(_train_losses(z0), rel=1e-5)
+    assert [r["loss_log"] for r in read_metrics(z3, "val")] == pytest.approx(
+        [r["loss_log"] for r in read_metrics(z0, "val")], rel=1e-5)
+    assert _train_losses(z3)[-1] < _train_losses(z3)[0]  # it learns
+    first = read_metrics(z3)[0]
+    assert first["flops_per_token"] > 0 and first["tflops_per_device"] > 0
+
+
+def test_a_cut_and_resumed_hf_run_equals_the_uninterrupted_one(arch_runs, configs, cache_dir, tmp_path):
+    args = [*RUN, "--model", f"hf:{configs / 'gpt2'}", "--ds-config", "zero3", "--out", str(tmp_path)]
+    run_deepspeed([*args, "--train.stop_at", "3"], cache_dir)
+    resumed = run_deepspeed([*args, "--resume"], cache_dir)
+    assert "resume:" in resumed.stdout and "(step 3)" in resumed.stdout
+    full = arch_runs["gpt2", "zero3"]
+    assert _train_losses(tmp_path) == pytest.approx(_train_losses(full), rel=1e-6)
+    assert read_metrics(tmp_path, "val")[-1]["loss"] == pytest.approx(read_metrics(full, "val")[-1]["loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_the_export_is_the_same_class_and_reproduces_the_validation_loss(arch_runs, model_type, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    run = arch_runs[model_type, "zero3"]
+    loaded = load_run(run)
+    assert isinstance(loaded.model, HFCausalLM)
+    trained_class = type(loaded.model.lm)
+    exported = AutoModelForCausalLM.from_pretrained(export_hf(run, tmp_path / "hf"), dtype=torch.float32)
+    assert type(exported) is trained_class and exported.config.model_type == model_type
+    data = prepare_data(loaded.settings.data)
+    ranks = 2  # the run validated 2 micro-batches on each of 2 ranks: the same sequences as 4 on one
+    scores = evaluate_blocks(HFCausalLM(exported), data.val, 2 * ranks, loaded.settings.train.micro_batch_size)
+    assert scores["loss_log"] == pytest.approx(read_metrics(run, "val")[-1]["loss_log"], rel=1e-5)
+
+
+def test_a_ladder_rung_and_its_hf_llama_config_train_identically(cache_dir, tmp_path):
+    folder = tmp_path / "nano-as-hf"
+    llama_config(ModelSettings(name="nano"), VOCAB, attn="sdpa").save_pretrained(folder)
+    args = [*RUN, "--ds-config", "zero2"]
+    run_python([*args, "--model", "nano", "--out", str(tmp_path / "ladder")], cache_dir)
+    run_python([*args, "--model", f"hf:{folder}", "--out", str(tmp_path / "hf")], cache_dir)
+    ladder, hf = read_metrics(tmp_path / "ladder"), read_metrics(tmp_path / "hf")
+    for key in ("loss", "loss_log", "loss_brier", "grad_norm"):
+        assert [r[key] for r in hf] == pytest.approx([r[key] for r in ladder], rel=1e-6), key
+    assert hf[0]["flops_per_token"] == ladder[0]["flops_per_token"]
+
+
+def test_a_pretrained_hf_folder_starts_where_eval_lm_puts_it_and_fine_tunes(stage_runs, cache_dir, tmp_path):
+    hf = export_hf(stage_runs["zero2"], tmp_path / "demo-hf")  # the project's own trained model, as an HF folder
+    run_python(["--hf-dir", str(hf), "--data", "wikitext-2-v1", "--seq-len", "64", "--batches", "2", "--batch-size", "4",
+                "--out", str(tmp_path / "eval")], cache_dir, script=REPO / "eval" / "lm.py")
+    reported = json.loads((tmp_path / "eval" / "metrics.json").read_text())["loss_log"]
+    cont = tmp_path / "continued"
+    proc = run_python([*RUN, "--model", f"hf:{hf}", "--max-steps", "2", "--train.eval_at_start", "true",
+                       "--out", str(cont)], cache_dir)
+    assert f"init: weights from {hf}" in proc.stdout and "trained byte-level BPE" not in proc.stdout
+    start = read_metrics(cont, "val")[0]
+    assert start["step"] == 0 and start["loss_log"] == pytest.approx(reported, rel=1e-5)
+
+    ft = ["--model", f"hf:{hf}", "--max-steps", "2", "--micro-batch-size", "4", "--loss", "log-then-brier",
+          "--train.log_every", "1", "--train.eval_every", "2", "--train.eval_batches", "1", "--telemetry.wandb",
+          "disabled", "--task.train_limit", "200"]
+    run_python([*ft, "--task", "multi30k-en-de", "--seq-len", "96", "--out", str(tmp_path / "mt")], cache_dir,
+               script=FINETUNE)
+    run_python([*ft, "--task", "sst2", "--seq-len", "48", "--task.score_over", "labels", "--task.label_words",
+                " low, high", "--out", str(tmp_path / "sst2")], cache_dir, script=FINETUNE)
+    for name in ("mt", "sst2"):
+        assert [r["step"] for r in read_metrics(tmp_path / name)] == [1, 2]
+    zs = run_python([str(tmp_path / "mt"), "--tasks", "lambada_openai", "--limit", "8", "--out", str(tmp_path / "zs")],
+                    cache_dir, script=REPO / "eval" / "zeroshot.py")
+    assert "lambada_openai" in zs.stdout
+    results = json.loads((tmp_path / "zs" / "results.json").read_text())["results"]["lambada_openai_offline"]
+    assert results["sample_len"] == 8 and 0 <= results["acc,none"] <= 1 and results["perplexity,none"] > 1
