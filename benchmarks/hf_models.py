@@ -80,7 +80,7 @@ def main() -> None:
             _run([*COMMON, "--loss", "hypros", "--model", f"hf:{folder}", "--ds-config", stage, "--out", str(out)],
                  ranks=2)
             results[stage] = _summary(out)
-        (l0, v0, s0, params), (l3, v3, s3, _) = results["zero0"], results["zero3"]
+        (l0, _, s0, params), (l3, v3, s3, _) = results["zero0"], results["zero3"]
         rows.append([name, f"{params / 1e6:.2f}M", f"{l0:.4f}", f"{l3:.4f}", f"{abs(l3 - l0):.1e}", f"{v3:.4f}",
                      f"{s0:.3f}", f"{s3:.3f}"])
     print(f"HyProS, {STEPS} steps of 2 ranks × 8 × 128 tokens on WikiText-2, deepspeed --num_gpus 2 (CPU); "

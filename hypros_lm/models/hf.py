@@ -126,7 +126,6 @@ def build_hf_model(name: str, *, attention: str, label_smoothing: float = 0.0, c
     """The architecture of an ``hf:`` model, freshly initialised (weights are written afterwards, one
     parameter at a time, so this also runs inside ZeRO-3's ``zero.Init``)."""
     from transformers import AutoModelForCausalLM
-
     from transformers.initialization import no_init_weights
 
     config = config if config is not None else hf_config(name)
