@@ -1,7 +1,7 @@
 """Model-state memory per rank under each ZeRO stage, measured beside DeepSpeed's own estimate.
 
     python benchmarks/memory.py                                   # base, bf16, stages 0-3 and 3-offload, 1 and 2 ranks
-    python benchmarks/memory.py --model large --stages zero3 zero3_offload --worlds 2 --seq-len 256 --steps 3
+    python benchmarks/memory.py --model large --precision fp32 --stages zero3 zero3_offload --worlds 2 --seq-len 256
 
 Each cell is a real training run (`deepspeed --num_gpus W launch/pretrain.py`, the product's own code
 path) on real WikiText-2 for a few steps. From its metrics.jsonl (the last logged step):
@@ -17,6 +17,7 @@ path) on real WikiText-2 for a few steps. From its metrics.jsonl (the last logge
                   freed memory is rarely returned, so this is an upper bound, and includes activations,
                   DeepSpeed and Python)
     s/step        median seconds per step after the first
+    whole run s   the launch's wall time, start-up and data included
 
 The ratio state/estimate should lie within 10 % of 1.
 """
@@ -69,7 +70,7 @@ def estimate_bytes(model_name: str, vocab: int, stage: str, world: int) -> int:
 def run_cell(args, stage: str, world: int, folder: Path) -> dict:
     cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", str(world), "--master_port",
            str(29000 + os.getpid() % 1000 + world * 7 + STAGES.index(stage)), str(REPO / "launch" / "pretrain.py"),
-           "--model", args.model, "--precision", "bf16", "--ds-config", stage, "--max-steps", str(args.steps),
+           "--model", args.model, "--precision", args.precision, "--ds-config", stage, "--max-steps", str(args.steps),
            "--seq-len", str(args.seq_len), "--micro-batch-size", "1", "--data.vocab_size", str(args.vocab_size),
            "--train.log_every", "1", "--train.eval_every", "0", "--train.component_grad_every", "0",
            "--telemetry.wandb", "disabled", "--out", str(folder)]
@@ -95,9 +96,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--vocab-size", type=int, default=8192)
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     args = parser.parse_args(argv)
 
-    print(f"model {args.model}, bf16, micro-batch 1 × {args.seq_len} tokens, vocabulary {args.vocab_size}, "
+    print(f"model {args.model}, {args.precision}, micro-batch 1 × {args.seq_len} tokens, vocabulary {args.vocab_size}, "
           f"{args.steps} steps on WikiText-2; per rank, largest rank")
     print(f"{'stage':>14} {'ranks':>5} {'state MiB':>10} {'estimate MiB':>13} {'state/est':>10} {'peak RSS MiB':>13} "
           f"{'s/step':>8}", flush=True)
@@ -112,13 +114,13 @@ def main(argv: list[str]) -> None:
                 print(f"{stage:>14} {world:>5} {cell['state_mb']:>10.1f} {est:>13.1f} {cell['state_mb'] / est:>10.3f} "
                       f"{cell['peak_mb']:>13.0f} {cell['s_per_step']:>8.2f}", flush=True)
                 table.append([stage, str(world), f"{cell['state_mb']:.1f}", f"{est:.1f}", f"{cell['state_mb'] / est:.3f}",
-                              f"{cell['peak_mb']:.0f}", f"{cell['s_per_step']:.2f}"])
+                              f"{cell['peak_mb']:.0f}", f"{cell['s_per_step']:.2f}", f"{cell['wall_s']:.0f}"])
     if ("zero0", 2) in results and ("zero3", 2) in results:
         z0, z3 = results[("zero0", 2)], results[("zero3", 2)]
         print(f"2 ranks, ZeRO-3 / ZeRO-0: model states {z3['state_mb'] / z0['state_mb']:.3f}, "
               f"peak RSS {z3['peak_mb'] / z0['peak_mb']:.3f}")
     print_table(["stage", "ranks", "model states MiB (measured)", "DeepSpeed's estimate MiB", "measured / estimate",
-                 "peak RSS MiB", "s/step"], table)
+                 "peak RSS MiB", "s/step", "whole run s"], table)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,31 @@ def test_cells_fill_placeholders(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
     runs = expand(load_study(tmp_path / "s.yaml"), tmp_path)
     assert {r.settings.task.init_from for r in runs} == {"pre/log-nano-s1", "pre/hypros-nano-s1"}
+
+
+def test_hf_models_expand_into_runs_named_by_their_folder(tmp_path):
+    from tests.integrations.hf_models import small_config
+
+    small_config("gpt_neox", vocab=2048).save_pretrained(tmp_path / "neox-small")
+    study = dict(STUDY, models=["nano", f"hf:{tmp_path / 'neox-small'}"])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
+    runs = {r.name: r for r in expand(load_study(tmp_path / "s.yaml"), tmp_path / "runs")}
+    assert sorted(runs) == ["hypros-nano-s1", "hypros-neox-small-s1", "log-nano-s1", "log-neox-small-s1"]
+    assert runs["log-neox-small-s1"].settings.model.name == f"hf:{tmp_path / 'neox-small'}"
+    assert runs["log-neox-small-s1"].model == "neox-small"
+
+
+@pytest.mark.slow
+def test_runner_trains_and_evaluates_an_hf_model(tmp_path, cache_dir):
+    from tests.integrations.hf_models import small_config
+
+    small_config("qwen2", vocab=2048).save_pretrained(tmp_path / "qwen-small")
+    study = dict(STUDY, variations={"log": {"loss": {"name": "log"}}}, baselines={},
+                 models=[f"hf:{tmp_path / 'qwen-small'}"])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
+    out = tmp_path / "runs"
+    run_python([str(tmp_path / "s.yaml"), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py", timeout=600)
+    assert [r["step"] for r in read_metrics(out / "log-qwen-small-s1")] == [1, 2, 3, 4]
+    metrics = json.loads((out / "log-qwen-small-s1" / "eval-test" / "metrics.json").read_text())
+    assert metrics["val_tokens"] > 0 and metrics["loss_log"] == pytest.approx(read_metrics(out / "log-qwen-small-s1", "val")
+                                                                              [-1]["loss_log"], rel=0.2)
