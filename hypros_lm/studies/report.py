@@ -11,14 +11,14 @@ from typing import Any
 from hypros_lm.evaluation.figures import lambda_and_grad_norms
 from hypros_lm.studies import figures
 from hypros_lm.studies.criteria import analyse, more_or_less
-from hypros_lm.studies.results import COMPARED, EFFICIENCY, RunResult, read_runs
+from hypros_lm.studies.results import COMPARED, EFFICIENCY, RunResult, read_runs, read_timings
 from hypros_lm.studies.spec import Study, grid_value
 
 
 def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Path:
     """Analyse the study folder and write report.md with its figures into ``out``."""
     runs, skipped = read_runs(folder, study)
-    res = analyse(study, runs)
+    res = analyse(study, runs, read_timings(folder))
     out.mkdir(parents=True, exist_ok=True)
     figs = _figures(study, folder, runs, res, out)
     lines = _header(study, res, note) + _criteria_table(res) + _results_table(study, runs, res)

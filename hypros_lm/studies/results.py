@@ -48,6 +48,14 @@ class RunResult:
         return median(values) if values else None
 
 
+TIMING_FOLDER = "timing"
+
+
+def read_timings(folder: Path) -> dict[str, dict[str, Any]]:
+    """The study's interleaved step timings by model (``<folder>/timing/<model>.json``, from the runner)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((Path(folder) / TIMING_FOLDER).glob("*.json"))}
+
+
 def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
     """Completed runs of this study under ``folder``; notes on what was left out and why."""
     runs, notes = [], []

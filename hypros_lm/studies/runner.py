@@ -19,6 +19,7 @@ import yaml
 
 from hypros_lm.files import free_port
 from hypros_lm.runs import load_run
+from hypros_lm.studies.results import TIMING_FOLDER
 from hypros_lm.studies.spec import RunSpec, Study
 from hypros_lm.tasks import family_for
 
@@ -116,4 +117,27 @@ def run_study(study: Study, runs: list[RunSpec], *, ranks: int, log=print) -> No
         run_evaluations(study, run)
         elapsed = time.time() - start
         log(f"{prefix}: evaluated | study {elapsed / 60:.1f} min so far, ~{elapsed / i * (len(runs) - i) / 60:.1f} min left")
+    if study.timing:
+        run_timings(study, runs, log=log)
     log(f"study {study.name}: {len(runs)} runs complete in {(time.time() - start) / 60:.1f} min")
+
+
+def run_timings(study: Study, runs: list[RunSpec], *, log=print) -> None:
+    """One interleaved step timing per model (``<out>/timing/<model>.json``), of the method variation's first
+    run's settings, in a fresh process of its own (skipped when its file exists)."""
+    for model in dict.fromkeys(r.model for r in runs):
+        spec = next((r for r in runs if r.model == model and r.variation == study.baselines["method"]), None)
+        if spec is None:
+            continue
+        path = spec.out.parent / TIMING_FOLDER / f"{model}.json"
+        if path.is_file():
+            log(f"timing {model}: done, skipped")
+            continue
+        log(f"timing {model}: {study.baselines['method']} and log-loss steps alternated, {study.timing['steps']} each ...")
+        cmd = [sys.executable, "-m", "hypros_lm.commands.timing", "--config", str(spec.out / "study-run.yaml"),
+               "--steps", str(study.timing["steps"]), "--out", str(path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if proc.returncode != 0:
+            raise RuntimeError(f"the timing of {model} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n"
+                               f"{proc.stderr[-2000:]}")
+        log(proc.stdout.strip().splitlines()[-1])

@@ -12,6 +12,8 @@
     robustness: [shift-lambada]               # evaluations that test robustness (criterion C4)
     eval_batches: 20
     target: {metric: loss_log, value: null}   # time-to-target; null = the level every variation reaches
+    timing: {steps: 12}                       # optional: method and log-loss steps alternated in one process per
+                                              #   model after the runs (timing/<model>.json): what C1 is judged on
     sweep:                                    # optional: a grid of variations around one variation
       variation: hypros                       #   the grid varies this one; its own settings are the reference cell
       grid: {loss.tau: [0.05, 0.15], loss.lam_max: [0.7, 1.0]}   # one or two settings (heat-maps need two)
@@ -41,7 +43,7 @@ from hypros_lm.models.hf import model_label
 from hypros_lm.tasks import family_for
 
 STUDY_KEYS = {"name", "description", "task", "ranks", "base", "variations", "models", "seeds", "evaluations",
-              "robustness", "eval_batches", "target", "baselines", "sweep"}
+              "robustness", "eval_batches", "target", "baselines", "sweep", "timing"}
 SWEEP_KEYS = {"variation", "grid", "metric"}
 SWEEP_METRICS = ("nll", "brier", "ece_10", "accuracy", "auc")
 
@@ -75,6 +77,8 @@ class Study:
     target: dict[str, Any] = field(default_factory=lambda: {"metric": "loss_log", "value": None})
     baselines: dict[str, str] = field(default_factory=lambda: {"log": "log", "bounded": "brier", "method": "hypros"})
     sweep: dict[str, Any] | None = None
+    timing: dict[str, int] | None = None
+    """``{steps: N}``: after the runs, an interleaved step timing per model (training/timing.py) for C1."""
     grid_cells: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Filled from ``sweep``: variation name → its grid values (the reference variation included)."""
 
@@ -119,6 +123,9 @@ def load_study(path: str | Path) -> Study:
         _expand_sweep(study, path)
     for name, spec in study.evaluations.items():
         _check_evaluation(path, name, spec)
+    if study.timing is not None and (set(study.timing) != {"steps"} or not isinstance(study.timing["steps"], int)
+                                     or study.timing["steps"] < 3):
+        raise ValueError(f"{path}: timing={study.timing!r}; give timing: {{steps: N}} with N ≥ 3 (e.g. 12)")
     missing = [r for r in study.robustness if r not in study.evaluations]
     if missing:
         raise ValueError(f"{path}: robustness names {missing}, which are not among evaluations {list(study.evaluations)}")

@@ -146,7 +146,7 @@ def _launch_id(world: int) -> str:
 
 
 def _train(settings: RunSettings, out: Path, rank: int, world: int) -> None:
-    run = _build_run(settings, out, rank, world)
+    run = build_run(settings, out, rank, world)
     start_step, elapsed = _maybe_resume(run)
     loggers = make_loggers(settings, out, resumed_step=start_step if settings.train.resume else None, rank=rank)
     clock = Clock(elapsed)
@@ -195,7 +195,7 @@ def _train(settings: RunSettings, out: Path, rank: int, world: int) -> None:
     run.log(f"done: {out} ({clock.elapsed():.1f}s)")
 
 
-def _build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
+def build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     log = print if rank == 0 else (lambda _msg: None)
     ds_config = load_ds_config(settings.train, settings.optim, world, hidden_size=model_dimensions(settings.model)[0])
     family = family_for(settings.task.name)

@@ -15,12 +15,12 @@ def _run(variation: str, seed: int, seconds_per_step: float) -> RunResult:
     return RunResult(f"{variation}-nano-s{seed}", variation, "nano", seed, 1, 30_000, 30, [], train, {})
 
 
-def _c1(times: dict[str, list[float]]):
+def _c1(times: dict[str, list[float]], timings: dict | None = None):
     runs = [_run(v, seed, t) for v, ts in times.items() for seed, t in enumerate(ts, 1)]
     study = Study(name="t", description="", task="pretrain", ranks=1, base={}, variations={"log": {}, "hypros": {}},
                   models=["nano"], seeds=[1, 2, 3], evaluations={}, baselines={"method": "hypros", "log": "log",
                                                                                   "bounded": "log"})
-    ctx = Context(study, by_cell(runs), ["nano"], {"nano": 0.0}, [])
+    ctx = Context(study, by_cell(runs), ["nano"], {"nano": 0.0}, [], timings or {})
     return c1_step_time(ctx)[0]
 
 
@@ -39,3 +39,11 @@ def test_one_pair_is_not_measured():
 def test_consistent_pairs_give_a_verdict(hypros, verdict):
     c1 = _c1({"log": [0.400, 0.500, 0.600], "hypros": hypros})
     assert c1["pass"] is verdict and "95 % interval of the ratio" in c1["value"]
+
+
+@pytest.mark.parametrize(("method_s", "verdict"), [(0.505, True), (0.53, False)])
+def test_an_interleaved_timing_decides_where_the_study_made_one(method_s, verdict):
+    timing = {"nano": {"ratio": method_s / 0.5, "method_s": method_s, "log_s": 0.5, "steps": 12}}
+    c1 = _c1({"log": [0.82, 0.45, 1.20], "hypros": [0.60, 0.70, 0.95]}, timing)  # run-level times: no verdict
+    assert c1["pass"] is verdict and "interleaved timing" in c1["text"]
+    assert f"{abs(method_s / 0.5 - 1) * 100:.1f} % slower" in c1["value"] and "medians of 12 steps" in c1["value"]

@@ -25,6 +25,7 @@ STUDY = {
     "seeds": [1],
     "evaluations": {"test": {"data": "wikitext-2-v1", "split": "test"}},
     "eval_batches": 2,
+    "timing": {"steps": 3},
 }
 
 
@@ -69,7 +70,7 @@ def test_runner_trains_skips_and_resumes(tmp_path, cache_dir):
     assert (out / "log-nano-s1" / "eval-test" / "metrics.json").is_file()
     assert json.loads((out / "hypros-nano-s1" / "study.json").read_text())["variation"] == "hypros"
     again = run_python([str(full), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py")
-    assert again.stdout.count("done, skipped") == 2
+    assert again.stdout.count("-s1: done, skipped") == 2 and "timing nano: done, skipped" in again.stdout
     # the report on these real runs: one seed is too few for the statistics, and it says so
     run_python([str(out), "--study", str(full), "--out", str(tmp_path / "report")], cache_dir,
                script=REPO / "eval" / "report.py")
@@ -77,7 +78,11 @@ def test_runner_trains_skips_and_resumes(tmp_path, cache_dir):
     assert "**1 seeds**" in report and "| log |" in report and "| hypros |" in report
     assert "NOT EVALUATED" in report and "not compared (a paired t-test needs ≥ 2 pairs; got 1)" in report
     assert "not identified: 1 distinct size; a 3-parameter law needs at least 4" in report
-    assert "% slower per step than log-loss" in report or "% faster per step than log-loss" in report  # C1, in words
+    timing = json.loads((out / "timing" / "nano.json").read_text())  # hypros and log-loss alternated, 3 steps each
+    assert len(timing["log_times"]) == len(timing["method_times"]) == 3 and timing["lambda"] > 0
+    assert timing["ratio"] == pytest.approx(timing["method_s"] / timing["log_s"])
+    assert "interleaved timing" in report and "medians of 3 steps each" in report  # C1 judged on it, in words
+    assert "% slower" in report or "% faster" in report
     assert "interpolated linearly between evaluations (every" in report
     for name in ("learning_curves_steps.png", "calibration.png", "scaling.png"):
         assert (tmp_path / "report" / name).stat().st_size > 1000
@@ -108,7 +113,7 @@ def test_runner_trains_and_evaluates_an_hf_model(tmp_path, cache_dir):
 
     small_config("qwen2", vocab=2048).save_pretrained(tmp_path / "qwen-small")
     study = dict(STUDY, variations={"log": {"loss": {"name": "log"}}}, baselines={},
-                 models=[f"hf:{tmp_path / 'qwen-small'}"])
+                 models=[f"hf:{tmp_path / 'qwen-small'}"], timing=None)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
     out = tmp_path / "runs"
     run_python([str(tmp_path / "s.yaml"), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py", timeout=600)
