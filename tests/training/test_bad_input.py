@@ -91,3 +91,29 @@ def test_launcher_prints_one_clear_line(tmp_path, cache_dir):
     assert proc.returncode == 2
     assert "hypros-lm error (rank 0): unknown loss 'focal'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_hf_models_are_named_before_any_work(tmp_path):
+    from transformers import BertConfig
+
+    from tests.integrations.hf_models import small_config
+
+    with pytest.raises(FileNotFoundError, match=r"model.name='hf:.*nowhere': no config.json at .*nowhere"):
+        _check(["--model", f"hf:{tmp_path / 'nowhere'}"], tmp_path)
+    BertConfig(vocab_size=512, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ValueError, match="is a 'bert' model; the stack trains llama, mistral, qwen2, gpt2"):
+        _check(["--model", f"hf:{tmp_path / 'bert'}"], tmp_path)
+    small_config("gpt2", vocab=512).save_pretrained(tmp_path / "gpt2")  # 128 positions
+    with pytest.raises(ValueError, match=r"data.seq_len=256 exceeds model 'hf:.*gpt2''s 128 positions"):
+        _check(["--model", f"hf:{tmp_path / 'gpt2'}", "--seq-len", "256"], tmp_path)
+    with pytest.raises(ValueError, match="do not apply to hf:"):
+        _check(["--model", f"hf:{tmp_path / 'gpt2'}", "--model.vocab_size", "1024"], tmp_path)
+
+
+def test_an_hf_vocabulary_too_small_for_the_tokenizer_is_named(tmp_path):
+    from hypros_lm.models import ModelSettings, build_model
+    from tests.integrations.hf_models import small_config
+
+    small_config("llama", vocab=512).save_pretrained(tmp_path / "llama")
+    with pytest.raises(ValueError, match="vocabulary of 512 cannot hold the tokenizer's 2048 ids"):
+        build_model(ModelSettings(name=f"hf:{tmp_path / 'llama'}"), 2048)
