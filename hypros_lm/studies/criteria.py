@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from hypros_lm.models.hf import model_label
-from hypros_lm.studies.results import COMPARED, EFFICIENCY, RunResult
+from hypros_lm.studies.results import COMPARED, EFFICIENCY, GENERATION_SCORES, RunResult, task_metric
 from hypros_lm.studies.spec import Study
 from hypros_lm.studies.stats import (
     NotEnoughData,
@@ -60,6 +60,18 @@ class Context:
     @property
     def bounded(self) -> str:
         return self.study.baselines["bounded"]
+
+    @property
+    def primary(self) -> str | None:
+        """The generation score the study is judged on first (results.task_metric), None for test NLL."""
+        return task_metric(self.study)
+
+    def task_pairs(self, a: str, b: str, model: str) -> tuple[list[float], list[float], int, str]:
+        """Paired test values of the task metric for variations a and b, the sign that makes "higher" better
+        (+1 for BLEU/ROUGE-L, −1 for NLL) and the metric's name."""
+        key = self.primary or "nll"
+        x, y = self.paired(a, b, model, lambda r: r.test[key])
+        return x, y, (1 if self.primary else -1), GENERATION_SCORES.get(key, "NLL")
 
     @property
     def metric(self) -> str:
@@ -118,8 +130,9 @@ def _summary_row(ctx: Context, model: str, variation: str) -> dict[str, Any]:
     robustness sets."""
     seeds = ctx.cells[(variation, model)]
     row = {"model": model, "variation": variation, "seeds": len(seeds), "params": next(iter(seeds.values())).params}
-    for key in ("nll", "brier", "ece_10", "accuracy", "auc"):
-        row[key] = mean_std([r.test[key] for r in seeds.values()])
+    for key in ("nll", "brier", "ece_10", "accuracy", "auc", *GENERATION_SCORES):
+        if all(key in r.test for r in seeds.values()):
+            row[key] = mean_std([r.test[key] for r in seeds.values()])
     row["step_time"] = mean_std([r.step_time for r in seeds.values()])
     for key, _ in EFFICIENCY:
         logged = [v for v in (r.telemetry(key) for r in seeds.values()) if v is not None]
@@ -133,11 +146,22 @@ def _summary_row(ctx: Context, model: str, variation: str) -> dict[str, Any]:
             row[f"{name}:nll"] = mean_std([x["loss_log"] for x in vals])
             row[f"{name}:ece_10"] = mean_std([x["ece_10"] for x in vals])
             row[f"{name}:accuracy"] = mean_std([x["accuracy"] for x in vals])
-        drops = [(r.test["accuracy"] - r.evals[name]["accuracy"]) / r.test["accuracy"]
-                 for r in seeds.values() if name in r.evals and r.test["accuracy"]]
+            if ctx.primary and all(ctx.primary in x for x in vals):
+                row[f"{name}:{ctx.primary}"] = mean_std([x[ctx.primary] for x in vals])
+        drops = [_drop(r, name, ctx.primary or "accuracy") for r in seeds.values() if name in r.evals]
+        drops = [d for d in drops if d is not None]
         if drops:
             row[f"{name}:drop"] = mean_std(drops)
     return row
+
+
+def _drop(run: RunResult, name: str, key: str) -> float | None:
+    """Relative degradation of the task score on a robustness set: the perturbed evaluation's own (against its
+    clean sources), else (test − set) / test."""
+    ev = run.evals[name]
+    if isinstance(ev.get("relative_degradation"), float):
+        return ev["relative_degradation"]
+    return (run.test[key] - ev[key]) / run.test[key] if run.test.get(key) and key in ev else None
 
 
 def _comparisons(ctx: Context) -> list[dict[str, Any]]:
@@ -147,7 +171,8 @@ def _comparisons(ctx: Context) -> list[dict[str, Any]]:
         for other in dict.fromkeys((ctx.log, ctx.bounded)):
             if other == ctx.method:
                 continue
-            for key, label in COMPARED:
+            scores = [(ctx.primary, f"test {GENERATION_SCORES[ctx.primary]}")] if ctx.primary else []
+            for key, label in (*scores, *COMPARED):
                 a, b = ctx.paired(ctx.method, other, m, lambda r, k=key: r.test[k])
                 comp = {"model": m, "vs": other, "metric": label, "n": len(a)}
                 try:
@@ -205,50 +230,43 @@ def c1_step_time(ctx: Context) -> list[dict[str, Any]]:
     return [{"id": "C1", "text": text, "value": f"{measured} ({interval})", "pass": high <= C1_THRESHOLD}]
 
 
-def _paired_nll(ctx: Context, model: str) -> tuple[list[float], list[float]] | None:
-    a, b = ctx.paired(ctx.method, ctx.log, model, lambda r: r.test["nll"])
-    if len(a) < 2:
-        ctx.notes.append(f"C2/C3 for {model}: fewer than 2 paired seeds")
-        return None
-    return a, b
-
-
 def c2_task_metric(ctx: Context) -> list[dict[str, Any]]:
     verdicts, details = [], []
     for m in ctx.models:
-        pair = _paired_nll(ctx, m)
-        if pair is None:
+        a, b, sign, label = ctx.task_pairs(ctx.method, ctx.log, m)
+        if len(a) < 2:
+            ctx.notes.append(f"C2/C3 for {m}: fewer than 2 paired seeds")
             continue
-        a, b = pair
         sigma = float(np.std(b, ddof=1))
-        diff = float(np.mean(b) - np.mean(a))  # > 0: the method has lower NLL
+        gain = sign * float(np.mean(a) - np.mean(b))  # > 0: the method is better
         ta = [ttt(r, ctx.metric, ctx.targets[m]) for r in ctx.cells[(ctx.method, m)].values()]
         tb = [ttt(r, ctx.metric, ctx.targets[m]) for r in ctx.cells[(ctx.log, m)].values()]
         faster = all(ta) and all(tb) and np.mean([t[0] for t in ta]) <= 0.75 * np.mean([t[0] for t in tb])
-        verdicts.append(diff >= 0.3 * sigma or (abs(diff) < 0.3 * sigma and faster))
+        verdicts.append(gain >= 0.3 * sigma or (abs(gain) < 0.3 * sigma and faster))
         steps = [f"{np.mean([t[0] for t in x]):.0f}" if all(x) else "never" for x in (ta, tb)]
-        details.append(f"{m}: NLL {more_or_less(-diff, '.4f')} than log-loss (σ_log {sigma:.4f}), steps to target "
-                       f"{steps[0]} vs {steps[1]}")
-    return _verdict("C2", "task metric ≥ 0.3σ better than log-loss, or matched with ≥ 25 % faster time-to-target",
+        details.append(f"{m}: {label} {more_or_less(sign * gain, '.4g')} than log-loss (σ_log {sigma:.4g}), steps to "
+                       f"target {steps[0]} vs {steps[1]}")
+    metric = f"test {GENERATION_SCORES[ctx.primary]}" if ctx.primary else "task metric"
+    return _verdict("C2", f"{metric} ≥ 0.3σ better than log-loss, or matched with ≥ 25 % faster time-to-target",
                     details, all(verdicts))
 
 
 def c3_calibration(ctx: Context) -> list[dict[str, Any]]:
     verdicts, details = [], []
     for m in ctx.models:
-        a, b = ctx.paired(ctx.method, ctx.log, m, lambda r: r.test["nll"])
+        a, b, sign, label = ctx.task_pairs(ctx.method, ctx.log, m)
         if len(a) < 2:
             continue  # C2 noted it
         t_stat, p = paired_t_test(a, b)
-        nll_ok = not (p < 0.05 and t_stat > 0)
+        task_ok = not (p < 0.05 and sign * t_stat < 0)
         gains = {}
         for key in ("ece_10", "brier"):
             x, y = ctx.paired(ctx.method, ctx.log, m, lambda r, k=key: r.test[k])
             gains[key] = (np.mean(y) - np.mean(x)) / np.mean(y)
-        verdicts.append(nll_ok and max(gains.values()) >= 0.10)
+        verdicts.append(task_ok and max(gains.values()) >= 0.10)
         details.append(f"{m}: {more_or_less(gains['ece_10'] * 100, '.1f', '% lower', '% higher')} ECE, "
                        f"{more_or_less(gains['brier'] * 100, '.1f', '% lower', '% higher')} Brier than log-loss; "
-                       f"NLL {'not ' if nll_ok else ''}significantly worse (p={p:.3f})")
+                       f"{label} {'not ' if task_ok else ''}significantly worse (p={p:.3f})")
     return _verdict("C3", "≥ 10 % lower ECE or token Brier than log-loss, task metric no worse", details, all(verdicts))
 
 
@@ -256,14 +274,15 @@ def c4_robustness(ctx: Context) -> list[dict[str, Any]]:
     degraded, details = [], []
     for name in ctx.study.robustness:
         for m in ctx.models:
-            for key, shown in (("loss_log", "NLL"), ("ece_10", "ECE")):
+            scores = [(ctx.primary, GENERATION_SCORES[ctx.primary], 1)] if ctx.primary else []
+            for key, shown, sign in (*scores, ("loss_log", "NLL", -1), ("ece_10", "ECE", -1)):
                 a, b = ctx.paired(ctx.method, ctx.bounded, m,
-                                  lambda r, k=key, n=name: r.evals[n][k] if n in r.evals else np.nan)
+                                  lambda r, k=key, n=name: r.evals[n].get(k, np.nan) if n in r.evals else np.nan)
                 if len(a) < 2 or np.isnan(a + b).any():
                     ctx.notes.append(f"C4 {name} {m} {key}: not enough paired evaluations")
                     continue
                 t_stat, p = paired_t_test(a, b)
-                degraded.append(p < 0.05 and t_stat > 0)
+                degraded.append(p < 0.05 and sign * t_stat < 0)
                 details.append(f"{name} {m} {shown}: {more_or_less(float(np.mean(a) - np.mean(b)), '.4f')} than "
                                f"{ctx.bounded} (p={p:.3f})")
     return _verdict("C4", f"no significant degradation vs {ctx.bounded} on robustness sets", details, not any(degraded))
@@ -276,6 +295,9 @@ def c5_paired_wins(ctx: Context) -> list[dict[str, Any]]:
             for key in ("nll", "brier", "ece_10"):
                 a, b = ctx.paired(ctx.method, other, m, lambda r, k=key: r.test[k])
                 outcomes += [x <= y * 1.01 for x, y in zip(a, b, strict=True)]
+            if ctx.primary:  # higher is better
+                a, b = ctx.paired(ctx.method, other, m, lambda r: r.test[ctx.primary])
+                outcomes += [x >= y * 0.99 for x, y in zip(a, b, strict=True)]
             for name in ctx.study.robustness:
                 a, b = ctx.paired(ctx.method, other, m, lambda r, n=name: r.evals.get(n, {}).get("loss_log", np.nan))
                 outcomes += [x <= y * 1.01 for x, y in zip(a, b, strict=True) if not (np.isnan(x) or np.isnan(y))]

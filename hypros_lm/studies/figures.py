@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hypros_lm.evaluation.figures import plt, save_figure
-from hypros_lm.studies.results import RunResult
+from hypros_lm.studies.results import GENERATION_SCORES, RunResult
 from hypros_lm.studies.spec import grid_value
 
 CURVES = (("loss_log", "validation NLL"), ("loss_brier", "validation Brier"), ("ece_10", "validation ECE (10 bins)"))
@@ -69,17 +69,21 @@ def calibration(runs: list[RunResult], models: list[str], variations: list[str],
     return save_figure(fig, out / "calibration.png")
 
 
-def robustness(runs: list[RunResult], models: list[str], variations: list[str], sets: list[str], out: Path) -> Path:
-    """Bars of NLL and ECE per variation on each evaluation set (mean ± std over seeds), largest model."""
+def robustness(runs: list[RunResult], models: list[str], variations: list[str], sets: list[str], out: Path, *,
+               primary: str | None = None) -> Path:
+    """Bars of the task's generation score (BLEU, ROUGE-L: ``primary``, where it has one), NLL and ECE per
+    variation on each evaluation set (mean ± std over seeds), largest model."""
     groups = _grouped(runs)
     m = models[-1]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = [(primary, GENERATION_SCORES[primary])] if primary else []
+    panels += [("loss_log", "NLL"), ("ece_10", "ECE (10 bins)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
     width = 0.8 / max(1, len(variations))
-    for ax, key, title in ((axes[0], "loss_log", "NLL"), (axes[1], "ece_10", "ECE (10 bins)")):
+    for ax, (key, title) in zip(axes, panels, strict=True):
         for k, v in enumerate(variations):
             means, stds = [], []
             for s in sets:
-                vals = [r.evals[s][key] for r in groups.get((m, v), []) if s in r.evals]
+                vals = [r.evals[s][key] for r in groups.get((m, v), []) if s in r.evals and key in r.evals[s]]
                 means.append(np.mean(vals) if vals else np.nan)
                 stds.append(np.std(vals) if vals else 0)
             ax.bar(np.arange(len(sets)) + k * width, means, width, yerr=stds, label=v, capsize=3)

@@ -11,7 +11,15 @@ from typing import Any
 from hypros_lm.evaluation.figures import lambda_and_grad_norms
 from hypros_lm.studies import figures
 from hypros_lm.studies.criteria import analyse, more_or_less
-from hypros_lm.studies.results import COMPARED, EFFICIENCY, RunResult, read_runs, read_timings
+from hypros_lm.studies.results import (
+    COMPARED,
+    EFFICIENCY,
+    GENERATION_SCORES,
+    RunResult,
+    read_runs,
+    read_timings,
+    task_metric,
+)
 from hypros_lm.studies.spec import Study, grid_value
 
 
@@ -43,7 +51,7 @@ def _figures(study: Study, folder: Path, runs: list[RunResult], res: dict[str, A
         figs.append(figures.calibration(runs, models, variations, out))
     sets = [s for s in study.evaluations if any(s in r.evals for r in runs)]
     if sets:
-        figs.append(figures.robustness(runs, models, variations, sets, out))
+        figs.append(figures.robustness(runs, models, variations, sets, out, primary=task_metric(study)))
     figs.append(figures.scaling(runs, variations, res["scaling"], out))
     if res["sweep"]:
         figs.append(figures.sweep_heatmaps(res["sweep"], study, models, out))
@@ -86,13 +94,16 @@ def _criteria_table(res: dict[str, Any]) -> list[str]:
 
 
 def _results_table(study: Study, runs: list[RunResult], res: dict[str, Any]) -> list[str]:
+    scores = [k for k in GENERATION_SCORES if any(k in r for r in res["summary"])]  # generation tasks: BLEU, ...
     lines = ["", "## Results (mean ± std over seeds)", "",
-             "| model | params | variation | test NLL | test Brier | test ECE | accuracy | val NLL area | steps to target | s/step |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | params | variation | " + "".join(f"test {GENERATION_SCORES[k]} | " for k in scores)
+             + "test NLL | test Brier | test ECE | accuracy | val NLL area | steps to target | s/step |",
+             "|---|---|---|" + "---|" * len(scores) + "---|---|---|---|---|---|---|"]
     for r in res["summary"]:
-        lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['variation']} | {_fmt(r['nll'])} | {_fmt(r['brier'])} | "
-                     f"{_fmt(r['ece_10'])} | {_fmt(r['accuracy'])} | {_fmt(r['auc'])} | {_fmt(r['ttt_steps'])} | "
-                     f"{_fmt(r['step_time'])} |")
+        lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['variation']} | "
+                     + "".join(f"{_fmt(r.get(k))} | " for k in scores)
+                     + f"{_fmt(r['nll'])} | {_fmt(r['brier'])} | {_fmt(r['ece_10'])} | {_fmt(r['accuracy'])} | "
+                     f"{_fmt(r['auc'])} | {_fmt(r['ttt_steps'])} | {_fmt(r['step_time'])} |")
     interval = median([b["step"] - a["step"] for r in runs for a, b in zip(r.curve, r.curve[1:], strict=False)] or [0])
     return lines + ["", f"Time-to-target: the step at which validation {study.target.get('metric', 'loss_log')} first "
                     "reaches " + ", ".join(f"{m}: {t:.4f}" for m, t in res["targets"].items())
@@ -112,13 +123,16 @@ def _efficiency_table(res: dict[str, Any]) -> list[str]:
 def _robustness_table(study: Study, res: dict[str, Any]) -> list[str]:
     if not study.robustness:
         return []
+    primary = task_metric(study)
+    score, shown = (primary, GENERATION_SCORES[primary]) if primary else ("accuracy", "accuracy")
     lines = ["", "## Robustness (perturbations and domain shift)", "",
-             "Relative degradation: (test accuracy − accuracy on the set) / test accuracy, per run, then mean ± std.",
-             "", "| model | variation | set | NLL | ECE | accuracy | rel. degradation |", "|---|---|---|---|---|---|---|"]
+             f"Relative degradation: (test {shown} − {shown} on the set) / test {shown}, per run (a perturbed "
+             f"evaluation: against its own clean sources), then mean ± std.",
+             "", f"| model | variation | set | {shown} | NLL | ECE | rel. degradation |", "|---|---|---|---|---|---|---|"]
     for r in res["summary"]:
         for s in study.robustness:
-            lines.append(f"| {r['model']} | {r['variation']} | {s} | {_fmt(r.get(f'{s}:nll'))} | "
-                         f"{_fmt(r.get(f'{s}:ece_10'))} | {_fmt(r.get(f'{s}:accuracy'))} | {_pct(r.get(f'{s}:drop'))} |")
+            lines.append(f"| {r['model']} | {r['variation']} | {s} | {_fmt(r.get(f'{s}:{score}'))} | "
+                         f"{_fmt(r.get(f'{s}:nll'))} | {_fmt(r.get(f'{s}:ece_10'))} | {_pct(r.get(f'{s}:drop'))} |")
     return lines
 
 
@@ -134,7 +148,7 @@ def _comparisons_table(res: dict[str, Any]) -> list[str]:
 def _sweep_section(study: Study, rows: list[dict[str, Any]]) -> list[str]:
     reference, metric = study.sweep["variation"], study.sweep["metric"]
     axes = list(study.grid_cells[reference])
-    label = dict(COMPARED).get(metric, f"test {metric}")
+    label = {**dict(COMPARED), **{k: f"test {v}" for k, v in GENERATION_SCORES.items()}}.get(metric, f"test {metric}")
     lines = ["", f"## Sensitivity: {' × '.join(axes)} ({label}, mean ± std over seeds)", "",
              f"Each cell against the reference `{reference}` ("
              + ", ".join(f"{k} = {grid_value(v)}" for k, v in study.grid_cells[reference].items())

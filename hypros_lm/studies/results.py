@@ -13,6 +13,8 @@ import yaml
 
 from hypros_lm.studies.spec import Study
 from hypros_lm.studies.stats import curve_area
+from hypros_lm.tasks import family_for
+from hypros_lm.tasks.seq2seq import get_task
 
 # Telemetry from the runs' metrics.jsonl (each run's median over its logged steps; absent in runs that
 # did not log a field, e.g. MFU on CPU without telemetry.peak_tflops, or energy without NVML)
@@ -20,6 +22,18 @@ EFFICIENCY = (("tokens_per_s", "tokens/s"), ("tflops_per_device", "TFLOP/s per d
               ("peak_mem_mb", "peak memory MiB"), ("model_state_mb", "model states MiB"),
               ("energy_j_per_step", "energy J/step"))
 COMPARED = (("nll", "test NLL"), ("brier", "test Brier"), ("ece_10", "test ECE (10 bins)"), ("auc", "val NLL curve area"))
+# what a generation evaluation (tasks/seq2seq.evaluate_task) scores its outputs with; higher is better
+GENERATION_SCORES = {"bleu": "BLEU", "chrf": "chrF", "rouge1_f": "ROUGE-1", "rouge2_f": "ROUGE-2", "rougeL_f": "ROUGE-L"}
+TASK_METRIC = {"translation": "bleu", "summarization": "rougeL_f"}
+
+
+def task_metric(study: Study) -> str | None:
+    """The generation score a study of a sequence-to-sequence task is judged on first (BLEU for translation,
+    ROUGE-L for summarization; higher is better), or None where the task metric is the test NLL (pretraining,
+    classification)."""
+    if study.task == "pretrain" or family_for(study.task).name != "seq2seq":
+        return None
+    return TASK_METRIC[get_task(study.task).kind]
 
 
 @dataclass
@@ -78,7 +92,8 @@ def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
                         train[-1]["tokens"], max_steps, curve, train, evals)
         source = evals.get("test") or curve[-1]
         run.test = {"nll": source["loss_log"], "brier": source["loss_brier"], "ece_10": source["ece_10"],
-                    "accuracy": source["accuracy"], "auc": curve_area([r["step"] for r in curve], [r["loss_log"] for r in curve])}
+                    "accuracy": source["accuracy"], "auc": curve_area([r["step"] for r in curve], [r["loss_log"] for r in curve]),
+                    **{k: source[k] for k in GENERATION_SCORES if k in source}}
         runs.append(run)
     if not runs:
         raise FileNotFoundError(f"no finished runs of study {study.name!r} under {folder}")
@@ -92,7 +107,13 @@ CLASS_HEADLINE = {"loss_log": "class_nll", "loss_brier": "class_brier", "ece_10"
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     """The scores a report compares under their usual names: for a classifier, the class-level ones (NLL of
     the gold class, multi-class Brier, top-label ECE, accuracy) rather than the label token's over the whole
-    vocabulary (kept under ``token_*``)."""
+    vocabulary (kept under ``token_*``); for a generation evaluation, the target tokens' scores and the
+    outputs' (of its perturbed sources where it has a perturbation, with their relative degradation)."""
+    if "target_tokens" in metrics:
+        perturbed = [v for v in metrics.values() if isinstance(v, dict) and "relative_degradation" in v]
+        outputs = perturbed[0] if perturbed else metrics["clean"]
+        extra = {"relative_degradation": outputs["relative_degradation"]} if perturbed else {}
+        return {**metrics["target_tokens"], **{k: outputs[k] for k in GENERATION_SCORES if k in outputs}, **extra}
     if "class_nll" not in metrics:
         return metrics
     out = dict(metrics)

@@ -45,7 +45,7 @@ from hypros_lm.tasks import family_for
 STUDY_KEYS = {"name", "description", "task", "ranks", "base", "variations", "models", "seeds", "evaluations",
               "robustness", "eval_batches", "target", "baselines", "sweep", "timing"}
 SWEEP_KEYS = {"variation", "grid", "metric"}
-SWEEP_METRICS = ("nll", "brier", "ece_10", "accuracy", "auc")
+SWEEP_METRICS = ("nll", "brier", "ece_10", "accuracy", "auc", "bleu", "chrf", "rouge1_f", "rouge2_f", "rougeL_f")
 
 
 @dataclass

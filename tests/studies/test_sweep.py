@@ -54,7 +54,7 @@ def test_one_axis_and_an_off_grid_reference(tmp_path):
     ({"variation": "hypros", "grid": {"loss.taus": [0.1]}}, r"loss.taus, which is not a run setting"),
     ({"variation": "hypros", "grid": {"loss.tau": [-0.1]}}, r"loss.tau=-0.1 must be > 0"),
     ({"variation": "hypros", "grid": {"loss.tau": []}}, r"non-empty list of distinct values"),
-    ({"variation": "hypros", "grid": {"loss.tau": [0.1]}, "metric": "bleu"}, r"sweep.metric='bleu'; choose one of"),
+    ({"variation": "hypros", "grid": {"loss.tau": [0.1]}, "metric": "perplexity"}, r"sweep.metric='perplexity'; choose one of"),
     ({"variation": "hypros", "grid": {"loss.tau": [0.1], "loss.t0": [0.2], "loss.lam_max": [1.0]}}, "one or two settings"),
 ])
 def test_bad_sweeps_are_named(tmp_path, sweep, message):
