@@ -314,5 +314,6 @@ class Seq2SeqFamily(TaskFamily):
     def evaluate_run(self, loaded: LoadedRun, spec: dict[str, Any], out: Path, *, batches: int,
                      label: str) -> dict[str, Any]:
         return evaluate_task(loaded, task_name=spec["task"], split=spec.get("split", "test"),
-                             limit=spec.get("limit"), perturbations=tuple(spec.get("perturb", ())), out=out,
+                             limit=spec.get("limit"), perturbations=(spec["perturb"],) if spec.get("perturb") else (),
+                             seed=spec.get("seed", 0), out=out,
                              progress=False)
