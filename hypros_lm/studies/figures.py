@@ -51,7 +51,8 @@ def calibration(runs: list[RunResult], models: list[str], variations: list[str],
     for ax, m in zip(axes[0], models, strict=True):
         ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect")
         for v in variations:
-            tables = [r.evals[split]["reliability_10"] for r in groups.get((m, v), []) if split in r.evals]
+            tables = [r.evals[split]["reliability_10"] for r in groups.get((m, v), [])
+                      if "reliability_10" in r.evals.get(split, {})]
             if not tables:
                 continue
             count = np.sum([[row["count"] for row in t] for t in tables], axis=0)

@@ -267,9 +267,10 @@ def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str
                               "max_new_tokens": max_new_tokens, "checkpoint": str(loaded.checkpoint)}
     blocks = Seq2SeqBlocks(encode_pairs(task, tok, sources, references, seq_len=seq_len, max_target_tokens=max_target),
                            seq_len, eos)
-    calib = evaluate_blocks(model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=False, device=where_to)
+    calib = evaluate_blocks(model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=True, device=where_to)
     result["target_tokens"] = {k: calib[k] for k in ("loss_log", "loss_brier", "loss_spherical", "accuracy",
-                                                      "ece_10", "ece_15", "perplexity", "val_tokens")}
+                                                      "ece_10", "ece_15", "ece_adaptive_10", "perplexity",
+                                                      "val_tokens", "reliability_10")}
     runs = {"clean": sources} | {spec: perturb_all(sources, spec, seed) for spec in perturbations}
     samples = {}
     for name, srcs in runs.items():

@@ -24,7 +24,7 @@ def _miniature(tmp_path, init_from) -> tuple:
     study["models"], study["seeds"] = ["nano"], [1]
     study["base"]["task"]["init_from"] = str(init_from)
     study["base"]["data"]["seq_len"] = 96
-    study["base"]["train"].update(max_steps=2, micro_batch_size=4, eval_every=2, eval_batches=1, save_every=2,
+    study["base"]["train"].update(max_steps=2, micro_batch_size=4, eval_every=1, eval_batches=1, save_every=2,
                                   log_every=1)
     for spec in study["evaluations"].values():
         spec["limit"] = LIMIT
@@ -34,7 +34,7 @@ def _miniature(tmp_path, init_from) -> tuple:
 
 
 def test_a_miniature_mt_study_reports_the_bleu_of_its_prediction_files(stage_runs, cache_dir, tmp_path):
-    from sacrebleu.metrics import BLEU
+    from sacrebleu.metrics import BLEU, CHRF
 
     path, study = _miniature(tmp_path, stage_runs["zero2"])
     out = tmp_path / "runs"
@@ -52,6 +52,7 @@ def test_a_miniature_mt_study_reports_the_bleu_of_its_prediction_files(stage_run
         bleu = BLEU().corpus_score(hyps, [references["test"]]).score
         row = next(r for r in analysis["summary"] if r["variation"] == variation)
         assert row["bleu"][0] == pytest.approx(bleu, abs=1e-9)
+        assert row["chrf"][0] == pytest.approx(CHRF().corpus_score(hyps, [references["test"]]).score, abs=1e-9)
         assert f"| nano | {row['params'] / 1e6:.2f}M | {variation} | {bleu:.4g} |" in report
         shifted = (run / "eval-shift-newstest2014" / "predictions-clean.txt").read_text().splitlines()
         assert row["shift-newstest2014:bleu"][0] == pytest.approx(
