@@ -126,8 +126,8 @@ def _robustness_table(study: Study, res: dict[str, Any]) -> list[str]:
     primary = task_metric(study)
     score, shown = (primary, GENERATION_SCORES[primary]) if primary else ("accuracy", "accuracy")
     lines = ["", "## Robustness (perturbations and domain shift)", "",
-             f"Relative degradation: (test {shown} − {shown} on the set) / test {shown}, per run (a perturbed "
-             f"evaluation: against its own clean sources), then mean ± std.",
+             f"Relative degradation: (test {shown} − {shown} on the set) / test {shown}, per run"
+             + (" (a perturbed evaluation: against its own clean sources)" if primary else "") + ", then mean ± std.",
              "", f"| model | variation | set | {shown} | NLL | ECE | rel. degradation |", "|---|---|---|---|---|---|---|"]
     for r in res["summary"]:
         for s in study.robustness:
