@@ -52,6 +52,7 @@ def test_the_set_of_settings_is_deliberate():
         "optim.beta2", "optim.grad_clip",
         "train.out", "train.resume", "train.max_steps", "train.micro_batch_size", "train.grad_accum", "train.seed",
         "train.ds_config", "train.precision", "train.log_every", "train.eval_every", "train.eval_batches",
+        "train.eval_at_start",
         "train.save_every", "train.keep_checkpoints", "train.component_grad_every", "train.stop_at", "train.lm_eval_tasks",
         "telemetry.wandb", "telemetry.wandb_project", "telemetry.run_name", "telemetry.peak_tflops",
         "task.name", "task.init_from", "task.max_target_tokens", "task.train_limit", "task.score_over",
