@@ -285,8 +285,4 @@ def read_weights(source: str | Path, *, like: torch.nn.Module) -> dict[str, torc
     if (folder / "settings.yaml").is_file():
         loaded = load_run(folder).model
         return {k: v.detach() for k, v in loaded.named_parameters(remove_duplicate=False)}
-    weights = pretrained_weights(source)
-    if isinstance(like, HFCausalLM):
-        return weights
-    renamed = {"lm.lm_head.weight": "head.weight"}  # a Llama folder read by the ladder model
-    return {renamed.get(k, "body." + k.removeprefix("lm.model.")): v for k, v in weights.items()}
+    return pretrained_weights(source, ladder_names=not isinstance(like, HFCausalLM))

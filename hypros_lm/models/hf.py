@@ -9,6 +9,8 @@ the stack's interface, ``model(input_ids, targets, lam, **head_options)``, the s
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,9 @@ def model_label(name: str) -> str:
     if not is_hf(name):
         return name
     path = Path(hf_source(name).rstrip("/"))
-    return path.stem if path.suffix == ".json" and path.stem != "config" else (
-        path.parent.name if path.suffix == ".json" else path.name)
+    if path.suffix == ".json":
+        return path.parent.name if path.stem == "config" else path.stem
+    return path.name
 
 
 def hf_folder(name: str) -> Path | None:
@@ -69,7 +72,14 @@ def hf_tokenizer(name: str) -> str | None:
 
 
 def hf_config(name: str):
-    """The transformers config of an ``hf:`` model; a clear error for a missing path or an unsupported type."""
+    """The transformers config of an ``hf:`` model (a copy: callers may change it); read once per process, since
+    the settings checks, the engine's buffer sizes and the model all ask for it. A clear error for a missing path
+    or an unsupported type."""
+    return copy.deepcopy(_read_config(name))
+
+
+@functools.cache
+def _read_config(name: str):
     from transformers import AutoConfig
 
     source = hf_source(name)
@@ -89,6 +99,16 @@ def hf_config(name: str):
     return config
 
 
+def ladder_name(lm: nn.Module, name: str) -> str:
+    """The ladder's name (``body.…``, ``head.weight``) of a transformers causal LM's parameter: what a Llama
+    config equal to a rung draws its initial values under, and how a rung reads a Llama folder's weights."""
+    body = f"{lm.base_model_prefix}."
+    if name.startswith(body):
+        return "body." + name[len(body):]
+    head = next(n for n, m in lm.named_modules() if m is lm.get_output_embeddings())
+    return "head.weight" if name == f"{head}.weight" else f"lm.{name}"
+
+
 class HFCausalLM(nn.Module):
     """A patched transformers ``*ForCausalLM`` (``self.lm``, saved and exported as that class) with the
     stack's call: the body's final hidden states scored by the model's own head, never N×V logits."""
@@ -100,7 +120,7 @@ class HFCausalLM(nn.Module):
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0,
                 **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
-        hidden = self.lm.base_model(input_ids=input_ids).last_hidden_state
+        hidden = self.lm.base_model(input_ids=input_ids, use_cache=False).last_hidden_state  # no KV cache to score
         head = self.lm.get_output_embeddings()
         return head(hidden, hypros_targets=targets, hypros_state=self.lm.hypros, lam=lam, **head_options)
 
@@ -109,26 +129,20 @@ class HFCausalLM(nn.Module):
         self.lm.hypros.score_columns = columns
 
     def seed_name(self, name: str) -> str:
-        """The ladder's name for a parameter (``body.…``, ``head.weight``): initial values are drawn per
-        name, so a Llama config equal to a rung starts from the rung's weights."""
-        body = f"lm.{self.lm.base_model_prefix}."
-        if name.startswith(body):
-            return "body." + name[len(body):]
-        head = next(n for n, m in self.lm.named_modules() if m is self.lm.get_output_embeddings())
-        return "head.weight" if name == f"lm.{head}.weight" else name
+        """The name a parameter's initial value is drawn under: the ladder's (:func:`ladder_name`), so a Llama
+        config equal to a rung starts from the rung's weights."""
+        return ladder_name(self.lm, name.removeprefix("lm."))
 
     def num_parameters(self) -> int:
         return sum(param_shape(p).numel() for p in self.parameters())
 
 
-def build_hf_model(name: str, *, attention: str, label_smoothing: float = 0.0, chunk_size: int | None = None,
-                   config=None) -> HFCausalLM:
-    """The architecture of an ``hf:`` model, freshly initialised (weights are written afterwards, one
+def build_hf_model(config, *, attention: str, label_smoothing: float = 0.0, chunk_size: int | None = None) -> HFCausalLM:
+    """The architecture of an ``hf:`` config, freshly initialised (weights are written afterwards, one
     parameter at a time, so this also runs inside ZeRO-3's ``zero.Init``)."""
     from transformers import AutoModelForCausalLM
     from transformers.initialization import no_init_weights
 
-    config = config if config is not None else hf_config(name)
     config.use_cache = False
     with no_init_weights():  # transformers' own init would index empty ZeRO-3 shards; the loop writes every weight
         lm = AutoModelForCausalLM.from_config(config, attn_implementation=attention, dtype=torch.float32)
@@ -136,9 +150,11 @@ def build_hf_model(name: str, *, attention: str, label_smoothing: float = 0.0, c
     return HFCausalLM(lm, label_smoothing=label_smoothing, chunk_size=chunk_size)
 
 
-def pretrained_weights(source: str | Path) -> dict[str, Tensor]:
-    """An HF model's weights named as :class:`HFCausalLM`'s parameters (``lm.…``, tied ones under each name)."""
+def pretrained_weights(source: str | Path, *, ladder_names: bool = False) -> dict[str, Tensor]:
+    """An HF model's weights named as :class:`HFCausalLM`'s parameters (``lm.…``), or with ``ladder_names`` as
+    a rung's (a Llama folder read by the ladder); tied ones under each name."""
     from transformers import AutoModelForCausalLM
 
     lm = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
-    return {f"lm.{k}": v.detach() for k, v in lm.named_parameters(remove_duplicate=False)}
+    named = (lambda n: ladder_name(lm, n)) if ladder_names else (lambda n: f"lm.{n}")
+    return {named(k): v.detach() for k, v in lm.named_parameters(remove_duplicate=False)}

@@ -181,8 +181,7 @@ def build_model(
     if is_hf(settings.name):
         config = config if config is not None else hf_config(settings.name)
         _hf_vocab_size(settings.name, config, tokenizer_vocab)
-        model = build_hf_model(settings.name, attention=attn, label_smoothing=label_smoothing, chunk_size=chunk_size,
-                               config=config)
+        model = build_hf_model(config, attention=attn, label_smoothing=label_smoothing, chunk_size=chunk_size)
         body = model.lm.base_model
     else:
         vocab = model_vocab_size(settings, tokenizer_vocab)

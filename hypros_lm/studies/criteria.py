@@ -196,10 +196,10 @@ C1_THRESHOLD = 1.03  # method/log step time
 
 def c1_step_time(ctx: Context) -> list[dict[str, Any]]:
     """Judged on the study's interleaved timing where it made one (``timing:``: the method's and log-loss's
-    steps alternated in one process, so the machine's drift hits both alike): every model's ratio of medians
-    ≤ 1.03. Otherwise on the paired runs' median step times, only when their spread allows a verdict: the
-    95 % t-interval of the mean method/log ratio lies wholly on one side of 1.03. Otherwise (runs sharing
-    the cores, one pair) the cell says "not measured" and why."""
+    steps alternated in one process, so the machine's drift hits both alike), else on the paired runs' median
+    step times; either only when the spread allows a verdict: the 95 % t-interval of the mean method/log ratio
+    lies wholly on one side of 1.03. Otherwise (runs sharing the cores, one pair) the cell says "not measured"
+    and why."""
     timed = {m: ctx.timings[m] for m in ctx.models if m in ctx.timings}
     if timed:
         return [_c1_from_timing(timed)]
@@ -216,14 +216,19 @@ def c1_step_time(ctx: Context) -> list[dict[str, Any]]:
     if len(ratios) < 2:
         return [{"id": "C1", "text": text, "pass": None,
                  "value": f"not measured: one pair ({measured}) gives no spread; use benchmarks/step_time.py"}]
-    half = float(stats.t.ppf(0.975, len(ratios) - 1) * np.std(ratios, ddof=1) / np.sqrt(len(ratios)))
-    low, high = mean - half, mean + half
+    low, high = _mean_interval(ratios)
     interval = f"95 % interval of the ratio [{low:.3f}, {high:.3f}] over {len(ratios)} pairs"
     if low <= C1_THRESHOLD < high:
         return [{"id": "C1", "text": text, "pass": None,
                  "value": f"not measured: {measured}, but the {interval} spans the 1.03 threshold (runs that "
                           f"shared the cores); use benchmarks/step_time.py, which alternates the two in one process"}]
     return [{"id": "C1", "text": text, "value": f"{measured} ({interval})", "pass": high <= C1_THRESHOLD}]
+
+
+def _mean_interval(ratios) -> tuple[float, float]:
+    """The 95 % t-interval of the mean of the step-time ratios."""
+    half = float(stats.t.ppf(0.975, len(ratios) - 1) * np.std(ratios, ddof=1) / np.sqrt(len(ratios)))
+    return float(np.mean(ratios)) - half, float(np.mean(ratios)) + half
 
 
 def _c1_from_timing(timed: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -233,8 +238,7 @@ def _c1_from_timing(timed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     details, verdicts = [], []
     for m, t in timed.items():
         ratios = np.divide(t["method_times"], t["log_times"])
-        half = float(stats.t.ppf(0.975, len(ratios) - 1) * np.std(ratios, ddof=1) / np.sqrt(len(ratios)))
-        low, high = float(np.mean(ratios)) - half, float(np.mean(ratios)) + half
+        low, high = _mean_interval(ratios)
         verdicts.append(True if high <= C1_THRESHOLD else False if low > C1_THRESHOLD else None)
         details.append(f"{m}: {more_or_less((t['ratio'] - 1) * 100, '.1f', '% slower', '% faster')} (medians "
                        f"{t['method_s']:.4f} vs {t['log_s']:.4f} s/step; 95 % interval of the step ratio "
