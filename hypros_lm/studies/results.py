@@ -77,6 +77,9 @@ def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
         ident = json.loads((run_dir / "study.json").read_text())
         if ident["study"] != study.name:
             raise ValueError(f"{run_dir} belongs to study {ident['study']!r}, not {study.name!r}; keep studies in separate folders")
+        if not (run_dir / "metrics.jsonl").is_file():
+            notes.append(f"{run_dir.name}: not started; left out")
+            continue
         settings = yaml.safe_load((run_dir / "settings.yaml").read_text())
         records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
         max_steps = settings["train"]["max_steps"]

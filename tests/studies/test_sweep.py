@@ -98,6 +98,21 @@ def test_sensitivity_cells_against_the_reference(tmp_path):
     assert (tmp_path / "report" / "sweep_heatmaps.png").stat().st_size > 5000
 
 
+def test_a_report_leaves_out_runs_only_planned(tmp_path):
+    """A folder that --print-commands (or a runner still at work) left, with no training yet, is named and left
+    out; the report is made of the finished runs."""
+    from hypros_lm.studies.runner import write_run_config
+
+    study = load_study(_study(tmp_path, sweep={"variation": "hypros", "grid": {"loss.tau": [0.05, 0.2]}}, seeds=[1, 2]))
+    folder = tmp_path / "runs"
+    runs = [_result(v, s, 0.05 + s / 100) for v in ("log", "hypros", "hypros-tau0.05", "hypros-tau0.2") for s in (1, 2)]
+    planned = next(r for r in runs if r.name == "hypros-tau0.2-nano-s2")
+    write_run_config(study, next(s for s in expand(study, folder) if s.name == planned.name))
+    report = _written_report(study, [r for r in runs if r is not planned], folder, tmp_path / "report")
+    assert "- hypros-tau0.2-nano-s2: not started; left out" in report
+    assert "7 finished runs" in report
+
+
 def _written_report(study, runs, folder, out) -> str:
     """write_report reads run folders: write each result as the files a run leaves."""
     import json
