@@ -371,8 +371,12 @@ def more_or_less(amount: float, fmt: str, up: str = "higher", down: str = "lower
 
 
 def _scaling(runs: list[RunResult], variations: list[str], notes: list[str]) -> dict[str, Any]:
-    """Power laws per variation and score, in parameters and in compute: each identified or not, and why."""
+    """Power laws per variation and score, in parameters and in compute: each identified or not, and why
+    (none where the study has one model size: one note then, not a table of the same reason)."""
     fits: dict[str, Any] = {}
+    if len({r.params for r in runs}) < 2:
+        notes.append("scaling fits: not made (one model size; a 3-parameter law needs at least 4)")
+        return fits
     for v in variations:
         rs = [r for r in runs if r.variation == v]
         for key in ("nll", "brier"):

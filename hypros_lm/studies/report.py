@@ -52,7 +52,8 @@ def _figures(study: Study, folder: Path, runs: list[RunResult], res: dict[str, A
     sets = [s for s in study.evaluations if any(s in r.evals for r in runs)]
     if sets:
         figs.append(figures.robustness(runs, models, variations, sets, out, primary=task_metric(study)))
-    figs.append(figures.scaling(runs, variations, res["scaling"], out))
+    if res["scaling"]:
+        figs.append(figures.scaling(runs, variations, res["scaling"], out))
     if res["sweep"]:
         figs.append(figures.sweep_heatmaps(res["sweep"], study, models, out))
     largest = [folder / r.name for r in runs if r.model == models[-1] and r.seed == res["seeds"][0]]
@@ -163,6 +164,8 @@ def _sweep_section(study: Study, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _scaling_table(res: dict[str, Any]) -> list[str]:
+    if not res["scaling"]:
+        return []
     lines = ["", "## Scaling fits L = E + A·x^(−α)", "", "| variation | score | x | E | A | α | dof |",
              "|---|---|---|---|---|---|---|"]
     for key, f in res["scaling"].items():

@@ -116,7 +116,8 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         perturbed = [v for v in metrics.values() if isinstance(v, dict) and "relative_degradation" in v]
         outputs = perturbed[0] if perturbed else metrics["clean"]
         extra = {"relative_degradation": outputs["relative_degradation"]} if perturbed else {}
-        return {**metrics["target_tokens"], **{k: outputs[k] for k in GENERATION_SCORES if k in outputs}, **extra}
+        tokens = outputs.get("target_tokens", metrics["target_tokens"])  # scored given the perturbed sources
+        return {**tokens, **{k: outputs[k] for k in GENERATION_SCORES if k in outputs}, **extra}
     if "class_nll" not in metrics:
         return metrics
     out = dict(metrics)

@@ -242,6 +242,10 @@ def generate_for_task(hf_model, tok, task, sources: list[str], references: list[
     return hyps, enc.truncated_sources
 
 
+TARGET_TOKEN_SCORES = ("loss_log", "loss_brier", "loss_spherical", "accuracy", "ece_10", "ece_15", "ece_adaptive_10",
+                       "perplexity", "val_tokens", "reliability_10")
+
+
 def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str = "test", limit: int | None = None,
                   beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16, perturbations: tuple[str, ...] = (),
                   seed: int = 0, out=None, progress: bool = True, device: str = "auto",
@@ -265,12 +269,15 @@ def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"task": task.name, "data": where, "examples": len(sources), "beams": beams,
                               "max_new_tokens": max_new_tokens, "checkpoint": str(loaded.checkpoint)}
-    blocks = Seq2SeqBlocks(encode_pairs(task, tok, sources, references, seq_len=seq_len, max_target_tokens=max_target),
-                           seq_len, eos)
-    calib = evaluate_blocks(model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=True, device=where_to)
-    result["target_tokens"] = {k: calib[k] for k in ("loss_log", "loss_brier", "loss_spherical", "accuracy",
-                                                      "ece_10", "ece_15", "ece_adaptive_10", "perplexity",
-                                                      "val_tokens", "reliability_10")}
+    def target_tokens(srcs: list[str]) -> dict[str, Any]:
+        """The references' token scores given these sources (teacher-forced): calibration under each source set."""
+        blocks = Seq2SeqBlocks(encode_pairs(task, tok, srcs, references, seq_len=seq_len, max_target_tokens=max_target),
+                               seq_len, eos)
+        calib = evaluate_blocks(model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=True,
+                                device=where_to)
+        return {k: calib[k] for k in TARGET_TOKEN_SCORES}
+
+    result["target_tokens"] = target_tokens(sources)
     runs = {"clean": sources} | {spec: perturb_all(sources, spec, seed) for spec in perturbations}
     samples = {}
     for name, srcs in runs.items():
@@ -281,6 +288,8 @@ def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str
             result["truncated_sources"] = truncated
         (out / f"predictions-{name.replace(':', '_').replace('+', '_')}.txt").write_text("\n".join(hyps) + "\n")
         result[name] = score(hyps, references)
+        if name != "clean":
+            result[name]["target_tokens"] = target_tokens(srcs)
         samples[name] = list(zip(srcs[:3], references[:3], hyps[:3], strict=True))
     main = "bleu" if task.kind == "translation" else "rougeL_f"
     for spec in perturbations:

@@ -40,6 +40,36 @@ def test_multi30k_finetune_generate_and_score(stage_runs, cache_dir, tmp_path):
     assert metrics["clean"]["chrf"] == pytest.approx(CHRF().corpus_score(hyps, [refs]).score)
     assert "relative_degradation" in metrics["swap:0.1"]
     assert metrics["target_tokens"]["val_tokens"] > 0 and 0 <= metrics["target_tokens"]["ece_10"] <= 1
+    # the swapped sources' target-token NLL: scored given those sources, against the full logits' cross-entropy
+    swapped = metrics["swap:0.1"]["target_tokens"]["loss_log"]
+    assert swapped == pytest.approx(_naive_target_nll(out, "swap:0.1", limit=8), rel=1e-5)
+    assert swapped != pytest.approx(metrics["target_tokens"]["loss_log"], rel=1e-6)
+
+
+def _naive_target_nll(run_dir, perturbation: str, *, limit: int) -> float:
+    """Mean cross-entropy of the Multi30k test references' tokens given perturbed sources, from the exported
+    model's full logits (no fused head, no blocks)."""
+    import torch
+    import torch.nn.functional as F
+
+    from hypros_lm.data.perturb import perturb_all
+    from hypros_lm.runs import load_run, to_hf
+    from hypros_lm.tasks.seq2seq import encode_pairs
+
+    loaded = load_run(run_dir)
+    hf, _ = to_hf(loaded)
+    task = get_task("multi30k-en-de")
+    sources, references = (x[:limit] for x in load_pairs(task, "test")[:2])
+    enc = encode_pairs(task, loaded.tokenizer, perturb_all(sources, perturbation, 0), references,
+                       seq_len=loaded.settings.data.seq_len, max_target_tokens=loaded.settings.task.max_target_tokens)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for prompt, target in zip(enc.prompt_ids, enc.target_ids, strict=True):
+            ids = torch.tensor([prompt + target])
+            logits = hf(input_ids=ids[:, :-1]).logits[0, len(prompt) - 1:].double()
+            total += float(F.cross_entropy(logits, ids[0, len(prompt):], reduction="sum"))
+            count += len(target)
+    return total / count
 
 
 def test_xsum_summarization_from_an_exported_model_and_rouge(stage_runs, cache_dir, tmp_path):

@@ -77,14 +77,15 @@ def test_runner_trains_skips_and_resumes(tmp_path, cache_dir):
     report = (tmp_path / "report" / "report.md").read_text()
     assert "**1 seeds**" in report and "| log |" in report and "| hypros |" in report
     assert "NOT EVALUATED" in report and "not compared (a paired t-test needs ≥ 2 pairs; got 1)" in report
-    assert "not identified: 1 distinct size; a 3-parameter law needs at least 4" in report
+    assert "scaling fits: not made (one model size; a 3-parameter law needs at least 4)" in report
+    assert "## Scaling fits" not in report and not (tmp_path / "report" / "scaling.png").exists()
     timing = json.loads((out / "timing" / "nano.json").read_text())  # hypros and log-loss alternated, 3 steps each
     assert len(timing["log_times"]) == len(timing["method_times"]) == 3 and timing["lambda"] > 0
     assert timing["ratio"] == pytest.approx(timing["method_s"] / timing["log_s"])
     assert "interleaved timing" in report and "over 3 alternated pairs" in report  # C1 judged on it, in words
     assert "% slower" in report or "% faster" in report
     assert "interpolated linearly between evaluations (every" in report
-    for name in ("learning_curves_steps.png", "calibration.png", "scaling.png"):
+    for name in ("learning_curves_steps.png", "calibration.png"):
         assert (tmp_path / "report" / name).stat().st_size > 1000
 
 

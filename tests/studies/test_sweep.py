@@ -113,6 +113,21 @@ def test_a_report_leaves_out_runs_only_planned(tmp_path):
     assert "7 finished runs" in report
 
 
+def test_scaling_fits_only_where_the_study_has_sizes_to_fit(tmp_path):
+    """One model size: one note and no fits; two sizes: a fit per variation, score and axis (not identified,
+    with its reason)."""
+    study = load_study(_study(tmp_path, seeds=[1, 2]))
+    runs = [_result(v, s, 0.05) for v in ("log", "hypros") for s in (1, 2)]
+    res = analyse(study, runs)
+    assert res["scaling"] == {}
+    assert "scaling fits: not made (one model size; a 3-parameter law needs at least 4)" in res["notes"]
+    for r in runs[::2]:
+        r.params = 4000
+    res = analyse(study, runs)
+    assert len(res["scaling"]) == 2 * 2 * 2 and not any(f["identified"] for f in res["scaling"].values())
+    assert "2 distinct sizes" in res["scaling"]["log:nll:params"]["reason"]
+
+
 def _written_report(study, runs, folder, out) -> str:
     """write_report reads run folders: write each result as the files a run leaves."""
     import json

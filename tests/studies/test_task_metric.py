@@ -26,12 +26,14 @@ def test_a_generation_evaluation_reads_as_target_token_scores_and_output_scores(
     metrics = {"task": "multi30k-en-de", "examples": 8,
                "target_tokens": {"loss_log": 3.2, "loss_brier": 0.8, "ece_10": 0.03, "accuracy": 0.4},
                "clean": {"bleu": 10.0, "chrf": 30.0, "bleu_signature": "nrefs:1"},
-               "swap:0.1": {"bleu": 9.0, "chrf": 28.0, "relative_degradation": 0.1}}
+               "swap:0.1": {"bleu": 9.0, "chrf": 28.0, "relative_degradation": 0.1,
+                            "target_tokens": {"loss_log": 3.5, "loss_brier": 0.85, "ece_10": 0.05, "accuracy": 0.37}}}
     got = headline(metrics)
-    assert got["loss_log"] == 3.2 and got["ece_10"] == 0.03
+    assert got["loss_log"] == 3.5 and got["ece_10"] == 0.05  # scored given the perturbed sources
     assert (got["bleu"], got["chrf"], got["relative_degradation"]) == (9.0, 28.0, 0.1)  # the perturbed outputs'
     clean_only = {k: v for k, v in metrics.items() if k != "swap:0.1"}
     assert headline(clean_only)["bleu"] == 10.0 and "relative_degradation" not in headline(clean_only)
+    assert headline(clean_only)["loss_log"] == 3.2
 
 
 def _run(variation: str, seed: int, bleu: float, swap_bleu: float, nll: float = 3.0) -> RunResult:
