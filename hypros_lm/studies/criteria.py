@@ -216,19 +216,22 @@ def c1_step_time(ctx: Context) -> list[dict[str, Any]]:
     if len(ratios) < 2:
         return [{"id": "C1", "text": text, "pass": None,
                  "value": f"not measured: one pair ({measured}) gives no spread; use benchmarks/step_time.py"}]
-    low, high = _mean_interval(ratios)
+    low, high, verdict = _ratio_interval(ratios)
     interval = f"95 % interval of the ratio [{low:.3f}, {high:.3f}] over {len(ratios)} pairs"
-    if low <= C1_THRESHOLD < high:
+    if verdict is None:
         return [{"id": "C1", "text": text, "pass": None,
                  "value": f"not measured: {measured}, but the {interval} spans the 1.03 threshold (runs that "
                           f"shared the cores); use benchmarks/step_time.py, which alternates the two in one process"}]
-    return [{"id": "C1", "text": text, "value": f"{measured} ({interval})", "pass": high <= C1_THRESHOLD}]
+    return [{"id": "C1", "text": text, "value": f"{measured} ({interval})", "pass": verdict}]
 
 
-def _mean_interval(ratios) -> tuple[float, float]:
-    """The 95 % t-interval of the mean of the step-time ratios."""
+def _ratio_interval(ratios) -> tuple[float, float, bool | None]:
+    """The 95 % t-interval of the mean method/log step-time ratio and its verdict: PASS wholly at or below 1.03,
+    FAIL wholly above, None (no verdict) where it spans the threshold."""
+    mean = float(np.mean(ratios))
     half = float(stats.t.ppf(0.975, len(ratios) - 1) * np.std(ratios, ddof=1) / np.sqrt(len(ratios)))
-    return float(np.mean(ratios)) - half, float(np.mean(ratios)) + half
+    low, high = mean - half, mean + half
+    return low, high, True if high <= C1_THRESHOLD else False if low > C1_THRESHOLD else None
 
 
 def _c1_from_timing(timed: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -238,8 +241,8 @@ def _c1_from_timing(timed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     details, verdicts = [], []
     for m, t in timed.items():
         ratios = np.divide(t["method_times"], t["log_times"])
-        low, high = _mean_interval(ratios)
-        verdicts.append(True if high <= C1_THRESHOLD else False if low > C1_THRESHOLD else None)
+        low, high, verdict = _ratio_interval(ratios)
+        verdicts.append(verdict)
         details.append(f"{m}: {more_or_less((t['ratio'] - 1) * 100, '.1f', '% slower', '% faster')} (medians "
                        f"{t['method_s']:.4f} vs {t['log_s']:.4f} s/step; 95 % interval of the step ratio "
                        f"[{low:.3f}, {high:.3f}] over {len(ratios)} alternated pairs)")
