@@ -42,14 +42,11 @@ def main(argv: list[str]) -> None:
     print(f"{result['task']} on {result['data']}: {result['examples']} examples, beams={result['beams']}")
     for name in ["clean", *args.perturb]:
         scores = {k: v for k, v in result[name].items() if isinstance(v, float)}
-        tt = result[name].get("target_tokens", result["target_tokens"])
+        tt = result[name].get("target_tokens", result["target_tokens"])  # scored given this set's sources
         print(f"  {name:>20}: " + " | ".join(f"{k} {v:.4g}" for k, v in scores.items())
-              + f" | target-token NLL {tt['loss_log']:.4f} | ECE(10) {tt['ece_10']:.4f}")
+              + f" | target tokens: NLL {tt['loss_log']:.4f} | Brier {tt['loss_brier']:.4f} | ECE(10) {tt['ece_10']:.4f}")
     if "bleu_signature" in result["clean"]:
         print(f"  sacreBLEU signatures: {result['clean']['bleu_signature']} | {result['clean']['chrf_signature']}")
-    tt = result["target_tokens"]
-    print(f"  target tokens (clean sources): NLL {tt['loss_log']:.4f} | Brier {tt['loss_brier']:.4f} | "
-          f"ECE(10) {tt['ece_10']:.4f}")
     for src, ref, hyp in samples["clean"]:
         print(f"\n  source:     {src}\n  reference:  {ref}\n  prediction: {hyp}")
 
