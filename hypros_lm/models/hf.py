@@ -1,4 +1,4 @@
-"""Any supported Hugging Face causal LM in the stack: ``--model hf:<config.json, folder or hub name>``.
+"""Any Hugging Face causal LM in the stack: ``--model hf:<config.json, folder or hub name>``.
 
 The model is transformers' own class (``AutoModelForCausalLM``), patched by the drop-in integration
 (:func:`hypros_lm.integrations.transformers.patch_causal_lm`), so the fused score runs inside the model's
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hypros_lm.integrations.transformers import SUPPORTED_MODEL_TYPES, patch_causal_lm
+from hypros_lm.integrations.patch import body_hidden_states, check_patch, patch_causal_lm, router_aux_loss
 from hypros_lm.models.shapes import param_shape
 from hypros_lm.scoring import ScoreOutput
 
@@ -74,7 +74,7 @@ def hf_tokenizer(name: str) -> str | None:
 def hf_config(name: str):
     """The transformers config of an ``hf:`` model (a copy: callers may change it); read once per process, since
     the settings checks, the engine's buffer sizes and the model all ask for it. A clear error for a missing path
-    or an unsupported type."""
+    or a model with no causal-LM class."""
     return copy.deepcopy(_read_config(name))
 
 
@@ -93,10 +93,17 @@ def _read_config(name: str):
     except OSError as err:
         raise FileNotFoundError(f"model.name={name!r}: cannot read its config ({err}); offline, give a local folder "
                                 f"(HF_HUB_OFFLINE is {os.environ.get('HF_HUB_OFFLINE', 'unset')})") from err
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"model.name={name!r} is a {config.model_type!r} model; the stack trains "
-                         f"{', '.join(SUPPORTED_MODEL_TYPES)} causal LMs")
+    _check_causal_lm(name, config)
     return config
+
+
+def _check_causal_lm(name: str, config) -> None:
+    """A config transformers builds no ``*ForCausalLM`` for (an encoder, an encoder-decoder) is named at once."""
+    from transformers import AutoModelForCausalLM
+
+    if type(config) not in AutoModelForCausalLM._model_mapping:
+        raise ValueError(f"model.name={name!r} is a {config.model_type!r} model, which transformers has no causal LM "
+                         f"class for; the stack trains decoder-only causal LMs (AutoModelForCausalLM)")
 
 
 def ladder_name(lm: nn.Module, name: str) -> str:
@@ -115,14 +122,18 @@ class HFCausalLM(nn.Module):
 
     def __init__(self, lm: nn.Module, *, label_smoothing: float = 0.0, chunk_size: int | None = None):
         super().__init__()
-        self.lm = patch_causal_lm(lm, label_smoothing=label_smoothing, chunk_size=chunk_size)
+        self.lm = patch_causal_lm(lm, label_smoothing=label_smoothing, chunk_size=chunk_size, verify=False)
         self.config = lm.config
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0,
                 **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
-        hidden = self.lm.base_model(input_ids=input_ids, use_cache=False).last_hidden_state  # no KV cache to score
+        body, hidden = body_hidden_states(self.lm, {"input_ids": input_ids, "use_cache": False})  # no KV cache to score
         head = self.lm.get_output_embeddings()
-        return head(hidden, hypros_targets=targets, hypros_state=self.lm.hypros, lam=lam, **head_options)
+        out = head(hidden, hypros_targets=targets, hypros_state=self.lm.hypros, lam=lam, **head_options)
+        aux = router_aux_loss(self.lm, body, None) if isinstance(out, ScoreOutput) else None
+        if aux is not None:  # a mixture of experts' load-balancing term, as the model's own forward adds it
+            out = out._replace(loss=out.loss + self.lm.router_aux_loss_coef * aux)
+        return out
 
     def score_over(self, columns: Tensor | None) -> None:
         """Restrict the training score to these token ids (a classifier's label words)."""
@@ -135,6 +146,11 @@ class HFCausalLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(param_shape(p).numel() for p in self.parameters())
+
+    def check_head(self) -> str:
+        """Once the weights are written: the patch's probe against the model's own forward (it raises on a
+        mismatch), or what it relies on where the weights are partitioned. Returns the line to log."""
+        return check_patch(self.lm)[1]
 
 
 def build_hf_model(config, *, attention: str, label_smoothing: float = 0.0, chunk_size: int | None = None) -> HFCausalLM:

@@ -48,6 +48,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from hypros_lm.metrics.calibration import bin_sums
 from hypros_lm.scoring.chunks import Bounded, Options, score_pass
 
 # Default working-memory budget for one chunk: three fp32 (chunk × vocab-block) buffers.
@@ -72,6 +73,9 @@ class ScoreOutput(NamedTuple):
     grad_norm_log: Tensor | None = None
     grad_norm_bounded: Tensor | None = None
     z_loss: Tensor | None = None
+    calibration: Tensor | None = None
+    """With ``calibration_bins``: the (3, B) equal-width bin sums (count, Σ confidence, Σ correct) of the top-1
+    predictions (:class:`hypros_lm.metrics.calibration.BinSums`), so ECE needs no logits."""
 
     def components(self) -> dict[str, Tensor]:
         """The detached per-component means, keyed by name (for telemetry)."""
@@ -159,6 +163,7 @@ def fused_linear_score(
     vocab_block_size: int | None = None,
     component_grad_norms: bool = False,
     grad_in_forward: bool = True,
+    calibration_bins: int = 0,
 ) -> ScoreOutput:
     """``(1 − λ)·log + λ·bounded`` (+ ``z_loss``·lse²) per token for the logits
     ``softcap·tanh(logit_scale·(hidden @ weight.T + bias)/softcap)``, without materialising the (N, V) logits.
@@ -169,12 +174,15 @@ def fused_linear_score(
     ``num_items_in_batch`` the sum is divided by it instead (Hugging Face's normalisation over
     gradient-accumulation micro-batches). Returns a :class:`ScoreOutput` whose components are
     means over the non-ignored tokens; ``component_grad_norms`` adds ‖∂L_log/∂h‖ and
-    ‖∂L_bounded/∂h‖ (unweighted by λ) when gradients are being computed in forward.
+    ‖∂L_bounded/∂h‖ (unweighted by λ) when gradients are being computed in forward; ``calibration_bins``
+    (without gradients, i.e. in evaluation) adds the top-1 calibration bin sums.
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     _check_inputs(hidden, weight, targets, bounded=bounded, ignore_index=ignore_index, label_smoothing=label_smoothing,
                   bias=bias, reduction=reduction, softcap=softcap)
+    check_options(lam=lam, z_loss=z_loss, chunk_size=chunk_size, num_items_in_batch=num_items_in_batch,
+                   valid=targets != ignore_index)
     opts = _options(weight.shape[0], lam=float(lam), bounded=bounded, ignore_index=ignore_index,
                     label_smoothing=float(label_smoothing), chunk_size=chunk_size, vocab_block_size=vocab_block_size,
                     component_grad_norms=component_grad_norms, z_loss=float(z_loss), logit_scale=float(logit_scale),
@@ -187,9 +195,13 @@ def fused_linear_score(
         loss, sums = _FusedLinearScore.apply(hidden, weight, bias, targets, token_weight, opts,
                                              grad_in_forward and not per_token_loss)
     else:
-        collected: dict[str, list[Tensor]] | None = {} if per_token_loss else None
+        collected: dict[str, list[Tensor]] | None = {} if per_token_loss or calibration_bins else None
         sums, _ = score_pass(hidden, (weight, bias), targets, token_weight, opts, want_grad=False, per_token=collected)
-        loss = torch.cat(collected["loss"]) if collected is not None else sums["weighted"]
+        loss = torch.cat(collected["loss"]) if per_token_loss else sums["weighted"]
+        if calibration_bins:
+            valid = targets != ignore_index
+            sums["calibration"] = bin_sums(torch.cat(collected["confidence"])[valid],
+                                           torch.cat(collected["correct"])[valid], calibration_bins).stacked()
     denom = sums["n_tokens"].clamp(min=1).float()
     norms = sums["comp_norms"] if (needs_grad and component_grad_norms and grad_in_forward) else None
     return ScoreOutput(
@@ -203,6 +215,7 @@ def fused_linear_score(
         grad_norm_log=None if norms is None else norms[0],
         grad_norm_bounded=None if norms is None else norms[1],
         z_loss=sums["z_loss"] / denom if z_loss else None,
+        calibration=sums.get("calibration"),
     )
 
 
@@ -210,7 +223,8 @@ def _token_weights(valid: Tensor, reduction: str, num_items_in_batch: int | Tens
     """w_i of the loss Σ_i w_i·ℓ_i: 1/n_valid (mean), 1 (sum, none) or 1/num_items_in_batch; 0 where ignored."""
     w = valid.double()  # cast to the statistics' dtype later: 1/n stays exact in float64 runs
     if num_items_in_batch is not None:
-        return w / torch.as_tensor(num_items_in_batch, device=w.device).double()
+        # clamped: a count of 0 is allowed only where no token is scored (check_options), and then 0/1 is the loss
+        return w / torch.as_tensor(num_items_in_batch, device=w.device).double().clamp(min=1)
     if reduction == "mean":
         return w / valid.sum().clamp(min=1).double()
     return w
@@ -247,6 +261,30 @@ def token_scores(
     return {k: torch.cat(v)[valid] for k, v in collected.items()}
 
 
+def check_options(*, lam: float | Tensor, z_loss: float, chunk_size: int | None,
+                  num_items_in_batch: int | Tensor | None = None, valid: Tensor | None = None) -> None:
+    """Values that would give a loss of another objective, or none, refused with the value and its range before
+    any work. A λ or item count held on an accelerator is not read back (that would wait on the device at every
+    call). ``valid``: which targets are scored (an item count of 0 is allowed only when none is)."""
+    if _on_host(lam) and not 0.0 <= float(lam) <= 1.0:
+        raise ValueError(f"lam={float(lam):g} must lie in [0, 1]: the loss is (1 − λ)·log + λ·bounded, a proper "
+                         f"score only for λ in that range (a LambdaSchedule gives such values)")
+    if not 0.0 <= float(z_loss) < float("inf"):
+        raise ValueError(f"z_loss={z_loss} must be a finite coefficient ≥ 0 (e.g. 1e-4, as in PaLM); 0 turns it off")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1):
+        raise ValueError(f"chunk_size={chunk_size!r} must be a whole number of tokens ≥ 1, or None for the default")
+    if num_items_in_batch is not None and _on_host(num_items_in_batch) and float(num_items_in_batch) <= 0:
+        if float(num_items_in_batch) < 0 or valid is None or bool(valid.any()):
+            held = "" if valid is None else f", which holds {int(valid.sum())} here"
+            raise ValueError(f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of "
+                             f"scored tokens across the accumulated batch{held} (or pass None to average over this "
+                             f"batch)")
+
+
+def _on_host(value: float | Tensor) -> bool:
+    return not isinstance(value, Tensor) or value.device.type == "cpu"
+
+
 def _check_inputs(
     hidden: Tensor, weight: Tensor, targets: Tensor, *, bounded: str, ignore_index: int, label_smoothing: float,
     bias: Tensor | None, reduction: str, softcap: float | None,
@@ -267,7 +305,7 @@ def _check_inputs(
         raise ValueError(f"label_smoothing={label_smoothing} must lie in [0, 1)")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction={reduction!r}; use 'mean', 'sum' or 'none'")
-    if softcap is not None and softcap < 0:
+    if softcap is not None and not softcap > 0:
         raise ValueError(f"softcap={softcap} must be positive (or None for no soft-capping)")
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= weight.shape[0]))
     if bool(bad.any()):

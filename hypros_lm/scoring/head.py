@@ -21,9 +21,11 @@ def score_hidden(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    logit_scale: float = 1.0,
     chunk_size: int | None = None,
     num_items_in_batch: int | Tensor | None = None,
     component_grad_norms: bool = False,
+    calibration_bins: int = 0,
     per_token: bool = False,
     columns: Tensor | None = None,
     score_columns: Tensor | None = None,
@@ -39,16 +41,19 @@ def score_hidden(
     if targets is None:
         rows = slice(None) if columns is None else columns.to(weight.device)
         logits = torch.nn.functional.linear(hidden, weight[rows], None if bias is None else bias[rows])
+        if logit_scale != 1.0:
+            logits = logits * logit_scale
         return logits if softcap is None else softcap * torch.tanh(logits / softcap)
     if per_token:
         return token_scores(hidden, weight, targets, bias=bias, ignore_index=ignore_index, softcap=softcap,
-                            chunk_size=chunk_size)
+                            logit_scale=logit_scale, chunk_size=chunk_size)
     if score_columns is not None:
         weight, targets, bias = _restrict(weight, targets, bias, score_columns, ignore_index)
     return fused_linear_score(
         hidden, weight, targets, lam=lam, bounded=bounded, bias=bias, ignore_index=ignore_index,
         num_items_in_batch=num_items_in_batch, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-        chunk_size=chunk_size, component_grad_norms=component_grad_norms,
+        logit_scale=logit_scale, chunk_size=chunk_size, component_grad_norms=component_grad_norms,
+        calibration_bins=calibration_bins,
     )
 
 

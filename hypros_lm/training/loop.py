@@ -213,6 +213,8 @@ def build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     else:
         assign_parameters(model, lambda name, shape: initial_value(model.seed_name(name), shape, settings.train.seed),
                           rank=rank)
+    if hasattr(model, "check_head"):  # an hf: model: its patched head against its own forward, now that it has weights
+        log(f"head: {model.check_head()}")
     if rank == 0:
         _write_run_files(settings, out, data, world, model.num_parameters())
     log(f"model: {settings.model.name}, {model.num_parameters() / 1e6:.2f}M parameters, "

@@ -38,6 +38,16 @@ def test_hf_trainer_example_runs(cache_dir, tmp_path):
     assert "done: step 8" in out
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_trl_sft_example_runs(cache_dir, tmp_path, lora):
+    out = _run("trl_sft.py", "--steps", "8", "--pairs", "400", "--out", str(tmp_path), *(["--lora"] if lora else []),
+               cache_dir=cache_dir)
+    train = [r for r in json.loads((tmp_path / "log_history.json").read_text()) if "loss" in r]
+    assert train[-1]["hypros/lambda"] > 0.9 > train[0]["hypros/lambda"]
+    assert {"entropy", "mean_token_accuracy", "hypros/brier"} <= set(train[-1])
+    assert "done: step 8" in out
+
+
 @pytest.mark.slow
 def test_trainer_deepspeed_zero3_equals_zero0_on_two_ranks(cache_dir, tmp_path):
     config = json.loads((EXAMPLES / "zero3.json").read_text())

@@ -1,4 +1,5 @@
-"""patch_causal_lm against the models' own loss (λ = 0) and a naive float64 reference (λ > 0)."""
+"""patch_causal_lm against the models' own loss (λ = 0) and a naive float64 reference (λ > 0), on every tested
+architecture; the probe that refuses a head the fused score would not reproduce; bad option values."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import copy
 import pytest
 import torch
 
-from hypros_lm.integrations.transformers import SUPPORTED_MODEL_TYPES, patch_causal_lm
+from hypros_lm.integrations.transformers import check_patch, patch_causal_lm
 from hypros_lm.scoring import naive_token_scores
-from tests.integrations.hf_models import build, padded_batch
+from tests.integrations.hf_models import ARCHITECTURES, build, padded_batch
 
-ARCHS = list(SUPPORTED_MODEL_TYPES)
+ARCHS = list(ARCHITECTURES)
 
 
 def _grads(model) -> dict[str, torch.Tensor]:
@@ -38,14 +39,17 @@ def test_lambda_zero_equals_the_models_own_loss_and_gradients(arch, num_items):
 
 
 def _reference_loss(model, batch, *, lam, bounded, z_loss=0.0):
-    """The mean over shifted labels of (1 − λ)·log + λ·bounded (+ z·lse²) from the model's own logits."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """The mean over shifted labels of (1 − λ)·log + λ·bounded (+ z·lse²) from the model's own logits (plus a
+    mixture of experts' load-balancing term, as its own forward adds it)."""
+    own = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    logits = own.logits
     targets = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[..., 1:].reshape(-1)
     logits = logits.reshape(-1, logits.shape[-1])
     valid = targets != -100
     s = naive_token_scores(logits[valid], targets[valid])
     per_token = (1 - lam) * s["log"] + lam * s[bounded] + z_loss * torch.logsumexp(logits[valid], -1) ** 2
-    return per_token.mean(), per_token
+    aux = getattr(own, "aux_loss", None)
+    return per_token.mean() + (0.0 if aux is None else model.router_aux_loss_coef * aux), per_token
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -110,10 +114,98 @@ def test_shift_labels_and_forward_without_labels_are_the_models_own():
                                model.generate(prompt, max_new_tokens=4, do_sample=False))
 
 
-def test_unsupported_architecture_is_refused_with_the_supported_list():
-    import transformers as tf
+def test_a_mixture_of_experts_loss_includes_its_load_balancing_term():
+    """Mixtral with output_router_logits: the patched loss carries the router's auxiliary loss as the model's own does
+    (the λ = 0 test above compares the router's gradients too); without it the losses differ by coef × aux."""
+    model = build("mixtral")
+    batch = padded_batch(0, 3)
+    out = patch_causal_lm(copy.deepcopy(model))(**batch)
+    assert out.aux_loss is not None and out.aux_loss.item() > 0
+    model.config.output_router_logits = False
+    plain = model(**batch).loss
+    assert out.loss.item() == pytest.approx(plain.item() + 0.02 * out.aux_loss.item(), rel=1e-5)
 
-    model = tf.AutoModelForCausalLM.from_config(tf.OPTConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
-                                                             num_attention_heads=2, ffn_dim=32, word_embed_proj_dim=16))
-    with pytest.raises(ValueError, match="supports llama, mistral, qwen2, gpt2, gpt_neox, gemma2"):
+
+def _undeclared_transform(arch):
+    """A model class of ``arch`` whose forward adds to the logits something its config does not declare."""
+    base = type(build(arch))
+
+    class Shifted(base):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **{k: v for k, v in kwargs.items() if k != "labels"})
+            out.logits = out.logits * 1.5 + 0.25
+            labels = kwargs.get("labels")
+            if labels is not None:
+                out.loss = self.loss_function(out.logits, labels, self.config.vocab_size)
+            return out
+
+    torch.manual_seed(0)
+    return Shifted(build(arch).config)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_a_logit_transform_the_config_does_not_declare_is_refused(arch):
+    with pytest.raises(ValueError, match=r"refuses Shifted .*logits differ from the model's own by up to .*λ = 0 loss is"):
+        patch_causal_lm(_undeclared_transform(arch))
+
+
+def test_a_wrong_declaration_is_refused_too():
+    """Granite divides its logits by logits_scaling; a config that names another scale than the forward uses is caught."""
+    model = build("granite")
+    model.config.logits_scaling = 4.0
+    patch_causal_lm(copy.deepcopy(model))  # as declared: accepted
+    odd = copy.deepcopy(model)
+    odd.config.logit_scale = 3.0  # now read first, but the forward still divides by 4
+    with pytest.raises(ValueError, match=r"logit scale 3"):
+        patch_causal_lm(odd)
+
+
+def test_weights_not_materialised_say_what_the_patch_relies_on():
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(build("gemma2").config)
+    with pytest.warns(UserWarning, match=r"not materialised.*relies on.*soft-cap 5.0.*check_patch"):
         patch_causal_lm(model)
+    assert check_patch(model)[0] is False
+    verified, note = check_patch(patch_causal_lm(build("gemma2")))
+    assert verified and "probe" in note
+
+
+def test_a_model_with_no_linear_head_is_refused():
+    model = build("llama")
+    model.lm_head = torch.nn.Sequential(model.lm_head)
+    with pytest.raises(ValueError, match="output embedding is a Sequential, not nn.Linear"):
+        patch_causal_lm(model)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"lam": -0.2}, r"lam=-0.2 must lie in \[0, 1\]"),
+    ({"lam": 1.5}, r"lam=1.5 must lie in \[0, 1\]"),
+    ({"z_loss": -1e-4}, r"z_loss=-0.0001 must be a finite coefficient ≥ 0"),
+    ({"chunk_size": 0}, r"chunk_size=0 must be a whole number of tokens ≥ 1"),
+    ({"bounded": "log"}, r"bounded='log'; use 'brier' or 'spherical'"),
+    ({"label_smoothing": 1.0}, r"label_smoothing=1.0 must lie in \[0, 1\)"),
+])
+def test_bad_patch_options_are_refused_with_the_value_and_range(options, message):
+    with pytest.raises(ValueError, match=message):
+        patch_causal_lm(build("llama"), **options)
+
+
+def test_a_state_lambda_out_of_range_is_refused_at_the_forward():
+    model = patch_causal_lm(build("llama"))
+    model.hypros.lam = 3.0
+    with pytest.raises(ValueError, match=r"lam=3 must lie in \[0, 1\]"):
+        model(**padded_batch(0, 2))
+
+
+def test_a_copy_of_a_patched_model_scores_with_its_own_weights():
+    """copy.deepcopy of a patched model (an EMA or a reference model): its head is its own, not the original's."""
+    model = patch_causal_lm(build("llama"), lam=0.5)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin.lm_head.weight.mul_(2.0)
+    batch = padded_batch(0, 2)
+    assert twin(**batch).loss.item() != pytest.approx(model(**batch).loss.item(), rel=1e-3)
+    twin(**batch).loss.backward()
+    assert twin.lm_head.weight.grad is not None and model.lm_head.weight.grad is None

@@ -8,7 +8,7 @@ import torch
 
 from hypros_lm import LambdaSchedule
 from hypros_lm.integrations.transformers import add_hypros_callback, patch_causal_lm
-from tests.integrations.hf_models import build, padded_batch
+from tests.integrations.hf_models import COVERAGE, build, padded_batch
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -37,7 +37,7 @@ def _collate(rows):
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _train(tmp_path, *, micro: int, accumulation: int):
+def _train(tmp_path, arch: str, *, micro: int, accumulation: int):
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     seen: list[dict] = []
@@ -46,9 +46,9 @@ def _train(tmp_path, *, micro: int, accumulation: int):
         def on_log(self, args, state, control, logs=None, **kwargs):
             seen.append(dict(logs))
 
-    model = patch_causal_lm(build("llama"))
+    model = patch_causal_lm(build(arch))
     args = TrainingArguments(
-        output_dir=str(tmp_path / f"m{micro}a{accumulation}"), per_device_train_batch_size=micro,
+        output_dir=str(tmp_path / f"{arch}m{micro}a{accumulation}"), per_device_train_batch_size=micro,
         gradient_accumulation_steps=accumulation, max_steps=3, learning_rate=0.5, optim="sgd",
         lr_scheduler_type="constant", max_grad_norm=0.0, logging_steps=1, save_strategy="no", report_to=[],
         use_cpu=True, seed=0, dataloader_drop_last=True, disable_tqdm=True,
@@ -59,12 +59,13 @@ def _train(tmp_path, *, micro: int, accumulation: int):
     return model, trainer.state.log_history, seen
 
 
-def test_accumulation_4x2_equals_one_batch_of_8(tmp_path):
-    big, logs_big, _ = _train(tmp_path, micro=8, accumulation=1)
-    small, logs_small, seen = _train(tmp_path, micro=2, accumulation=4)
+@pytest.mark.parametrize("arch", COVERAGE["Trainer"])
+def test_accumulation_4x2_equals_one_batch_of_8(tmp_path, arch):
+    big, logs_big, _ = _train(tmp_path, arch, micro=8, accumulation=1)
+    small, logs_small, seen = _train(tmp_path, arch, micro=2, accumulation=4)
     for (name, p), q in zip(big.named_parameters(), small.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
-    initial = build("llama")
+    initial = build(arch)
     assert any((p - q).abs().max() > 1e-3 for p, q in zip(big.parameters(), initial.parameters(), strict=True))
 
     train_logs = [r for r in logs_small if "loss" in r]
@@ -75,3 +76,38 @@ def test_accumulation_4x2_equals_one_batch_of_8(tmp_path):
         assert 0 < r["hypros/brier"] < 2 and r["hypros/log"] > 1
     # a reporting callback given to the Trainer sees the same fields
     assert [r["hypros/lambda"] for r in seen if "loss" in r] == [r["hypros/lambda"] for r in train_logs]
+
+
+def test_evaluate_logs_brier_spherical_and_ece_from_the_fused_pass(tmp_path):
+    """Trainer.evaluate on a patched model: the token Brier, spherical score and 10-bin ECE beside eval_loss equal the
+    same metrics over the model's full logits on the same evaluation batches."""
+    import copy
+
+    from transformers import Trainer, TrainingArguments
+
+    from hypros_lm.metrics import expected_calibration_error
+    from hypros_lm.scoring import naive_token_scores
+
+    reference = build("llama")
+    model = patch_causal_lm(copy.deepcopy(reference))
+    args = TrainingArguments(output_dir=str(tmp_path / "eval"), per_device_eval_batch_size=5, report_to=[], use_cpu=True,
+                             disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, eval_dataset=_Rows(), data_collator=_collate)
+    add_hypros_callback(trainer, "hypros")
+    metrics = trainer.evaluate()
+    logits, targets = [], []
+    with torch.no_grad():
+        for batch in trainer.get_eval_dataloader():
+            out = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            shifted = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[..., 1:]
+            logits.append(out.reshape(-1, out.shape[-1])[shifted.reshape(-1) != -100].double())
+            targets.append(shifted.reshape(-1)[shifted.reshape(-1) != -100])
+    logits, targets = torch.cat(logits), torch.cat(targets)
+    scores = naive_token_scores(logits, targets)
+    p = torch.softmax(logits, -1)
+    ece = expected_calibration_error(p.max(-1).values, (p.argmax(-1) == targets).double(), 10)
+    assert metrics["eval_brier"] == pytest.approx(float(scores["brier"].mean()), abs=1e-6)
+    assert metrics["eval_spherical"] == pytest.approx(float(scores["spherical"].mean()), abs=1e-6)
+    assert metrics["eval_ece"] == pytest.approx(ece, abs=1e-6) and metrics["eval_ece"] > 0
+    assert abs(metrics["eval_loss"] - float(scores["log"].mean())) < 1e-3  # λ = 0; Trainer averages it per batch
+    assert trainer.state.log_history[-1]["eval_ece"] == metrics["eval_ece"]

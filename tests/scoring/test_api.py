@@ -134,3 +134,28 @@ def test_schedule_is_the_hypros_sigmoid_and_the_module_follows_it():
     assert set(loss_fn.last_components) >= {"log", "brier", "spherical", "entropy", "accuracy"}
     with pytest.raises(ValueError, match="pass step="):
         loss_fn(h, w, t)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (dict(score="hypros", lam=-0.2), r"lam=-0.2 must lie in \[0, 1\]"),
+    (dict(score="hypros", lam=3.0), r"lam=3.0 must lie in \[0, 1\]"),
+    (dict(z_loss=-1e-4), r"z_loss=-0.0001 must be a finite coefficient ≥ 0"),
+    (dict(z_loss=float("inf")), r"z_loss=inf must be a finite coefficient ≥ 0"),
+    (dict(softcap=0.0), r"softcap=0.0 must be positive \(or None for no soft-capping\)"),
+    (dict(softcap=-30.0), r"softcap=-30.0 must be positive"),
+    (dict(chunk_size=0), r"chunk_size=0 must be a whole number of tokens ≥ 1"),
+    (dict(chunk_size=2.5), r"chunk_size=2.5 must be a whole number of tokens ≥ 1"),
+    (dict(num_items_in_batch=0), r"num_items_in_batch=0 must be positive: .*which holds 23 here"),
+    (dict(num_items_in_batch=torch.tensor(-4)), r"num_items_in_batch=-4 must be positive"),
+])
+def test_bad_option_values_are_named_with_their_range(options, message):
+    h, w, _, t = _inputs(29, 8, 41)
+    options = {"score": "brier", **options}
+    with pytest.raises(ValueError, match=message):
+        linear_scoring_loss(h, w, t, **options)
+
+
+def test_an_item_count_of_zero_is_accepted_where_nothing_is_scored():
+    h, w, _, t = _inputs(29, 8, 41)
+    loss = linear_scoring_loss(h, w, torch.full_like(t, -100), score="brier", num_items_in_batch=0)
+    assert loss.item() == 0.0

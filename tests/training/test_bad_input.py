@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from hypros_lm.config import load_settings
 from hypros_lm.training import check_run
@@ -94,15 +95,15 @@ def test_launcher_prints_one_clear_line(tmp_path, cache_dir):
 
 
 def test_bad_hf_models_are_named_before_any_work(tmp_path):
-    from transformers import BertConfig
+    from transformers import T5Config
 
     from tests.integrations.hf_models import small_config
 
     with pytest.raises(FileNotFoundError, match=r"model.name='hf:.*nowhere': no config.json at .*nowhere"):
         _check(["--model", f"hf:{tmp_path / 'nowhere'}"], tmp_path)
-    BertConfig(vocab_size=512, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "bert")
-    with pytest.raises(ValueError, match="is a 'bert' model; the stack trains llama, mistral, qwen2, gpt2"):
-        _check(["--model", f"hf:{tmp_path / 'bert'}"], tmp_path)
+    T5Config(vocab_size=512, d_model=32, num_layers=1, num_heads=2).save_pretrained(tmp_path / "t5")
+    with pytest.raises(ValueError, match="is a 't5' model, which transformers has no causal LM class for"):
+        _check(["--model", f"hf:{tmp_path / 't5'}"], tmp_path)
     small_config("gpt2", vocab=512).save_pretrained(tmp_path / "gpt2")  # 128 positions
     with pytest.raises(ValueError, match=r"data.seq_len=256 exceeds model 'hf:.*gpt2''s 128 positions"):
         _check(["--model", f"hf:{tmp_path / 'gpt2'}", "--seq-len", "256"], tmp_path)
@@ -117,3 +118,19 @@ def test_an_hf_vocabulary_too_small_for_the_tokenizer_is_named(tmp_path):
     small_config("llama", vocab=512).save_pretrained(tmp_path / "llama")
     with pytest.raises(ValueError, match="vocabulary of 512 cannot hold the tokenizer's 2048 ids"):
         build_model(ModelSettings(name=f"hf:{tmp_path / 'llama'}"), 2048)
+
+
+def test_an_hf_model_whose_head_the_fused_score_would_not_reproduce_is_refused(tmp_path):
+    """BERT's causal-LM head transforms the hidden states (dense, GELU, LayerNorm) before its output embedding: once the
+    weights are written the stack's probe refuses it, naming what differed."""
+    from transformers import BertConfig
+
+    from hypros_lm.models import ModelSettings, build_model
+    from hypros_lm.training.engine import assign_parameters
+
+    BertConfig(vocab_size=512, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+               is_decoder=True).save_pretrained(tmp_path / "bert")
+    model = build_model(ModelSettings(name=f"hf:{tmp_path / 'bert'}"), 512)
+    assign_parameters(model, lambda _name, shape: torch.randn(shape) * 0.5, rank=0)
+    with pytest.raises(ValueError, match=r"refuses BertLMHeadModel .*logits differ from the model's own"):
+        model.check_head()
