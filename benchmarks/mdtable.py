@@ -1,4 +1,4 @@
-"""The Markdown table a benchmark ends its output with: the README shows it verbatim and names the output
+"""The Markdown table a benchmark ends its output with: the documentation shows it verbatim and names the output
 file beside it (`<!-- table: docs/benchmarks/FILE -->`), and tests/test_readme.py checks the two agree."""
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def main(argv: list[str]) -> None:
 
 
 def print_markdown(results: dict[str, dict[str, dict]]) -> None:
-    """The README's table: one row per shape (N × V), seconds and extra MiB per implementation."""
+    """The documentation's table (docs/scoring.md): one row per shape (N × V), seconds and extra MiB per implementation."""
     def cell(r: dict, impl: str, *, mem: bool = False) -> str:
         if impl not in r:
             return "—"

@@ -319,19 +319,45 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def settings_help() -> str:
-    """Every setting, grouped by section, with its type, default and description; then the short flags."""
-    lines = ["Settings (--section.key VALUE; in a --config YAML file as section: {key: value}):"]
+def setting_rows() -> list[tuple[str, str, str, Any, str]]:
+    """(section, field, type, default, description) of every setting, in the order of the dataclasses: what
+    ``--help`` and the documentation's settings reference both print."""
+    rows = []
     for section, cls in _sections().items():
-        lines += ["", f"{section}:"]
         hints, docs = typing.get_type_hints(cls), field_docs(cls)
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            lines.append(f"  --{section}.{f.name}  ({_type_name(hints[f.name])}; default {default!r})")
-            if docs.get(f.name):
-                lines.append(textwrap.fill(docs[f.name], width=110, initial_indent="      ", subsequent_indent="      "))
+            rows.append((section, f.name, _type_name(hints[f.name]), default, docs.get(f.name, "")))
+    return rows
+
+
+def settings_help() -> str:
+    """Every setting, grouped by section, with its type, default and description; then the short flags."""
+    lines = ["Settings (--section.key VALUE; in a --config YAML file as section: {key: value}):"]
+    previous = None
+    for section, name, type_name, default, doc in setting_rows():
+        if section != previous:
+            lines += ["", f"{section}:"]
+            previous = section
+        lines.append(f"  --{section}.{name}  ({type_name}; default {default!r})")
+        if doc:
+            lines.append(textwrap.fill(doc, width=110, initial_indent="      ", subsequent_indent="      "))
     lines += ["", "Short flags:"] + [f"  --{short:<18} = --{key}" for short, key in ALIASES.items()]
     return "\n".join(lines)
+
+
+def settings_reference() -> str:
+    """The settings as Markdown tables, one per section (the documentation's settings page)."""
+    out, previous = [], None
+    for section, name, type_name, default, doc in setting_rows():
+        if section != previous:
+            out += ["", f"## `{section}`", "", "| setting | type | default | description |", "|---|---|---|---|"]
+            previous = section
+        cell = doc.replace("|", "\\|")
+        out.append(f"| `--{section}.{name}` | {type_name} | `{default!r}` | {cell} |")
+    out += ["", "## Short flags", "", "| flag | is |", "|---|---|"]
+    out += [f"| `--{short}` | `--{key}` |" for short, key in ALIASES.items()]
+    return "\n".join(out).strip() + "\n"
 
 
 def settings_warnings(settings: RunSettings) -> list[str]:

@@ -71,3 +71,33 @@ def run_python(args: list[str], cache_dir: Path, *, script: Path = PRETRAIN, che
 def read_metrics(run_dir: Path, split: str = "train") -> list[dict]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+def headless_chromium(download_dir: Path | None = None):
+    """A Selenium driver of Debian's headless Chromium (scripts/setup.sh installs chromium and chromium-driver as
+    root); skipped where they are missing, except in CI, where set-up installs them."""
+    import shutil
+
+    import pytest
+
+    binary, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not (binary and driver):
+        message = "Chromium or chromedriver is missing: run scripts/setup.sh as root (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # set-up installs them; CI must not skip this test
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run"):
+        options.add_argument(arg)
+    if download_dir is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
+                                                  "download.prompt_for_download": False})
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    if download_dir is not None:
+        browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
+    return browser

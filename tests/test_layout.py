@@ -1,6 +1,6 @@
 """The package's layout holds: imports read with `ast` (inside functions too) go from a floor to the same or a
 lower one and form no cycle; package imports inside functions are kept for optional, heavy dependencies only;
-no file over 400 lines, no function over 80. Floors as in the README's layout section."""
+no file over 400 lines, no function over 80. Floors as in the documentation's layout page (docs/layout.md)."""
 
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ from hypros_lm.scoring import ScoreOutput
 class ModelSettings:
     name: str = "nano"
     """Rung of the size ladder (nano, micro, tiny, small, base, large), or hf:<config.json, folder or hub name>
-    for a Hugging Face causal LM (Llama, Mistral, Qwen2, GPT-2, GPT-NeoX/Pythia, Gemma-2); a folder with
-    weights starts from them, its tokenizer is used."""
+    for any Hugging Face causal LM the drop-in patch takes (checked against the model's own forward once its
+    weights are written); a folder with weights starts from them, its tokenizer is used."""
     attention: Attention = "auto"
     """auto (flash-attention 2 on CUDA when installed, else SDPA), sdpa, flash_attention_2 or eager."""
     activation_checkpointing: bool = False

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from hypros_lm.scoring.fused import Reduction, ScoreOutput, fused_linear_score
 from hypros_lm.scoring.losses import LOSSES, LossSettings, build_objective
 
-# score name -> (bounded score, λ); None: λ is the caller's (a mixture)
 SCORES: dict[str, tuple[str, float | None]] = {
     "log": ("brier", 0.0),
     "brier": ("brier", 1.0),
@@ -25,6 +24,8 @@ SCORES: dict[str, tuple[str, float | None]] = {
     "hypros": ("brier", None),
     "hypros-spherical": ("spherical", None),
 }
+"""The ``score`` names of :func:`linear_scoring_loss`: score -> (the bounded score, λ), λ None where the caller
+gives it (a mixture ``(1 − λ)·log + λ·bounded``)."""
 
 
 def _resolve_score(score: str, lam: float | Tensor | None) -> tuple[str, float | Tensor]:

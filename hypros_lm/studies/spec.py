@@ -133,7 +133,7 @@ def load_study(path: str | Path) -> Study:
         if variation not in study.variations:
             raise ValueError(f"{path}: baselines.{role}={variation!r} is not a variation ({list(study.variations)}); "
                              f"name the method and the baselines among them with a `baselines:` key, e.g. "
-                             f"baselines: {{method: hypros, log: log, bounded: brier}} (README, Studies)")
+                             f"baselines: {{method: hypros, log: log, bounded: brier}} (docs/studies.md)")
     return study
 
 

@@ -5,14 +5,12 @@ rated by a scripted rater with mouse and keyboard, reloaded midway, saved as JSO
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 
 import pytest
 
 from hypros_lm.studies.ratings import summarize
-from tests.helpers import REPO, run_python
+from tests.helpers import REPO, headless_chromium, run_python
 
 pytestmark = pytest.mark.slow
 N = 6
@@ -20,24 +18,7 @@ PLAN = ["A", "B", "tie", "B", "A", "tie"]  # the scripted rater's choice per ite
 
 
 def _browser(download_dir):
-    binary, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if not (binary and driver):
-        message = "Chromium or chromedriver is missing: run scripts/setup.sh as root (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # set-up installs them; CI must not skip this test
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                              "download.prompt_for_download": False})
-    browser = webdriver.Chrome(service=Service(driver), options=options)
-    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
-    return browser
+    return headless_chromium(download_dir)
 
 
 def _rate(browser, position: int, by_mouse: bool) -> None:

@@ -34,10 +34,10 @@ def test_constraints_are_the_tested_environment_and_what_setup_installs():
     assert not drift, f"constraints.txt differs from this environment (pinned, installed): {drift}; run scripts/lock.sh"
     requires = [Requirement(r) for r in metadata.requires("hypros-lm")]
     for req in requires:
-        if not req.marker or not any(req.marker.evaluate({"extra": e}) for e in ("train", "hf", "trl", "peft", "dev")):
+        if not req.marker or not any(req.marker.evaluate({"extra": e}) for e in ("train", "hf", "trl", "peft", "dev", "docs")):
             continue  # torch (installed first, unpinned) and the gpu extra
         name = canonicalize_name(req.name)
         assert name in pins and installed.get(name) == pins[name], f"{req.name} is not pinned and installed by setup.sh"
         assert req.specifier.contains(pins[name], prereleases=True), f"{req} does not admit the pinned {pins[name]}"
     setup = (REPO / "scripts" / "setup.sh").read_text()
-    assert "pip install -q -c constraints.txt -e \".[train,trl,peft,dev]\"" in setup
+    assert "pip install -q -c constraints.txt -e \".[train,trl,peft,dev,docs]\"" in setup
