@@ -116,12 +116,18 @@ def patch_causal_lm(
     logit_scale, softcap = declared_logit_transform(lm.config)
     state = ScoringState(lam=float(lam), bounded=bounded, z_loss=z_loss, label_smoothing=label_smoothing,
                          chunk_size=chunk_size, softcap=softcap, logit_scale=logit_scale)
-    if getattr(lm, "hypros", None) is None:
+    fresh = getattr(lm, "hypros", None) is None
+    if fresh:
         _wrap_head(head)
         lm.forward = types.MethodType(_scored_forward(type(lm).forward), lm)
     lm.hypros = state
     if verify:
-        verified, note = check_patch(lm)
+        try:
+            verified, note = check_patch(lm)
+        except ValueError:
+            if fresh:  # refused: the model is left as it was given
+                del lm.forward, lm.hypros, head.forward, head.hypros_wrapped
+            raise
         if not verified:
             warnings.warn(note, stacklevel=2)
     return model

@@ -145,8 +145,11 @@ def _undeclared_transform(arch):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_a_logit_transform_the_config_does_not_declare_is_refused(arch):
+    model = _undeclared_transform(arch)
     with pytest.raises(ValueError, match=r"refuses Shifted .*logits differ from the model's own by up to .*λ = 0 loss is"):
-        patch_causal_lm(_undeclared_transform(arch))
+        patch_causal_lm(model)
+    batch = padded_batch(0, 2)  # refused, the model is left unpatched: its forward is its own again
+    assert not hasattr(model, "hypros") and model(**batch).logits is not None
 
 
 def test_a_wrong_declaration_is_refused_too():
