@@ -36,10 +36,17 @@ def _start(arch: str = "qwen2"):
     return model
 
 
+# A chat template with TRL's {% generation %} markers: what assistant_only_loss masks by
+CHAT_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] + eos_token }}"
+                 "{% endgeneration %}{% else %}{{ m['content'] + ' =' }}{% endif %}{% endfor %}")
+
+
 def _hf_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer(VOCAB), eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok = PreTrainedTokenizerFast(tokenizer_object=tokenizer(VOCAB), eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
 
 
 def _dataset(kind: str):
@@ -50,17 +57,21 @@ def _dataset(kind: str):
         return Dataset.from_dict({"text": wikitext_lines()[:24]})
     folder = REPO.parent / "shared" / "data" / "multi30k"
     english, german = ((folder / f"val.{lang}").read_text(encoding="utf-8").splitlines()[:24] for lang in ("en", "de"))
+    if kind == "conversation":  # the user asks in English, the assistant answers in German
+        return Dataset.from_dict({"messages": [[{"role": "user", "content": e}, {"role": "assistant", "content": " " + g}]
+                                               for e, g in zip(english, german, strict=True)]})
     return Dataset.from_dict({"prompt": [e + " =" for e in english], "completion": [" " + g for g in german]})
 
 
-def _config(tmp_path, name: str, *, micro: int = 4, accumulation: int = 1, packing: bool = False, steps: int = 3):
+def _config(tmp_path, name: str, *, micro: int = 4, accumulation: int = 1, packing: bool = False, steps: int = 3,
+            **options):
     from trl import SFTConfig
 
     return SFTConfig(output_dir=str(tmp_path / name), per_device_train_batch_size=micro,
                      gradient_accumulation_steps=accumulation, max_steps=steps, learning_rate=0.5, optim="sgd",
                      lr_scheduler_type="constant", max_grad_norm=0.0, logging_steps=1, save_strategy="no", report_to=[],
                      use_cpu=True, seed=0, max_length=40, packing=packing, bf16=False, disable_tqdm=True,
-                     dataloader_drop_last=True)
+                     dataloader_drop_last=True, **options)
 
 
 def _recording(base):
@@ -111,9 +122,11 @@ def _full_logits_scores(batch, state):
             "accuracy": accuracy.mean(), "n": int(valid.sum()), "width": int(batch["input_ids"].numel())}
 
 
-@pytest.mark.parametrize(("kind", "packing"), [("text", False), ("prompt-completion", False), ("text", True)])
+@pytest.mark.parametrize(("kind", "packing"), [("text", False), ("prompt-completion", False), ("conversation", False),
+                                             ("text", True)])
 def test_lambda_one_trains_the_brier_score_of_the_batches_it_saw(tmp_path, kind, packing):
-    trainer = _train(tmp_path, f"brier-{kind}-{packing}", kind=kind, packing=packing, schedule="brier")
+    options = {"assistant_only_loss": True} if kind == "conversation" else {}
+    trainer = _train(tmp_path, f"brier-{kind}-{packing}", kind=kind, packing=packing, schedule="brier", **options)
     logs = [r for r in trainer.state.log_history if "loss" in r]
     assert len(logs) == len(trainer.seen) == 3
     assert max(r["mean_token_accuracy"] for r in logs) > 0.02
@@ -124,7 +137,8 @@ def test_lambda_one_trains_the_brier_score_of_the_batches_it_saw(tmp_path, kind,
         assert record["entropy"] == pytest.approx(float(ref["entropy"]), rel=1e-5)
         assert record["mean_token_accuracy"] == pytest.approx(float(ref["accuracy"]), abs=1e-6)
         assert record["hypros/lambda"] == 1.0
-        if kind == "prompt-completion":  # TRL's completion-only mask: the English prompt is not scored
+        if kind in ("prompt-completion", "conversation"):  # TRL's completion-only and assistant-only masks: the
+            # English prompt is not scored
             assert ref["n"] < int(batch["attention_mask"].sum()) - 4 * len(batch["input_ids"])
         if packing:  # TRL's padding-free packing: one row, position ids restarting per document
             assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
