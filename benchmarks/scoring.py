@@ -14,6 +14,14 @@ after one warm-up. Implementations:
     fused-brier    fused_linear_score, λ = 1
     fused-hypros   fused_linear_score, λ = 0.3 (the product path: gradients computed in forward)
     fused-hypros-recompute  same, gradients recomputed in backward (the alternative design)
+
+    python benchmarks/scoring.py --against-floor       # time only, every implementation in one process per shape
+
+``--against-floor`` times, in one process per shape and interleaved (each round runs every implementation once;
+the best of ``--repeats`` rounds is kept), the three-matmul floor (the logits, ∂h and ∂W of the same token chunks
+computed alone), PyTorch's chunked ``F.linear_cross_entropy``, TRL's chunked log-prob head (when TRL imports),
+materialised ``F.cross_entropy`` and the fused log, Brier and HyProS, and reports each as a ratio to the floor
+measured beside it: the ratio depends on the machine, the floor is what the work around the matmuls is judged by.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import time
 
 IMPLS = ["naive", "F.cross_entropy", "fused-log", "fused-brier", "fused-hypros", "fused-hypros-recompute"]
 DEFAULT_SHAPES = ["2048x256x8192", "8192x256x32768", "16384x256x50304"]
+FLOOR_SHAPES = ["8192x256x32768", "16384x256x50304", "4096x1024x50304"]  # the shapes issue #29 measured
 
 
 def _rss_mb() -> float:
@@ -103,13 +112,113 @@ def _memory_mb() -> float:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+FLOOR_IMPLS = ["floor", "F.linear_cross_entropy", "trl-chunked-logprob", "F.cross_entropy", "fused-log", "fused-brier",
+               "fused-hypros"]
+
+
+def _floor_steps(n: int, d: int, v: int):
+    """name -> a forward + backward step, on the same inputs (bf16 on CUDA, fp32 on CPU)."""
+    import torch
+    import torch.nn.functional as F
+
+    from hypros_lm.scoring import default_chunk_size, fused_linear_score
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.manual_seed(0)
+    h = (torch.randn(n, d, device=device) * 0.5).to(dtype).requires_grad_()
+    w = (torch.randn(v, d, device=device) * 0.05).to(dtype).requires_grad_()
+    t = torch.randint(0, v, (n,), device=device)
+    t[::50] = -100
+    chunk = default_chunk_size(v)
+
+    def floor():
+        with torch.no_grad():
+            grad_w = torch.zeros(v, d, device=device, dtype=torch.float32)
+            for s in range(0, n, chunk):
+                h_c = h[s : s + chunk]
+                z = h_c @ w.T  # the logits (their gradient stands in for G)
+                _ = z @ w  # ∂h
+                grad_w.addmm_(z.T.to(grad_w.dtype), h_c.to(grad_w.dtype))  # ∂W
+
+    def backward(loss):
+        loss.backward()
+        h.grad = w.grad = None
+
+    def trl_head():
+        from trl.kernels import ChunkedLogProbFunction
+
+        valid = t != -100
+        log_probs = ChunkedLogProbFunction.apply(h[valid], w, None, t[valid], 1.0, 32768, None, 1.0, ("log_probs",))[0]
+        backward(-log_probs.sum() / valid.sum())
+
+    steps = {
+        "floor": floor,
+        "F.linear_cross_entropy": lambda: backward(F.linear_cross_entropy(h, w, t, ignore_index=-100)),
+        "F.cross_entropy": lambda: backward(F.cross_entropy((h @ w.T).float(), t, ignore_index=-100)),
+        "fused-log": lambda: backward(fused_linear_score(h, w, t, lam=0.0).loss),
+        "fused-brier": lambda: backward(fused_linear_score(h, w, t, lam=1.0).loss),
+        "fused-hypros": lambda: backward(fused_linear_score(h, w, t, lam=0.3).loss),
+    }
+    try:
+        import trl.kernels  # noqa: F401
+
+        steps["trl-chunked-logprob"] = trl_head
+    except ImportError:
+        pass
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return {name: steps[name] for name in FLOOR_IMPLS if name in steps}, sync
+
+
+def against_floor(shape: str, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` seconds per implementation, the implementations interleaved round by round."""
+    steps, sync = _floor_steps(*map(int, shape.split("x")))
+    best = {}
+    for step in steps.values():  # one warm-up each
+        step()
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            sync()
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+    return best
+
+
+def print_against_floor(results: dict[str, dict[str, float]]) -> None:
+    names = [n for n in FLOOR_IMPLS if n != "floor" and any(n in r for r in results.values())]
+    print("\n| N × d × V | floor s | " + " | ".join(f"{n} / floor" for n in names)
+          + " | fused-hypros / F.linear_cross_entropy | fused-hypros / fused-log |")
+    print("|---|---:|" + "---:|" * (len(names) + 2))
+    for shape, r in results.items():
+        cells = [f"{r[n] / r['floor']:.2f}" if n in r else "—" for n in names]
+        print(f"| {shape.replace('x', ' × ')} | {r['floor']:.3f} | " + " | ".join(cells)
+              + f" | {r['fused-hypros'] / r['F.linear_cross_entropy']:.2f} | {r['fused-hypros'] / r['fused-log']:.2f} |")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES, help="NxDxV shapes")
     parser.add_argument("--impls", nargs="+", default=IMPLS, choices=IMPLS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--against-floor", action="store_true", help="interleaved timing against the matmul floor")
     args = parser.parse_args(argv)
+    if args.against_floor:
+        import platform
+
+        import torch
+
+        shapes = args.shapes if args.shapes != DEFAULT_SHAPES else FLOOR_SHAPES
+        print(f"# benchmarks/scoring.py --against-floor: forward + backward, best of {args.repeats} interleaved rounds, "
+              f"{'CUDA bf16' if torch.cuda.is_available() else f'CPU fp32 ({torch.get_num_threads()} threads)'}, "
+              f"torch {torch.__version__}, {platform.machine()}", flush=True)
+        results = {}
+        for shape in shapes:
+            results[shape] = against_floor(shape, args.repeats)
+            print(f"{shape}: " + ", ".join(f"{k} {v:.3f} s" for k, v in results[shape].items()), flush=True)
+        print_against_floor(results)
+        return
 
     results: dict[str, dict[str, dict]] = {}
     print(f"{'shape N x d x V':>18} {'implementation':>24} {'fwd+bwd s':>10} {'extra MiB':>10}", flush=True)

@@ -192,3 +192,33 @@ def test_objective_replacing_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"loss_type='dft' would train another"):
         HyProSSFTTrainer(model=copy.deepcopy(build("qwen2")), args=args, train_dataset=_dataset("text"),
                          processing_class=_hf_tokenizer())
+
+
+def test_trls_evaluation_logs_the_fused_calibration_beside_its_own_metrics(tmp_path):
+    """HyProSSFTTrainer.evaluate: TRL's eval_entropy and eval_mean_token_accuracy, and the callback's eval_brier,
+    eval_spherical and eval_ece, equal the same metrics over the model's full logits on the evaluation batches."""
+    from hypros_lm.integrations.trl import HyProSSFTTrainer
+    from hypros_lm.metrics import expected_calibration_error
+
+    trainer = HyProSSFTTrainer(model=_start(), args=_config(tmp_path, "eval", per_device_eval_batch_size=6),
+                               train_dataset=_dataset("text"), eval_dataset=_dataset("prompt-completion"),
+                               processing_class=_hf_tokenizer())
+    metrics = trainer.evaluate()
+    state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    logits, targets = [], []
+    for batch in trainer.get_eval_dataloader():
+        model = build("qwen2")
+        model.load_state_dict(state)
+        with torch.no_grad():
+            out = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
+        shifted = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[..., 1:].reshape(-1)
+        logits.append(out.reshape(-1, out.shape[-1])[shifted != -100].double())
+        targets.append(shifted[shifted != -100])
+    logits, targets = torch.cat(logits), torch.cat(targets)
+    p = torch.softmax(logits, -1)
+    scores = naive_token_scores(logits, targets)
+    assert metrics["eval_brier"] == pytest.approx(float(scores["brier"].mean()), abs=1e-6)
+    assert metrics["eval_spherical"] == pytest.approx(float(scores["spherical"].mean()), abs=1e-6)
+    ece = expected_calibration_error(p.max(-1).values, (p.argmax(-1) == targets).double(), 10)
+    assert metrics["eval_ece"] == pytest.approx(ece, abs=1e-6)
+    assert {"eval_entropy", "eval_mean_token_accuracy", "eval_loss"} <= set(metrics)
