@@ -53,11 +53,9 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(impl: str, n: int, d: int, v: int, repeats: int, queue) -> None:
+def _inputs(n: int, d: int, v: int):
+    """Hidden states, head weight and targets (every 50th ignored), bf16 on CUDA and fp32 on CPU, seeded."""
     import torch
-    import torch.nn.functional as F
-
-    from hypros_lm.scoring import fused_linear_score, naive_linear_score
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -66,6 +64,16 @@ def _measure(impl: str, n: int, d: int, v: int, repeats: int, queue) -> None:
     w = (torch.randn(v, d, device=device) * 0.05).to(dtype).requires_grad_()
     t = torch.randint(0, v, (n,), device=device)
     t[::50] = -100
+    return h, w, t, device
+
+
+def _measure(impl: str, n: int, d: int, v: int, repeats: int, queue) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from hypros_lm.scoring import fused_linear_score, naive_linear_score
+
+    h, w, t, device = _inputs(n, d, v)
 
     def step():
         if impl == "naive":
@@ -123,13 +131,7 @@ def _floor_steps(n: int, d: int, v: int):
 
     from hypros_lm.scoring import default_chunk_size, fused_linear_score
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    torch.manual_seed(0)
-    h = (torch.randn(n, d, device=device) * 0.5).to(dtype).requires_grad_()
-    w = (torch.randn(v, d, device=device) * 0.05).to(dtype).requires_grad_()
-    t = torch.randint(0, v, (n,), device=device)
-    t[::50] = -100
+    h, w, t, device = _inputs(n, d, v)
     chunk = default_chunk_size(v)
 
     def floor():
