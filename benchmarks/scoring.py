@@ -18,10 +18,11 @@ after one warm-up. Implementations:
     python benchmarks/scoring.py --against-floor       # time only, every implementation in one process per shape
 
 ``--against-floor`` times, in one process per shape and interleaved (each round runs every implementation once;
-the best of ``--repeats`` rounds is kept), the three-matmul floor (the logits, ∂h and ∂W of the same token chunks
-computed alone), PyTorch's chunked ``F.linear_cross_entropy``, TRL's chunked log-prob head (when TRL imports),
-materialised ``F.cross_entropy`` and the fused log, Brier and HyProS, and reports each as a ratio to the floor
-measured beside it: the ratio depends on the machine, the floor is what the work around the matmuls is judged by.
+the best of ``--repeats`` rounds is kept), the three-matmul floor (the logits, ∂h and ∂W of the fused head's own
+token chunks computed alone, into buffers allocated once), PyTorch's chunked ``F.linear_cross_entropy``, TRL's
+chunked log-prob head (when TRL imports), materialised ``F.cross_entropy`` and the fused log, Brier and HyProS, and
+reports each as a ratio to the floor measured beside it: the ratio depends on the machine, the floor is what the
+work around the matmuls is judged by.
 """
 
 from __future__ import annotations
@@ -135,13 +136,16 @@ def _floor_steps(n: int, d: int, v: int):
     chunk = default_chunk_size(v)
 
     def floor():
+        """The three matmuls of the fused head's own token chunks, into buffers allocated once (as the head's are)."""
         with torch.no_grad():
-            grad_w = torch.zeros(v, d, device=device, dtype=torch.float32)
+            grad_w = torch.zeros(v, d, device=device, dtype=h.dtype)
+            z_buf = torch.empty(min(chunk, n) * v, device=device, dtype=h.dtype)
+            gh_buf = torch.empty(min(chunk, n), d, device=device, dtype=h.dtype)
             for s in range(0, n, chunk):
                 h_c = h[s : s + chunk]
-                z = h_c @ w.T  # the logits (their gradient stands in for G)
-                _ = z @ w  # ∂h
-                grad_w.addmm_(z.T.to(grad_w.dtype), h_c.to(grad_w.dtype))  # ∂W
+                z = torch.mm(h_c, w.T, out=z_buf[: len(h_c) * v].view(len(h_c), v))  # the logits (stand-in for G)
+                torch.mm(z, w, out=gh_buf[: len(h_c)])  # ∂h
+                grad_w.addmm_(z.T, h_c)  # ∂W
 
     def backward(loss):
         loss.backward()
