@@ -4,6 +4,7 @@ checks the patch against the model's own forward."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import types
@@ -261,11 +262,17 @@ def body_hidden_states(model: nn.Module, named: dict[str, Any], extra: dict[str,
     router logits where the model's own forward would (its config's ``output_router_logits``)."""
     body_args = {k: v for k, v in named.items() if k not in _LOSS_ARGUMENTS}
     body_args.update({k: v for k, v in (extra or {}).items() if k not in _LOSS_ARGUMENTS})
-    if "output_router_logits" in inspect.signature(type(model).forward).parameters:
+    if _takes_router_logits(type(model)):
         routed = body_args.get("output_router_logits")
         body_args["output_router_logits"] = getattr(model.config, "output_router_logits", False) if routed is None else routed
     body_out = model.base_model(**_accepted(model.base_model, body_args))
     return body_out, body_out[0]
+
+
+@functools.cache
+def _takes_router_logits(cls: type) -> bool:
+    """Whether a causal-LM class's forward takes ``output_router_logits`` (read once per class, not per forward)."""
+    return "output_router_logits" in inspect.signature(cls.forward).parameters
 
 
 def _score(model: nn.Module, named: dict[str, Any], extra: dict[str, Any], *, state: ScoringState | None = None,
