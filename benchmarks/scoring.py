@@ -1,12 +1,19 @@
-"""Time (forward + backward) and peak memory of the scoring implementations, side by side.
+"""The fused scoring head against the three-matmul floor and the anchors (time), then its memory.
 
-    python benchmarks/scoring.py                       # the default shape ladder, up to N=16k, V=50k
-    python benchmarks/scoring.py --shapes 4096x256x32768 --repeats 3
+    python benchmarks/scoring.py                       # both parts: docs/benchmarks/scoring-cpu.txt
+    python benchmarks/scoring.py --against-floor       # the timing only, at issue #29's three shapes
+    python benchmarks/scoring.py --memory --shapes 4096x256x32768 --repeats 3
 
-Each (implementation, shape) runs in a fresh process: its peak resident memory minus the memory
-held once the inputs exist is the extra memory the implementation needed (CPU has no allocator
-statistics; on CUDA the allocator's peak is used instead). Time is the median of --repeats runs
-after one warm-up. Implementations:
+The timing (``--against-floor``) runs, in one process per shape and interleaved (each round runs every
+implementation once; the best of ``--repeats`` rounds is kept), the three-matmul floor (the logits, ∂h and ∂W of the
+fused head's own token chunks computed alone, into buffers allocated once), PyTorch's chunked
+``F.linear_cross_entropy``, TRL's chunked log-prob head (when TRL imports), materialised ``F.cross_entropy`` and the
+fused log, Brier and HyProS (λ = 0.3), and reports each as a ratio to the floor measured beside it: the ratio depends
+on the machine, the floor is what the work around the matmuls is judged by. bf16 on CUDA, fp32 on CPU.
+
+The memory part (``--memory``) runs each (implementation, shape) in a fresh process: its peak resident memory minus
+the memory held once the inputs exist is the extra memory the implementation needed (CPU has no allocator statistics;
+on CUDA the allocator's peak is used instead), with the median time of --repeats runs after one warm-up:
 
     naive          materialised logits, softmax, one-hot; HyProS (λ=0.3, Brier) by autograd
     F.cross_entropy  materialised logits + torch's fused cross-entropy (log-loss only)
@@ -14,15 +21,6 @@ after one warm-up. Implementations:
     fused-brier    fused_linear_score, λ = 1
     fused-hypros   fused_linear_score, λ = 0.3 (the product path: gradients computed in forward)
     fused-hypros-recompute  same, gradients recomputed in backward (the alternative design)
-
-    python benchmarks/scoring.py --against-floor       # time only, every implementation in one process per shape
-
-``--against-floor`` times, in one process per shape and interleaved (each round runs every implementation once;
-the best of ``--repeats`` rounds is kept), the three-matmul floor (the logits, ∂h and ∂W of the fused head's own
-token chunks computed alone, into buffers allocated once), PyTorch's chunked ``F.linear_cross_entropy``, TRL's
-chunked log-prob head (when TRL imports), materialised ``F.cross_entropy`` and the fused log, Brier and HyProS, and
-reports each as a ratio to the floor measured beside it: the ratio depends on the machine, the floor is what the
-work around the matmuls is judged by.
 """
 
 from __future__ import annotations
@@ -121,8 +119,8 @@ def _memory_mb() -> float:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-FLOOR_IMPLS = ["floor", "F.linear_cross_entropy", "trl-chunked-logprob", "F.cross_entropy", "fused-log", "fused-brier",
-               "fused-hypros"]
+FLOOR_IMPLS = ["floor", "F.linear_cross_entropy", "trl-chunked-logprob", "liger-flce", "F.cross_entropy", "fused-log",
+               "fused-brier", "fused-hypros"]
 
 
 def _floor_steps(n: int, d: int, v: int):
@@ -172,6 +170,13 @@ def _floor_steps(n: int, d: int, v: int):
         steps["trl-chunked-logprob"] = trl_head
     except ImportError:
         pass
+    if device == "cuda":  # Liger's Triton kernels need a GPU
+        try:
+            from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+            steps["liger-flce"] = lambda: backward(liger_fused_linear_cross_entropy(h, w, t, ignore_index=-100))
+        except ImportError:
+            pass
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return {name: steps[name] for name in FLOOR_IMPLS if name in steps}, sync
 
@@ -204,41 +209,51 @@ def print_against_floor(results: dict[str, dict[str, float]]) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES, help="NxDxV shapes")
-    parser.add_argument("--impls", nargs="+", default=IMPLS, choices=IMPLS)
+    parser.add_argument("--shapes", nargs="+", help="NxDxV shapes (default: the part's own)")
+    parser.add_argument("--impls", nargs="+", default=IMPLS, choices=IMPLS, help="implementations of --memory")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--against-floor", action="store_true", help="interleaved timing against the matmul floor")
+    parser.add_argument("--json", help="also write the memory part's results to this JSON file")
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--against-floor", action="store_true", help="only the interleaved timing against the floor")
+    part.add_argument("--memory", action="store_true", help="only the memory part")
     args = parser.parse_args(argv)
-    if args.against_floor:
-        import platform
+    if not args.memory:
+        run_against_floor(args.shapes or FLOOR_SHAPES, args.repeats)
+    if not args.against_floor:
+        run_memory(args.shapes or DEFAULT_SHAPES, args.impls, args.repeats, json_path=args.json)
 
-        import torch
 
-        shapes = args.shapes if args.shapes != DEFAULT_SHAPES else FLOOR_SHAPES
-        print(f"# benchmarks/scoring.py --against-floor: forward + backward, best of {args.repeats} interleaved rounds, "
-              f"{'CUDA bf16' if torch.cuda.is_available() else f'CPU fp32 ({torch.get_num_threads()} threads)'}, "
-              f"torch {torch.__version__}, {platform.machine()}", flush=True)
-        results = {}
-        for shape in shapes:
-            results[shape] = against_floor(shape, args.repeats)
-            print(f"{shape}: " + ", ".join(f"{k} {v:.3f} s" for k, v in results[shape].items()), flush=True)
-        print_against_floor(results)
-        return
+def run_against_floor(shapes: list[str], repeats: int) -> None:
+    import platform
 
+    import torch
+
+    print(f"# benchmarks/scoring.py --against-floor: forward + backward, best of {repeats} interleaved rounds, "
+          f"{'CUDA bf16' if torch.cuda.is_available() else f'CPU fp32 ({torch.get_num_threads()} threads)'}, "
+          f"torch {torch.__version__}, {platform.machine()}", flush=True)
+    results = {}
+    for shape in shapes:
+        results[shape] = against_floor(shape, repeats)
+        print(f"{shape}: " + ", ".join(f"{k} {v:.3f} s" for k, v in results[shape].items()), flush=True)
+    print_against_floor(results)
+
+
+def run_memory(shapes: list[str], impls: list[str], repeats: int, *, json_path: str | None) -> None:
+    print(f"\n# benchmarks/scoring.py --memory: extra peak memory and median time of {repeats} runs, a fresh process "
+          f"per cell", flush=True)
     results: dict[str, dict[str, dict]] = {}
     print(f"{'shape N x d x V':>18} {'implementation':>24} {'fwd+bwd s':>10} {'extra MiB':>10}", flush=True)
-    for shape in args.shapes:
+    for shape in shapes:
         results[shape] = {}
-        for impl in args.impls:
-            r = measure(impl, shape, args.repeats)
+        for impl in impls:
+            r = measure(impl, shape, repeats)
             results[shape][impl] = r
             note = f"  killed for memory (> {_memory_mb():,.0f} MiB)" if r.get("killed") else ""
             print(f"{shape:>18} {impl:>24} {r['time_s']:>10.3f} {r['extra_mem_mb']:>10.0f}{note}", flush=True)
         _print_ratios(shape, results[shape])
     print_markdown(results)
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(results, f, indent=2)
 
 

@@ -8,8 +8,11 @@
 #   1. the requires_gpu tests;
 #   2. a bf16 ZeRO-2 training run of `base` (1024-token sequences) with SDPA, and with flash-attention 2
 #      when it imports; each prints its console lines (tokens/s, TFLOP/s, MFU, memory);
-#   3. the fused scoring head against materialised F.cross_entropy in bf16 (time and peak memory);
-#   4. a summary of tokens/s, TFLOP/s, MFU and peak memory read from the runs' metrics.jsonl.
+#   3. the fused scoring head against the three-matmul floor, PyTorch's chunked F.linear_cross_entropy, TRL's and
+#      Liger's heads in bf16 at a Llama-3 head shape (N = 8192, d = 4096, V = 128,256), and against materialised
+#      F.cross_entropy (time and peak memory);
+#   4. the stack's training step against the plain PyTorch loop (benchmarks/peers.py);
+#   5. a summary of tokens/s, TFLOP/s, MFU and peak memory read from the runs' metrics.jsonl.
 # It assumes a python3 with CUDA PyTorch, numpy, tokenizers, transformers, pytest (as GPU images have).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,9 +77,15 @@ for attn in $attentions; do
     2>&1 | grep -v "Warning\|warn(" || status=1
 done
 
+echo "== fused head against the matmul floor and the anchors (bf16, Llama-3 head)"
+python3 benchmarks/scoring.py --against-floor --shapes 8192x4096x128256 --repeats 3 || status=1
+
 echo "== fused head vs materialised F.cross_entropy (bf16)"
-python3 benchmarks/scoring.py --shapes 16384x1024x50304 --impls F.cross_entropy fused-log fused-hypros --repeats 3 \
-  || status=1
+python3 benchmarks/scoring.py --memory --shapes 16384x1024x50304 --impls F.cross_entropy fused-log fused-hypros \
+  --repeats 3 || status=1
+
+echo "== the stack's step against the plain loop"
+python3 benchmarks/peers.py --rungs micro tiny --steps 6 || status=1
 
 echo "== summary (last logged step of each run)"
 python3 - "$OUT" <<'EOF'

@@ -10,6 +10,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from hypros_lm.scoring import tiles
+from hypros_lm.scoring.tiles import TILES
+
 Bounded = Literal["brier", "spherical"]
 
 
@@ -63,43 +66,33 @@ def _view(buf: Tensor, rows: int, cols: int) -> Tensor:
     return buf[: rows * cols].view(rows, cols)
 
 
-def _rowdot(a: Tensor, b: Tensor) -> Tensor:
-    """Σ_v a[c, v]·b[c, v] per row, without a (C, V) temporary."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
-
-
 class _Stats:
-    """Running per-token statistics over vocabulary blocks (see the module docstring).
-
-    ``add`` consumes a block of logits: it centres ``z`` in place and leaves e^(z−m) in ``e``.
-    """
+    """Running per-token statistics over vocabulary blocks (see the module docstring)."""
 
     def __init__(self, rows: int, like: Tensor):
         self.m = None
         self.s1 = self.s2 = self.u = self.sum_z = like.new_zeros(rows)
         self.z_y = like.new_zeros(rows)
 
-    def add(self, z: Tensor, e: Tensor, block_start: int, targets: Tensor, want_sum: bool) -> None:
-        m_blk = z.amax(dim=1)
-        m_new = m_blk if self.m is None else torch.maximum(self.m, m_blk)
+    def add(self, z: Tensor, block_start: int, targets: Tensor, want_sum: bool) -> None:
+        """Merge a block of logits (left unchanged) into the running statistics."""
+        m, s1, s2, u, sum_z = TILES.call(tiles.statistics, z, want_sum)
         if want_sum:
-            self.sum_z = self.sum_z + z.sum(1)
-        zc = z.sub_(m_new[:, None])  # z − m, in place
-        torch.exp(zc, out=e)
-        s1, s2, u = e.sum(1), _rowdot(e, e), _rowdot(e, zc)
-        if self.m is None:
-            self.s1, self.s2, self.u = s1, s2, u
-        else:
-            shift = self.m - m_new  # ≤ 0
-            scale = torch.exp(shift)
-            self.u = scale * (self.u + shift * self.s1) + u
-            self.s1 = scale * self.s1 + s1
-            self.s2 = scale * scale * self.s2 + s2
-        self.m = m_new
+            self.sum_z = self.sum_z + sum_z
         local = targets - block_start
         inside = (local >= 0) & (local < z.shape[1])
-        picked = zc.gather(1, local.clamp(0, z.shape[1] - 1)[:, None]).squeeze(1) + m_new
+        picked = z.gather(1, local.clamp(0, z.shape[1] - 1)[:, None]).squeeze(1)
         self.z_y = torch.where(inside, picked, self.z_y)
+        if self.m is None:
+            self.m, self.s1, self.s2, self.u = m, s1, s2, u
+            return
+        m_new = torch.maximum(self.m, m)
+        shift_old, shift_blk = self.m - m_new, m - m_new  # ≤ 0: rescale both sides to the new max
+        a, b = torch.exp(shift_old), torch.exp(shift_blk)
+        self.u = a * (self.u + shift_old * self.s1) + b * (u + shift_blk * s1)
+        self.s1 = a * self.s1 + b * s1
+        self.s2 = a * a * self.s2 + b * b * s2
+        self.m = m_new
 
 
 def _chunk_scores(st: _Stats, vocab_size: int, opts: Options) -> dict[str, Tensor]:
@@ -142,26 +135,9 @@ def _grad_coefficients(sc: dict[str, Tensor], weight: Tensor, lam: float, opts: 
     return alpha, beta, gamma, delta
 
 
-def _logit_grad(p: Tensor, out: Tensor, coefs, block_start: int, targets: Tensor, valid: Tensor) -> Tensor:
-    """G for one (token chunk × vocab block) from its probabilities p, written into ``out``
-    (which may be p itself when p is no longer needed)."""
-    alpha, beta, gamma, delta = coefs
-    if beta is None:
-        g = torch.mul(p, alpha[:, None], out=out)
-    else:
-        g = torch.addcmul(alpha[:, None], p, beta[:, None], out=out)  # α + β·p
-        g.mul_(p)
-    if delta is not None:
-        g.sub_(delta[:, None])
-    local = targets - block_start
-    rows = (valid & (local >= 0) & (local < p.shape[1])).nonzero().squeeze(1)
-    g[rows, local[rows]] += gamma[rows]
-    return g
-
-
 class _Logits:
-    """The head's logits for one (token chunk × vocab block), with the model's own transform
-    (bias, logit scale, soft-cap) applied in place, and the chain-rule factor of that transform."""
+    """The head's logits for one (token chunk × vocab block), with the model's own transform (bias, logit scale,
+    soft-cap) applied in place."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None, opts: Options):
         self.w = _upcast_on_cpu(weight)  # once per call (O(V·d)), not once per chunk
@@ -170,28 +146,25 @@ class _Logits:
 
     def __call__(self, h_mm: Tensor, a: int, b: int, out: Tensor) -> Tensor:
         z = _mm(h_mm, self.w[a:b].T, out=out)
-        if self.b is not None:
-            z.add_(self.b[a:b])
-        if self.scale != 1.0:
-            z.mul_(self.scale)
-        if self.cap:
-            z.div_(self.cap).tanh_().mul_(self.cap)
+        if self.b is not None or self.scale != 1.0 or self.cap:
+            TILES.call(tiles.transform_, z, None if self.b is None else self.b[a:b], self.scale, self.cap)
         return z
 
-    @property
-    def transformed(self) -> bool:
-        return self.scale != 1.0 or bool(self.cap)
-
-    def chain_factor(self, z: Tensor) -> Tensor:
-        """∂z/∂(h·Wᵀ + b) elementwise, from the transformed logits z (a new tensor)."""
-        if not self.cap:
-            return torch.full_like(z, self.scale)
-        return torch.square(z / self.cap).neg_().add_(1.0).mul_(self.scale)
+    def grad(self, z: Tensor, out: Tensor, lse: Tensor, coefs, block_start: int, targets: Tensor,
+             valid: Tensor) -> Tensor:
+        """G of the loss w.r.t. the untransformed logits of one tile, written into ``out`` (which may be ``z``)."""
+        alpha, beta, gamma, delta = coefs
+        local = targets - block_start
+        rows = (valid & (local >= 0) & (local < z.shape[1])).nonzero().squeeze(1)
+        gamma_y = gamma[rows] * tiles.chain_factor(z[rows, local[rows]], self.scale, self.cap)  # before z is overwritten
+        TILES.call(tiles.logit_grad, z, lse, alpha, beta, delta, out, scale=self.scale, cap=self.cap)
+        out[rows, local[rows]] += gamma_y
+        return out
 
 
 class _Walk:
     """One scoring pass's shared state: the head's logits, the vocabulary blocks, the preallocated
-    (chunk × block) buffers (on CPU a fresh allocation costs more than the op itself) and the fp32
+    (chunk × block) buffer (on CPU a fresh allocation costs more than the op itself) and the fp32
     gradient accumulators of the weight and bias."""
 
     def __init__(self, hidden: Tensor, weight: Tensor, bias: Tensor | None, opts: Options, *, want_grad: bool):
@@ -201,22 +174,22 @@ class _Walk:
         self.blocks = [(a, min(a + opts.vocab_block_size, self.vocab)) for a in range(0, self.vocab, opts.vocab_block_size)]
         self.single = len(self.blocks) == 1
         rows = min(opts.chunk_size, hidden.shape[0])
-        self.buf_z, self.buf_e = (torch.empty(rows * self.blocks[0][1], dtype=self.acc, device=hidden.device)
-                                  for _ in range(2))
+        self.buf_z = torch.empty(rows * self.blocks[0][1], dtype=self.acc, device=hidden.device)
         self.grad_w = torch.zeros(weight.shape, dtype=self.acc, device=weight.device) if want_grad else None
         self.grad_b = (torch.zeros(self.vocab, dtype=self.acc, device=weight.device)
                        if want_grad and bias is not None else None)
 
     def statistics(self, h_mm: Tensor, targets: Tensor) -> tuple[_Stats, dict[str, Tensor]]:
-        """The chunk's running statistics over every block, and its per-token scores."""
+        """The chunk's running statistics over every block, and its per-token scores (a single block's logits
+        stay in the buffer for the gradient)."""
         c = h_mm.shape[0]
-        st = _Stats(c, self.buf_e)
+        st = _Stats(c, self.buf_z)
         for a, b in self.blocks:
             z = self.logits(h_mm, a, b, _view(self.buf_z, c, b - a))  # (C, B)
-            st.add(z, _view(self.buf_e, c, b - a), a, targets, want_sum=bool(self.opts.label_smoothing))
+            st.add(z, a, targets, want_sum=bool(self.opts.label_smoothing))
         return st, _chunk_scores(st, self.vocab, self.opts)
 
-    def gradient(self, h_mm: Tensor, st: _Stats, sc: dict[str, Tensor], coefs, targets: Tensor, valid: Tensor,
+    def gradient(self, h_mm: Tensor, sc: dict[str, Tensor], coefs, targets: Tensor, valid: Tensor,
                  components=None) -> tuple[Tensor, Tensor | None]:
         """∂L/∂h of the chunk (fp32), adding its ∂L/∂W and ∂L/∂b into the accumulators; with ``components``
         (the coefficients of λ = 0 and λ = 1) also the squared norms of ∂L_log/∂h and ∂L_bounded/∂h."""
@@ -224,24 +197,14 @@ class _Walk:
         gh = torch.zeros((c, h_mm.shape[1]), dtype=self.acc, device=h_mm.device)
         comp_h = [torch.zeros_like(gh) for _ in range(2)] if components is not None else []
         for a, b in self.blocks:
-            factor = None
-            if self.single:  # e^(z−m) from the statistics pass: p = e / S1
-                if self.logits.transformed:  # buf_z still holds z − m
-                    factor = self.logits.chain_factor(_view(self.buf_z, c, b - a).add(st.m[:, None]))
-                p = _view(self.buf_e, c, b - a).div_(st.s1[:, None])
-            else:
-                z = self.logits(h_mm, a, b, _view(self.buf_z, c, b - a))
-                factor = self.logits.chain_factor(z) if self.logits.transformed else None
-                p = z.sub_(sc["lse"][:, None]).exp_()
+            z = _view(self.buf_z, c, b - a)
+            if not self.single:  # the statistics pass left the last block's logits: recompute this one's
+                z = self.logits(h_mm, a, b, z)
             w_blk = self.logits.w[a:b]
             for co, acc_h in zip(components or [], comp_h, strict=True):  # for telemetry
-                g_i = _logit_grad(p, torch.empty_like(p), co, a, targets, valid)
-                if factor is not None:
-                    g_i.mul_(factor)
+                g_i = self.logits.grad(z, torch.empty_like(z), sc["lse"], co, a, targets, valid)
                 _addmm_(acc_h, _as_operand(g_i, h_mm), w_blk)
-            g = _logit_grad(p, _view(self.buf_z if self.single else self.buf_e, c, b - a), coefs, a, targets, valid)
-            if factor is not None:
-                g.mul_(factor)
+            g = self.logits.grad(z, z, sc["lse"], coefs, a, targets, valid)
             if self.grad_b is not None:
                 self.grad_b[a:b] += g.sum(0)
             g = _as_operand(g, h_mm)
@@ -279,7 +242,7 @@ def score_pass(
         coefs = _grad_coefficients(sc, w_c, opts.lam, opts, walk.vocab, z_loss=opts.z_loss)
         comp = ([_grad_coefficients(sc, w_c, lam_i, opts, walk.vocab, z_loss=0.0) for lam_i in (0.0, 1.0)]
                 if opts.component_grad_norms else None)
-        gh_c, comp_c = walk.gradient(h_mm, st, sc, coefs, t_c, ok_c, comp)
+        gh_c, comp_c = walk.gradient(h_mm, sc, coefs, t_c, ok_c, comp)
         grad_h[rows] = gh_c.to(hidden.dtype)
         if comp_c is not None:
             comp_sq += comp_c

@@ -206,6 +206,8 @@ def build_engine(model: torch.nn.Module, ds_config: dict[str, Any], optim: Optim
     groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    if zero_stage(ds_config) == 0 and engine.dp_world_size == 1:
+        engine.enable_backward_allreduce = False  # one replica: the all-reduce would only flatten and copy every gradient
     return engine
 
 

@@ -1,8 +1,8 @@
 """The training loop, for pretraining and fine-tuning alike: read it top to bottom.
 
     check settings → init distributed → data (the task family's) → model (→ initial weights) → DeepSpeed engine → resume?
-    for step: λ(step), lr(step) → micro-batches: forward (fused scoring head) / backward → engine.step
-              → maybe_log → maybe_eval → maybe_save
+    for step (run_step): λ(step), lr(step) → micro-batches: forward (fused scoring head) / backward → engine.step
+                         → maybe_log → maybe_eval → maybe_save
 """
 
 from __future__ import annotations
@@ -149,50 +149,70 @@ def _train(settings: RunSettings, out: Path, rank: int, world: int) -> None:
     run = build_run(settings, out, rank, world)
     start_step, elapsed = _maybe_resume(run)
     loggers = make_loggers(settings, out, resumed_step=start_step if settings.train.resume else None, rank=rank)
-    clock = Clock(elapsed)
-    t, tokens_per_step = settings.train, settings.train.micro_batch_size * settings.data.seq_len * world * settings.train.grad_accum
+    progress = Progress(Clock(elapsed), start_step, (time.perf_counter(), start_step))
+    t = settings.train
     if t.eval_at_start and t.eval_every and start_step == 0:
         lam = run.objective.schedule(0)
-        _emit(run, loggers, {"step": 0, "tokens": 0, "split": "val", "lambda": lam, **evaluate(run, lam)}, clock, 0)
-    last_log = (time.perf_counter(), start_step)
+        _emit(run, loggers, {"step": 0, "tokens": 0, "split": "val", "lambda": lam, **evaluate(run, lam)},
+              progress.clock, 0)
     for step in range(start_step + 1, t.max_steps + 1):  # steps are numbered from 1; λ uses step − 1
-        lam = run.objective.schedule(step - 1)
-        o = settings.optim
-        lr = learning_rate(step - 1, peak=o.lr, warmup_steps=o.warmup_steps, decay=o.decay, min_ratio=o.min_lr_ratio,
-                           total_steps=t.max_steps)
-        set_lr(run.engine, lr)
-        want_norms = t.component_grad_every > 0 and step % t.component_grad_every == 0
-        final = step == t.max_steps or step == t.stop_at
-        log_step = step % t.log_every == 0 or final
-        sums = train_step(run, step, lam, want_norms, timed=log_step)
-        if log_step:
-            now = time.perf_counter()
-            record = _train_record(run, step, sums, lam=lam, lr=lr, elapsed_s=clock.elapsed(),
-                                   tokens_per_s=tokens_per_step * (step - last_log[1]) / (now - last_log[0]),
-                                   tokens=tokens_per_step * step)
-            last_log = (now, step)
-            _emit(run, loggers, record, clock, start_step)
-        if t.eval_every and (step % t.eval_every == 0 or final):
-            _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "val",
-                                 "lambda": lam, **evaluate(run, lam)}, clock, start_step)
-            if run.lm_eval is not None:
-                scores = run.lm_eval.evaluate(run.engine, run.data.tokenizer, max_len=settings.data.seq_len,
-                                              device=_device(run))
-                _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "lm_eval", **scores},
-                      clock, start_step)
-            last_log = (time.perf_counter(), step)  # evaluation time is not training throughput
-        if (t.save_every and step % t.save_every == 0) or final:
-            save_checkpoint(run.engine, out / "checkpoints", step,
-                            {"elapsed_s": clock.elapsed(), "tokens": tokens_per_step * step}, keep=t.keep_checkpoints)
-            last_log = (time.perf_counter(), step)  # nor is checkpoint time
-        if step == t.stop_at:
-            run.log(f"stopped at step {step} (train.stop_at); continue with --resume")
+        if not run_step(run, loggers, step, progress):
             break
     for logger in loggers:
         logger.close()
     dist.barrier()  # every rank is done with the shared-memory all-reduce
     release_shared_memory_buffers(rank)
-    run.log(f"done: {out} ({clock.elapsed():.1f}s)")
+    run.log(f"done: {out} ({progress.clock.elapsed():.1f}s)")
+
+
+@dataclass
+class Progress:
+    """What the loop carries from step to step: the run's clock, where it started, the last log (time, step)."""
+
+    clock: Clock
+    start_step: int
+    last_log: tuple[float, int]
+
+
+def run_step(run: Run, loggers: list, step: int, progress: Progress) -> bool:
+    """One step of the loop: λ(step), lr(step), the optimizer step, then logging, evaluation and checkpoint where
+    due. Returns False where the run stops here (train.stop_at)."""
+    settings, t, out = run.settings, run.settings.train, run.out
+    tokens_per_step = t.micro_batch_size * settings.data.seq_len * run.world * t.grad_accum
+    clock, start_step = progress.clock, progress.start_step
+    lam = run.objective.schedule(step - 1)
+    o = settings.optim
+    lr = learning_rate(step - 1, peak=o.lr, warmup_steps=o.warmup_steps, decay=o.decay, min_ratio=o.min_lr_ratio,
+                       total_steps=t.max_steps)
+    set_lr(run.engine, lr)
+    want_norms = t.component_grad_every > 0 and step % t.component_grad_every == 0
+    final = step == t.max_steps or step == t.stop_at
+    log_step = step % t.log_every == 0 or final
+    sums = train_step(run, step, lam, want_norms, timed=log_step)
+    if log_step:
+        now, (then, then_step) = time.perf_counter(), progress.last_log
+        record = _train_record(run, step, sums, lam=lam, lr=lr, elapsed_s=clock.elapsed(),
+                               tokens_per_s=tokens_per_step * (step - then_step) / (now - then),
+                               tokens=tokens_per_step * step)
+        progress.last_log = (now, step)
+        _emit(run, loggers, record, clock, start_step)
+    if t.eval_every and (step % t.eval_every == 0 or final):
+        _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "val",
+                             "lambda": lam, **evaluate(run, lam)}, clock, start_step)
+        if run.lm_eval is not None:
+            scores = run.lm_eval.evaluate(run.engine, run.data.tokenizer, max_len=settings.data.seq_len,
+                                          device=_device(run))
+            _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "lm_eval", **scores},
+                  clock, start_step)
+        progress.last_log = (time.perf_counter(), step)  # evaluation time is not training throughput
+    if (t.save_every and step % t.save_every == 0) or final:
+        save_checkpoint(run.engine, out / "checkpoints", step,
+                        {"elapsed_s": clock.elapsed(), "tokens": tokens_per_step * step}, keep=t.keep_checkpoints)
+        progress.last_log = (time.perf_counter(), step)  # nor is checkpoint time
+    if step == t.stop_at:
+        run.log(f"stopped at step {step} (train.stop_at); continue with --resume")
+        return False
+    return True
 
 
 def build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:

@@ -1,0 +1,109 @@
+"""The elementwise work on one (token chunk × vocabulary block) tile of logits, between the head's matmuls.
+
+Three pure functions: the model's logit transform, the tile's statistics (max, Σe, Σe², Σe·(z−m), Σz) and the
+logit gradient G = p·(α + β·p) − δ, times the transform's chain-rule factor. Eagerly each is a string of
+memory-bound passes over the tile (a 1024 × 50k fp32 tile is 200 MB); ``torch.compile`` turns each into one
+vectorised loop (C++ on CPU, Triton on CUDA), which is what brings the head to its matmul floor
+(``benchmarks/scoring.py --against-floor``). The statistics read the logits without writing, and the gradient
+recomputes p = e^(z − lse) from them instead of storing e: an exponential costs less than a trip to memory.
+
+Which runs is chosen per call: the compiled functions for tiles of at least ``COMPILE_MIN_ELEMENTS`` (below that
+the one-time compile, seconds per process, costs more than it saves), the eager ones otherwise, inside an outer
+``torch.compile`` (which fuses them itself), or where compiling is unavailable or failed (said once).
+``HYPROS_COMPILE_TILES=always|never`` overrides the choice (``auto`` is the default); both paths give the same
+numbers to fp32 rounding (tests/scoring/test_tiles.py).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+COMPILE_MIN_ELEMENTS = 1 << 23  # 32 MiB of fp32 logits, the size of this machine's last-level cache
+_MODES = ("auto", "always", "never")
+
+
+def _rowdot(a: Tensor, b: Tensor) -> Tensor:
+    """Σ_v a[c, v]·b[c, v] per row: a fused multiply-reduce when compiled, a batched matmul (no temporary) eagerly."""
+    if torch.compiler.is_compiling():
+        return (a * b).sum(1)
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
+def transform_(z: Tensor, bias: Tensor | None, scale: float, cap: float | None) -> None:
+    """z ← cap·tanh(scale·(z + bias)/cap) in place (each part only where the model's head has it)."""
+    if bias is not None:
+        z.add_(bias)
+    if scale != 1.0:
+        z.mul_(scale)
+    if cap:
+        z.div_(cap).tanh_().mul_(cap)
+
+
+def statistics(z: Tensor, want_sum: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Per row of a tile of logits: m = max z, Σe, Σe², Σe·(z − m) with e = e^(z − m), and Σz when asked.
+    The tile is read, not written."""
+    m = z.amax(dim=1)
+    zc = z - m[:, None]
+    e = torch.exp(zc)
+    return m, e.sum(1), _rowdot(e, e), _rowdot(e, zc), (z.sum(1) if want_sum else None)
+
+
+def chain_factor(z: Tensor, scale: float, cap: float | None) -> Tensor | float:
+    """∂z/∂(h·Wᵀ + b), from the transformed logits z: scale·(1 − (z/cap)²), or the scale alone without a cap."""
+    if not cap:
+        return scale
+    return torch.square(z / cap).neg_().add_(1.0).mul_(scale)
+
+
+def logit_grad(z: Tensor, lse: Tensor, alpha: Tensor, beta: Tensor | None, delta: Tensor | None, out: Tensor, *,
+               scale: float, cap: float | None) -> None:
+    """out ← (p·(α + β·p) − δ)·chain_factor(z) with p = e^(z − lse), per-row α, β, δ (``out`` may be ``z``).
+    The target's γ·1_y is added by the caller."""
+    p = (z - lse[:, None]).exp_()
+    g = p.mul(alpha[:, None]) if beta is None else torch.addcmul(alpha[:, None], p, beta[:, None]).mul_(p)
+    if delta is not None:
+        g.sub_(delta[:, None])
+    if cap or scale != 1.0:
+        g.mul_(chain_factor(z, scale, cap))
+    out.copy_(g)
+
+
+class _Tiles:
+    """The three functions, compiled on first use where that pays and works, else eager."""
+
+    def __init__(self) -> None:
+        self.failed: str | None = None
+        self._compiled: dict[str, Callable] = {}
+
+    def mode(self) -> str:
+        mode = os.environ.get("HYPROS_COMPILE_TILES", "auto")
+        if mode not in _MODES:
+            raise ValueError(f"HYPROS_COMPILE_TILES={mode!r}; use one of {', '.join(_MODES)}")
+        return mode
+
+    def compiles(self, tile: Tensor) -> bool:
+        mode = self.mode()
+        if mode == "never" or self.failed or torch.compiler.is_compiling():
+            return False
+        return mode == "always" or tile.numel() >= COMPILE_MIN_ELEMENTS
+
+    def call(self, fn: Callable, tile: Tensor, *args, **kwargs):
+        if not self.compiles(tile):
+            return fn(tile, *args, **kwargs)
+        if fn.__name__ not in self._compiled:
+            self._compiled[fn.__name__] = torch.compile(fn, dynamic=True)
+        try:
+            return self._compiled[fn.__name__](tile, *args, **kwargs)
+        except Exception as err:  # no C++ compiler, no Triton, an unsupported op: the eager path gives the same numbers
+            self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            warnings.warn(f"hypros_lm: the fused head's per-tile work runs eagerly (slower), torch.compile failed: "
+                          f"{self.failed}; set HYPROS_COMPILE_TILES=never to skip the attempt", stacklevel=2)
+            return fn(tile, *args, **kwargs)
+
+
+TILES = _Tiles()
