@@ -34,7 +34,7 @@ def token_blocks(text: str, *, vocab: int, seq_len: int) -> list[dict[str, torch
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--schedule", default="hypros", help="λ schedule: hypros, log, brier, hypros-linear, ...")
+    p.add_argument("--loss", default="hypros", help="objective, as the stack's --loss: hypros, log, brier, hypros-linear, ...")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--vocab", type=int, default=2048)
     p.add_argument("--chars", type=int, default=2_000_000, help="characters of the training split to use")
@@ -57,7 +57,7 @@ def main() -> None:
         deepspeed=args.deepspeed, use_cpu=not torch.cuda.is_available(), seed=0, disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=training, train_dataset=data)
-    add_hypros_callback(trainer, args.schedule)
+    add_hypros_callback(trainer, args.loss)
     trainer.train()
     if trainer.is_world_process_zero():  # the log as the Trainer kept it (loss averaged over ranks)
         Path(args.out, "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))

@@ -15,7 +15,7 @@ from hypros_lm import LambdaSchedule, LinearScoringLoss
 
 p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=200)
-p.add_argument("--schedule", default="hypros")
+p.add_argument("--loss", default="hypros", help="objective, as the stack's --loss")
 args = p.parse_args()
 torch.manual_seed(0)
 seq_len, batch, width = 64, 16, 64
@@ -43,7 +43,7 @@ class Body(nn.Module):
 
 
 body, head = Body(), nn.Linear(width, 256, bias=False)
-schedule = LambdaSchedule(args.schedule, total_steps=args.steps)
+schedule = LambdaSchedule(args.loss, total_steps=args.steps)
 loss_fn = LinearScoringLoss(schedule=schedule)
 optimizer = torch.optim.AdamW([*body.parameters(), *head.parameters()], lr=3e-3)
 for step in range(args.steps):

@@ -42,7 +42,7 @@ def bpe(texts: list[str], vocab: int) -> PreTrainedTokenizerFast:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--schedule", default="hypros", help="λ schedule: hypros, log, brier, hypros-linear, ...")
+    p.add_argument("--loss", default="hypros", help="objective, as the stack's --loss: hypros, log, brier, hypros-linear, ...")
     p.add_argument("--pairs", type=int, default=2000)
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter (peft) instead of the whole model")
     p.add_argument("--out", default="runs/example-trl-sft")
@@ -63,7 +63,7 @@ def main() -> None:
                        logging_steps=max(1, args.steps // 10), save_strategy="no", report_to=[], max_length=96,
                        use_cpu=True, bf16=False, seed=0, disable_tqdm=True)
     trainer = HyProSSFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer,
-                               peft_config=peft_config, schedule=args.schedule)
+                               peft_config=peft_config, loss=args.loss)
     trainer.train()
     Path(args.out, "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     last = [r for r in trainer.state.log_history if "loss" in r][-1]

@@ -104,8 +104,10 @@ class TrainSettings:
 
 @dataclass(kw_only=True)
 class TelemetrySettings:
-    wandb: Literal["offline", "online", "disabled"] = "offline"
-    """wandb mode; offline runs sync later with `wandb sync <out>/wandb/offline-run-*`."""
+    wandb: Literal["offline", "online", "disabled"] | None = None
+    """wandb mode: offline (sync later with `wandb sync <out>/wandb/offline-run-*`), online or disabled; unset: the
+    WANDB_MODE environment variable where it is set, else offline. A value given here (YAML or command line) wins
+    over WANDB_MODE."""
     wandb_project: str = "hypros-lm"
     """wandb project name."""
     run_name: str | None = None

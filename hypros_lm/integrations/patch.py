@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from hypros_lm.metrics.calibration import BinSums, ece_from_bins
-from hypros_lm.scoring.fused import ScoreOutput, check_options
+from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, check_options
 from hypros_lm.scoring.head import score_hidden
 
 # forward arguments that belong to the loss, not to the model body
@@ -31,9 +31,8 @@ class ScoringState:
 
     lam: float = 0.0
     bounded: str = "brier"
-    z_loss: float = 0.0
-    label_smoothing: float = 0.0
-    chunk_size: int | None = None
+    options: ScoringOptions = DEFAULT_SCORING
+    """z-loss, label smoothing and chunking, as patch_causal_lm's keywords gave them (validated once)."""
     softcap: float | None = None
     logit_scale: float = 1.0
     ignore_index: int = -100
@@ -111,12 +110,10 @@ def patch_causal_lm(
                          "head scores a linear layer (patch before a PEFT adapter or wrapper replaces the head)")
     if bounded not in ("brier", "spherical"):
         raise ValueError(f"bounded={bounded!r}; use 'brier' or 'spherical'")
-    check_options(lam=lam, z_loss=z_loss, chunk_size=chunk_size)
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing={label_smoothing} must lie in [0, 1)")
+    check_options(lam=lam)
+    options = ScoringOptions(z_loss=z_loss, label_smoothing=label_smoothing, chunk_size=chunk_size)
     logit_scale, softcap = declared_logit_transform(lm.config)
-    state = ScoringState(lam=float(lam), bounded=bounded, z_loss=z_loss, label_smoothing=label_smoothing,
-                         chunk_size=chunk_size, softcap=softcap, logit_scale=logit_scale)
+    state = ScoringState(lam=float(lam), bounded=bounded, options=options, softcap=softcap, logit_scale=logit_scale)
     fresh = getattr(lm, "hypros", None) is None
     if fresh:
         _wrap_head(head)
@@ -207,7 +204,8 @@ def _probe(lm: nn.Module, tokens: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             named = {"input_ids": ids, "labels": ids}
             _, hidden = body_hidden_states(lm, named, {})
             fused_logits = head(hidden, hypros_state=lm.hypros)
-            plain = replace(lm.hypros, lam=0.0, z_loss=0.0, label_smoothing=0.0, score_columns=None)  # the model's own loss
+            plain = replace(lm.hypros, lam=0.0, options=replace(lm.hypros.options, z_loss=0.0, label_smoothing=0.0),
+                            score_columns=None)  # the model's own loss
             fused = _score(lm, named, {}, state=plain, record=False)
     finally:
         lm.train(was_training)
@@ -231,11 +229,9 @@ def _head_forward(head: nn.Linear, hidden: Tensor, *, hypros_targets: Tensor | N
         return type(head).forward(head, hidden)
     s = hypros_state
     return score_hidden(
-        hidden, head.weight, hypros_targets, options.pop("lam", s.lam), bias=head.bias,
-        bounded=options.pop("bounded", s.bounded), ignore_index=s.ignore_index,
-        num_items_in_batch=num_items_in_batch, label_smoothing=s.label_smoothing, z_loss=s.z_loss,
-        softcap=s.softcap, logit_scale=s.logit_scale, chunk_size=s.chunk_size, score_columns=s.score_columns,
-        **options,
+        hidden, head.weight, hypros_targets, options.pop("lam", s.lam), options=s.options, bias=head.bias,
+        bounded=options.pop("bounded", s.bounded), ignore_index=s.ignore_index, num_items_in_batch=num_items_in_batch,
+        softcap=s.softcap, logit_scale=s.logit_scale, score_columns=s.score_columns, **options,
     )
 
 

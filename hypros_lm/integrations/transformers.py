@@ -80,12 +80,13 @@ class HyProSCallback(_callback_base()):
 
     The Trainer calls callbacks in order, its reporting ones (wandb, TensorBoard) before those given
     in ``callbacks=``; :func:`add_hypros_callback` puts this one first so that they report λ too.
-    ``schedule`` is a :class:`LambdaSchedule` name, ``params`` its parameters (fractions of max_steps).
+    ``loss`` is an objective of ``--loss`` (:data:`hypros_lm.scoring.LOSSES`), ``params`` its schedule's parameters
+    (fractions of max_steps).
     """
 
-    def __init__(self, schedule: str = "hypros", **params: float):
-        LambdaSchedule(schedule, total_steps=1, **params)  # check the name and parameters now
-        self.name, self.params = schedule, params
+    def __init__(self, loss: str = "hypros", **params: float):
+        LambdaSchedule(loss, total_steps=1, **params)  # check the name and parameters now
+        self.name, self.params = loss, params
         self.schedule: LambdaSchedule | None = None
         self.lam = 0.0
         self.micro_steps = 0
@@ -130,9 +131,9 @@ class HyProSCallback(_callback_base()):
             state.log_history[-1].update(extra)
 
 
-def add_hypros_callback(trainer, schedule: str = "hypros", **params: float) -> HyProSCallback:
-    """Add a :class:`HyProSCallback` to ``trainer`` ahead of its reporting callbacks; returns it."""
-    callback = HyProSCallback(schedule, **params)
+def add_hypros_callback(trainer, loss: str = "hypros", **params: float) -> HyProSCallback:
+    """Add a :class:`HyProSCallback` training ``loss`` to ``trainer`` ahead of its reporting callbacks; returns it."""
+    callback = HyProSCallback(loss, **params)
     trainer.callback_handler.callbacks.insert(0, callback)
     return callback
 

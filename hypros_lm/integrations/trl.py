@@ -2,7 +2,7 @@
 
     from hypros_lm.integrations.trl import HyProSSFTTrainer
 
-    trainer = HyProSSFTTrainer(model=model, args=SFTConfig(...), train_dataset=data, schedule="hypros")
+    trainer = HyProSSFTTrainer(model=model, args=SFTConfig(...), train_dataset=data, loss="hypros")
     trainer.train()
 
 TRL (≥ 1.x) installs its own chunked log-prob head on the model it trains and computes the loss from it,
@@ -31,12 +31,12 @@ def _sft_trainer():
 
 class HyProSSFTTrainer(_sft_trainer()):
     """TRL's ``SFTTrainer`` whose training loss is the patched head's ``(1 − λ)·log + λ·bounded``, λ following
-    ``schedule`` (a :class:`~hypros_lm.LambdaSchedule` name, ``schedule_params`` its parameters) through a
+    the schedule of ``loss`` (an objective of ``--loss``, ``loss_params`` its parameters) through a
     :class:`~hypros_lm.integrations.transformers.HyProSCallback`. A model not yet patched is patched with
     ``patch_options`` (``z_loss``, ``label_smoothing``, ``chunk_size``, ...); TRL's own ``loss_type="dft"``,
     ``compute_loss_func`` and ``label_smoothing_factor`` would replace the objective and are refused."""
 
-    def __init__(self, *args: Any, schedule: str = "hypros", schedule_params: dict[str, float] | None = None,
+    def __init__(self, *args: Any, loss: str = "hypros", loss_params: dict[str, float] | None = None,
                  patch_options: dict[str, Any] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         replaced = [name for name, on in (("loss_type='dft'", self.args.loss_type != "nll"),
@@ -49,7 +49,7 @@ class HyProSSFTTrainer(_sft_trainer()):
             patch_causal_lm(self.model, **(patch_options or {}))
         elif patch_options:
             raise ValueError("the model is patched already: give its options to patch_causal_lm, not patch_options")
-        self.hypros_callback = add_hypros_callback(self, schedule, **(schedule_params or {}))
+        self.hypros_callback = add_hypros_callback(self, loss, **(loss_params or {}))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hypros_lm.scoring import ScoreOutput
+from hypros_lm.scoring import ScoreOutput, ScoringOptions
+from hypros_lm.scoring.fused import DEFAULT_SCORING
 from hypros_lm.scoring.head import score_hidden
 
 
@@ -21,14 +22,12 @@ class ScoringHead(nn.Module):
         vocab_size: int,
         *,
         ignore_index: int = -100,
-        label_smoothing: float = 0.0,
-        chunk_size: int | None = None,
+        options: ScoringOptions = DEFAULT_SCORING,
     ):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(vocab_size, hidden_size))
         self.ignore_index = ignore_index
-        self.label_smoothing = label_smoothing
-        self.chunk_size = chunk_size
+        self.options = options
         self.score_columns: Tensor | None = None
         """Set (by a classification task) to the label words' token ids: the objective is then scored
         over these columns only (targets are token ids among them), a softmax over the label set."""
@@ -48,7 +47,7 @@ class ScoringHead(nn.Module):
         """Score (B, T, d) hidden states against (B, T) targets: :func:`~hypros_lm.scoring.head.score_hidden`
         with this head's weight and options."""
         return score_hidden(
-            hidden, self.weight, targets, lam, bounded=bounded, ignore_index=self.ignore_index,
-            label_smoothing=self.label_smoothing, chunk_size=self.chunk_size, component_grad_norms=component_grad_norms,
+            hidden, self.weight, targets, lam, options=self.options, bounded=bounded, ignore_index=self.ignore_index,
+            component_grad_norms=component_grad_norms,
             per_token=per_token, columns=columns, score_columns=self.score_columns,
         )

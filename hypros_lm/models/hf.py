@@ -10,6 +10,7 @@ the stack's interface, ``model(input_ids, targets, lam, **head_options)``, the s
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -20,7 +21,8 @@ from torch import Tensor, nn
 
 from hypros_lm.integrations.patch import body_hidden_states, check_patch, patch_causal_lm, router_aux_loss
 from hypros_lm.models.shapes import param_shape
-from hypros_lm.scoring import ScoreOutput
+from hypros_lm.scoring import ScoreOutput, ScoringOptions
+from hypros_lm.scoring.fused import DEFAULT_SCORING
 
 PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -120,9 +122,9 @@ class HFCausalLM(nn.Module):
     """A patched transformers ``*ForCausalLM`` (``self.lm``, saved and exported as that class) with the
     stack's call: the body's final hidden states scored by the model's own head, never N×V logits."""
 
-    def __init__(self, lm: nn.Module, *, label_smoothing: float = 0.0, chunk_size: int | None = None):
+    def __init__(self, lm: nn.Module, *, options: ScoringOptions = DEFAULT_SCORING):
         super().__init__()
-        self.lm = patch_causal_lm(lm, label_smoothing=label_smoothing, chunk_size=chunk_size, verify=False)
+        self.lm = patch_causal_lm(lm, **dataclasses.asdict(options), verify=False)
         self.config = lm.config
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0,
@@ -153,7 +155,7 @@ class HFCausalLM(nn.Module):
         return check_patch(self.lm)[1]
 
 
-def build_hf_model(config, *, attention: str, label_smoothing: float = 0.0, chunk_size: int | None = None) -> HFCausalLM:
+def build_hf_model(config, *, attention: str, options: ScoringOptions = DEFAULT_SCORING) -> HFCausalLM:
     """The architecture of an ``hf:`` config, freshly initialised (weights are written afterwards, one
     parameter at a time, so this also runs inside ZeRO-3's ``zero.Init``)."""
     from transformers import AutoModelForCausalLM
@@ -163,7 +165,7 @@ def build_hf_model(config, *, attention: str, label_smoothing: float = 0.0, chun
     with no_init_weights():  # transformers' own init would index empty ZeRO-3 shards; the loop writes every weight
         lm = AutoModelForCausalLM.from_config(config, attn_implementation=attention, dtype=torch.float32)
     lm.tie_weights()  # what init_weights would have done besides initialising
-    return HFCausalLM(lm, label_smoothing=label_smoothing, chunk_size=chunk_size)
+    return HFCausalLM(lm, options=options)
 
 
 def pretrained_weights(source: str | Path, *, ladder_names: bool = False) -> dict[str, Tensor]:

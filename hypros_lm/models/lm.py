@@ -15,7 +15,8 @@ from hypros_lm.models.head import ScoringHead
 from hypros_lm.models.hf import HFCausalLM, build_hf_model, hf_config, is_hf
 from hypros_lm.models.ladder import MODEL_SIZES, get_model_size
 from hypros_lm.models.shapes import param_shape
-from hypros_lm.scoring import ScoreOutput
+from hypros_lm.scoring import ScoreOutput, ScoringOptions
+from hypros_lm.scoring.fused import DEFAULT_SCORING
 
 
 @dataclass(kw_only=True)
@@ -85,13 +86,11 @@ def llama_config(settings: ModelSettings, vocab_size: int, *, attn: str | None =
 class DecoderLM(nn.Module):
     """Llama body → hidden states → ScoringHead. ``forward`` returns the scores, never N×V logits."""
 
-    def __init__(self, config: LlamaConfig, *, label_smoothing: float = 0.0, chunk_size: int | None = None):
+    def __init__(self, config: LlamaConfig, *, options: ScoringOptions = DEFAULT_SCORING):
         super().__init__()
         self.config = config
         self.body = LlamaModel(config)
-        self.head = ScoringHead(
-            config.hidden_size, config.vocab_size, label_smoothing=label_smoothing, chunk_size=chunk_size
-        )
+        self.head = ScoringHead(config.hidden_size, config.vocab_size, options=options)
         if config.tie_word_embeddings:
             # one Parameter owned by both modules: each module's ZeRO-3 hook gathers it for its own forward
             self.head.weight = self.body.embed_tokens.weight
@@ -172,21 +171,20 @@ def model_dimensions(settings: ModelSettings) -> tuple[int, int]:
 
 
 def build_model(
-    settings: ModelSettings, tokenizer_vocab: int, *, label_smoothing: float = 0.0, chunk_size: int | None = None,
+    settings: ModelSettings, tokenizer_vocab: int, *, options: ScoringOptions = DEFAULT_SCORING,
     half_precision: bool = False, attention: str | None = None, config: Any = None,
 ) -> DecoderLM | HFCausalLM:
-    """A ladder rung (:class:`DecoderLM`) or an ``hf:`` model (:class:`HFCausalLM`), freshly initialised.
-    ``config`` replaces the config an ``hf:`` name points to (a run folder's saved copy)."""
+    """A ladder rung (:class:`DecoderLM`) or an ``hf:`` model (:class:`HFCausalLM`), freshly initialised, scoring
+    with ``options`` (the run's ``--loss.*``). ``config`` replaces the config an ``hf:`` name points to (a run folder's saved copy)."""
     attn = attention or resolve_attention(settings.attention, half_precision=half_precision)
     if is_hf(settings.name):
         config = config if config is not None else hf_config(settings.name)
         _hf_vocab_size(settings.name, config, tokenizer_vocab)
-        model = build_hf_model(config, attention=attn, label_smoothing=label_smoothing, chunk_size=chunk_size)
+        model = build_hf_model(config, attention=attn, options=options)
         body = model.lm.base_model
     else:
         vocab = model_vocab_size(settings, tokenizer_vocab)
-        model = DecoderLM(llama_config(settings, vocab, attn=attn), label_smoothing=label_smoothing,
-                          chunk_size=chunk_size)
+        model = DecoderLM(llama_config(settings, vocab, attn=attn), options=options)
         body = model.body
     if settings.activation_checkpointing:
         body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

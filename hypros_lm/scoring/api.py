@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from hypros_lm.scoring.fused import Reduction, ScoreOutput, fused_linear_score
+from hypros_lm.scoring.fused import Reduction, ScoreOutput, ScoringOptions, fused_linear_score
 from hypros_lm.scoring.losses import LOSSES, LossSettings, build_objective
 
 SCORES: dict[str, tuple[str, float | None]] = {
@@ -108,15 +108,15 @@ class LambdaSchedule:
     λ is a pure function of the step, so a resumed run needs no saved state.
     """
 
-    def __init__(self, name: str = "hypros", *, total_steps: int, **params: float):
-        if name not in LOSSES:
-            raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(LOSSES)}")
-        allowed = {f for f in LossSettings.__dataclass_fields__ if f not in ("name", "label_smoothing", "chunk_size")}
+    def __init__(self, loss: str = "hypros", *, total_steps: int, **params: float):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+        allowed = set(LossSettings.__dataclass_fields__) - {"name", *ScoringOptions.__dataclass_fields__}
         unknown = sorted(set(params) - allowed)
         if unknown:
             raise ValueError(f"unknown schedule parameter(s) {unknown}; known: {sorted(allowed)}")
-        self.name, self.total_steps = name, int(total_steps)
-        self._objective = build_objective(LossSettings(name=name, **params), self.total_steps)
+        self.name, self.total_steps = loss, int(total_steps)
+        self._objective = build_objective(LossSettings(name=loss, **params), self.total_steps)
 
     @property
     def bounded(self) -> str:

@@ -42,7 +42,7 @@ When the vocabulary is split into several blocks, a token chunk needs two walks 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import torch
@@ -261,7 +261,7 @@ def token_scores(
     return {k: torch.cat(v)[valid] for k, v in collected.items()}
 
 
-def check_options(*, lam: float | Tensor, z_loss: float, chunk_size: int | None,
+def check_options(*, lam: float | Tensor, z_loss: float = 0.0, chunk_size: int | None = None,
                   num_items_in_batch: int | Tensor | None = None, valid: Tensor | None = None) -> None:
     """Values that would give a loss of another objective, or none, refused with the value and its range before
     any work. A λ or item count held on an accelerator is not read back (that would wait on the device at every
@@ -279,6 +279,26 @@ def check_options(*, lam: float | Tensor, z_loss: float, chunk_size: int | None,
             raise ValueError(f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of "
                              f"scored tokens across the accumulated batch{held} (or pass None to average over this "
                              f"batch)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringOptions:
+    """How a head scores, fixed for a model or a run and validated once: built from the loss settings (``--loss.*``),
+    from :func:`~hypros_lm.integrations.transformers.patch_causal_lm`'s keywords or from the loss API's, and kept
+    where the head is; λ, the targets and what to return come with each call. The three entry points take these
+    options under these names (tests/scoring/test_options.py)."""
+
+    label_smoothing: float = 0.0
+    """Label smoothing ε of the log-loss part, in [0, 1)."""
+    z_loss: float = 0.0
+    """Coefficient c of the z-loss c·lse² added to the score (PaLM used 1e-4); 0 turns it off."""
+    chunk_size: int | None = None
+    """Tokens per chunk of the fused head (None: as many as a 512 MiB working budget holds)."""
+
+    def __post_init__(self) -> None:
+        check_options(lam=0.0, z_loss=self.z_loss, chunk_size=self.chunk_size)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
 
 
 def _on_host(value: float | Tensor) -> bool:
@@ -314,3 +334,7 @@ def _check_inputs(
             f"target id {first} is outside the vocabulary [0, {weight.shape[0]}) and is not "
             f"ignore_index={ignore_index}; check the tokenizer's vocabulary against the model's"
         )
+
+
+DEFAULT_SCORING = ScoringOptions()
+"""No label smoothing, no z-loss, the default chunking: a head's options where none are given."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hypros_lm.scoring.fused import ScoreOutput, fused_linear_score, token_scores
+from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score, token_scores
 
 
 def score_hidden(
@@ -15,14 +15,12 @@ def score_hidden(
     targets: Tensor | None = None,
     lam: float | Tensor = 0.0,
     *,
+    options: ScoringOptions = DEFAULT_SCORING,
     bias: Tensor | None = None,
     bounded: str = "brier",
     ignore_index: int = -100,
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
     softcap: float | None = None,
     logit_scale: float = 1.0,
-    chunk_size: int | None = None,
     num_items_in_batch: int | Tensor | None = None,
     component_grad_norms: bool = False,
     calibration_bins: int = 0,
@@ -30,7 +28,8 @@ def score_hidden(
     columns: Tensor | None = None,
     score_columns: Tensor | None = None,
 ) -> ScoreOutput | dict[str, Tensor] | Tensor:
-    """Score (B, T, d) hidden states with a (V, d) head weight.
+    """Score (B, T, d) hidden states with a (V, d) head weight and the head's ``options``; ``bias``, ``softcap`` and
+    ``logit_scale`` are the model's own head's.
 
     Without targets: the (B, T, V) logits, or only the given ``columns`` (B, T, len(columns)), e.g. a
     classifier's label words. With ``per_token``: the per-token scores of :func:`token_scores` over the
@@ -46,13 +45,13 @@ def score_hidden(
         return logits if softcap is None else softcap * torch.tanh(logits / softcap)
     if per_token:
         return token_scores(hidden, weight, targets, bias=bias, ignore_index=ignore_index, softcap=softcap,
-                            logit_scale=logit_scale, chunk_size=chunk_size)
+                            logit_scale=logit_scale, chunk_size=options.chunk_size)
     if score_columns is not None:
         weight, targets, bias = _restrict(weight, targets, bias, score_columns, ignore_index)
     return fused_linear_score(
         hidden, weight, targets, lam=lam, bounded=bounded, bias=bias, ignore_index=ignore_index,
-        num_items_in_batch=num_items_in_batch, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-        logit_scale=logit_scale, chunk_size=chunk_size, component_grad_norms=component_grad_norms,
+        num_items_in_batch=num_items_in_batch, label_smoothing=options.label_smoothing, z_loss=options.z_loss,
+        softcap=softcap, logit_scale=logit_scale, chunk_size=options.chunk_size, component_grad_norms=component_grad_norms,
         calibration_bins=calibration_bins,
     )
 

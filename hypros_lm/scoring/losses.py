@@ -10,12 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from hypros_lm.scoring.fused import ScoringOptions
 from hypros_lm.scoring.schedules import Schedule, make_schedule
-
-LossName = Literal[
-    "log", "brier", "spherical", "hypros", "hypros-spherical", "hypros-fixed",
-    "hypros-linear", "hypros-noanneal", "log-then-brier",
-]
 
 
 @dataclass(kw_only=True)
@@ -42,9 +38,15 @@ class LossSettings:
     switch: float = 0.5
     """log-then-brier: fraction of max_steps where log-loss switches to Brier."""
     label_smoothing: float = 0.0
-    """Label smoothing of the log-loss part."""
+    """Label smoothing ε of the log-loss part, in [0, 1)."""
+    z_loss: float = 0.0
+    """Coefficient c of the z-loss c·lse² added to the score (PaLM used 1e-4); 0 turns it off."""
     chunk_size: int | None = None
     """Tokens per chunk of the fused head (None: as many as a 512 MiB working budget holds)."""
+
+    def options(self) -> ScoringOptions:
+        """The fused head's options of this run (ScoringOptions' fields are these settings' own)."""
+        return ScoringOptions(**{name: getattr(self, name) for name in ScoringOptions.__dataclass_fields__})
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
@@ -63,6 +65,10 @@ class LossSettings:
             raise ValueError(f"loss.linear_end={self.linear_end} must exceed linear_start={self.linear_start}")
         if not 0.0 < self.peak < 1.0:
             raise ValueError(f"loss.peak={self.peak} must lie strictly inside (0, 1)")
+        try:
+            self.options()
+        except ValueError as err:
+            raise ValueError(f"loss.{err}") from None
 
 
 @dataclass(frozen=True)

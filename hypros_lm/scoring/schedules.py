@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Literal
 
 Schedule = Callable[[int], float]
-ScheduleName = Literal["constant", "sigmoid", "linear", "noanneal", "step"]
 
 
 def constant_lambda(step: int, *, lam: float) -> float:

@@ -222,8 +222,8 @@ def build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
     data = family.prepare(data=settings.data, task=settings.task, log=log)
     torch.manual_seed(settings.train.seed)
     with model_init_context(ds_config):  # ZeRO-3: partitioned as built, never whole on any rank
-        model = build_model(settings.model, data.tokenizer.get_vocab_size(), label_smoothing=settings.loss.label_smoothing,
-                            chunk_size=settings.loss.chunk_size, half_precision=settings.train.precision == "bf16")
+        model = build_model(settings.model, data.tokenizer.get_vocab_size(), options=settings.loss.options(),
+                            half_precision=settings.train.precision == "bf16")
     family.configure_model(model, data, task=settings.task)
     pretrained = settings.task.init_from or (hf_source(settings.model.name) if is_hf(settings.model.name)
                                              and has_weights(settings.model.name) else None)

@@ -166,11 +166,16 @@ class Clock:
         return time.perf_counter() - self._start
 
 
+def wandb_mode(setting: str | None) -> str:
+    """The run's wandb mode: the setting where given (YAML or command line), else WANDB_MODE, else offline."""
+    return setting or os.environ.get("WANDB_MODE") or "offline"
+
+
 def make_loggers(settings, out: Path, *, resumed_step: int | None, rank: int) -> list:
     if rank != 0:
         return [NullLogger()]
     loggers: list = [JsonlLogger(out / "metrics.jsonl", keep_until_step=resumed_step)]
-    mode = os.environ.get("WANDB_MODE", settings.telemetry.wandb)
+    mode = wandb_mode(settings.telemetry.wandb)
     if mode != "disabled":
         loggers.append(WandbLogger(mode=mode, project=settings.telemetry.wandb_project,
                                    name=settings.telemetry.run_name or out.name, out=out, config=settings.to_dict()))

@@ -14,6 +14,7 @@ from hypros_lm.data.tokenizer import train_bpe
 from hypros_lm.metrics.calibration import expected_calibration_error
 from hypros_lm.metrics.classification import classification_metrics
 from hypros_lm.models.head import ScoringHead
+from hypros_lm.scoring import ScoringOptions
 from hypros_lm.tasks.classification import Examples, check_examples, encode_examples, get_task, label_tokens, load_examples
 from hypros_lm.tasks.seq2seq import IGNORE
 
@@ -24,7 +25,7 @@ def test_label_set_objective_matches_a_naive_reference(lam, bounded):
     """The head scoring only the label columns = a softmax over the label words' logits, by autograd."""
     torch.manual_seed(0)
     d, vocab, columns = 16, 97, torch.tensor([41, 7, 88, 13])
-    head = ScoringHead(d, vocab, chunk_size=8)
+    head = ScoringHead(d, vocab, options=ScoringOptions(chunk_size=8))
     with torch.no_grad():
         head.weight.normal_()
     head.score_columns = columns

@@ -91,12 +91,12 @@ def _recording(base):
 def _train(tmp_path, name, *, trainer_class=None, kind="text", patched=False, arch="qwen2", **options):
     from hypros_lm.integrations.trl import HyProSSFTTrainer
 
-    schedule = options.pop("schedule", None)
+    loss = options.pop("loss", None)
     base = trainer_class or HyProSSFTTrainer
     model = _start(arch)
     if patched:
         model = patch_causal_lm(model)
-    extra = {} if schedule is None else {"schedule": schedule}
+    extra = {} if loss is None else {"loss": loss}
     trainer = _recording(base)(model=model, args=_config(tmp_path, name, **options), train_dataset=_dataset(kind),
                                processing_class=_hf_tokenizer(), **extra)
     trainer.seen = []
@@ -126,7 +126,7 @@ def _full_logits_scores(batch, state):
                                              ("text", True)])
 def test_lambda_one_trains_the_brier_score_of_the_batches_it_saw(tmp_path, kind, packing):
     options = {"assistant_only_loss": True} if kind == "conversation" else {}
-    trainer = _train(tmp_path, f"brier-{kind}-{packing}", kind=kind, packing=packing, schedule="brier", **options)
+    trainer = _train(tmp_path, f"brier-{kind}-{packing}", kind=kind, packing=packing, loss="brier", **options)
     logs = [r for r in trainer.state.log_history if "loss" in r]
     assert len(logs) == len(trainer.seen) == 3
     assert max(r["mean_token_accuracy"] for r in logs) > 0.02
@@ -149,7 +149,7 @@ def test_lambda_one_trains_the_brier_score_of_the_batches_it_saw(tmp_path, kind,
 def test_lambda_zero_equals_trls_own_loss(tmp_path, arch):
     from trl import SFTTrainer
 
-    ours = _train(tmp_path, "ours", schedule="log", arch=arch)
+    ours = _train(tmp_path, "ours", loss="log", arch=arch)
     theirs = _train(tmp_path, "theirs", trainer_class=SFTTrainer, arch=arch)
     ours_logs, their_logs = ([r for r in t.state.log_history if "loss" in r] for t in (ours, theirs))
     for a, b in zip(ours_logs, their_logs, strict=True):
@@ -160,8 +160,8 @@ def test_lambda_zero_equals_trls_own_loss(tmp_path, arch):
 
 
 def test_accumulation_2x4_ends_with_the_parameters_of_8x1(tmp_path):
-    big = _train(tmp_path, "8x1", micro=8, accumulation=1, schedule="hypros")
-    small = _train(tmp_path, "2x4", micro=2, accumulation=4, schedule="hypros")
+    big = _train(tmp_path, "8x1", micro=8, accumulation=1, loss="hypros")
+    small = _train(tmp_path, "2x4", micro=2, accumulation=4, loss="hypros")
     assert len(small.seen) == 4 * len(big.seen)
     initial = _start()
     moved = [(p - q).abs().max() for p, q in zip(big.model.parameters(), initial.parameters(), strict=True)]

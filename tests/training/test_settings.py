@@ -47,7 +47,7 @@ def test_the_set_of_settings_is_deliberate():
         "data.vocab_size", "data.token_budget", "data.tokenizer_sample_chars", "data.holdout_fraction",
         "data.holdout_min_tokens", "data.holdout_seed", "data.verify_shards",
         "loss.name", "loss.bounded", "loss.t0", "loss.tau", "loss.lam_max", "loss.lam_fixed", "loss.linear_start",
-        "loss.linear_end", "loss.peak", "loss.switch", "loss.label_smoothing", "loss.chunk_size",
+        "loss.linear_end", "loss.peak", "loss.switch", "loss.label_smoothing", "loss.z_loss", "loss.chunk_size",
         "optim.lr", "optim.min_lr_ratio", "optim.warmup_steps", "optim.decay", "optim.weight_decay", "optim.beta1",
         "optim.beta2", "optim.grad_clip",
         "train.out", "train.resume", "train.max_steps", "train.micro_batch_size", "train.grad_accum", "train.seed",
@@ -86,3 +86,23 @@ def test_settings_that_make_little_sense_together_are_warned():
                for w in warned)
     assert any("train.eval_every=50 > train.max_steps=20" in w for w in warned)
     assert settings_warnings(load_settings(["--max-steps", "300"])) == []
+
+
+@pytest.mark.parametrize("env, yaml_value, cli_value, expected", [
+    (None, None, None, "offline"),  # the default
+    ("disabled", None, None, "disabled"),  # unset: the environment decides (documented)
+    ("disabled", "offline", None, "offline"),  # YAML wins over the environment
+    ("offline", "offline", "disabled", "disabled"),  # the command line wins over both
+])
+def test_wandb_mode_follows_defaults_then_environment_then_yaml_then_cli(tmp_path, monkeypatch, env, yaml_value,
+                                                                         cli_value, expected):
+    from hypros_lm.training.telemetry import wandb_mode
+
+    if env is None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_MODE", env)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"telemetry:\n  wandb: {yaml_value}\n" if yaml_value else "train:\n  max_steps: 3\n")
+    argv = ["--telemetry.wandb", cli_value] if cli_value else []
+    assert wandb_mode(load_settings(argv, config=config).telemetry.wandb) == expected
