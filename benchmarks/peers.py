@@ -41,11 +41,11 @@ VARIANTS = ("plain-ce", "plain-hypros", "stack-model", "stack-engine", "stack")
 
 
 def _plain_step(model, optimizer, loss_of, clip: float):
+    import torch
+
     def step(x, y):
         loss = loss_of(model, x, y)
         loss.backward()
-        import torch
-
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
