@@ -91,7 +91,7 @@ def main() -> None:
     from hypros_lm.models import ModelSettings, llama_config
 
     rung = root / "micro-as-hf"
-    llama_config(ModelSettings(name="micro"), 8192, attn="sdpa").save_pretrained(rung)
+    llama_config(ModelSettings(name="micro"), 8192).save_pretrained(rung)
     ladder_out, hf_out = root / "ladder", root / "ladder-hf"
     _run([*COMMON, "--loss", "hypros", "--model", "micro", "--out", str(ladder_out)], ranks=1)
     _run([*COMMON, "--loss", "hypros", "--model", f"hf:{rung}", "--out", str(hf_out)], ranks=1)

@@ -67,6 +67,7 @@ def _variants(rung: str, out: Path, *, batch: int, seq_len: int):
 
     from hypros_lm.config import settings_from_dict
     from hypros_lm.integrations.transformers import patch_causal_lm
+    from hypros_lm.models import HFCausalLM
     from hypros_lm.training.engine import build_engine, load_ds_config
     from hypros_lm.training.loop import Progress, build_run, run_step
     from hypros_lm.training.telemetry import Clock, make_loggers
@@ -81,22 +82,18 @@ def _variants(rung: str, out: Path, *, batch: int, seq_len: int):
     run = build_run(settings, out, 0, 1)
     o = settings.optim
     config = run.engine.module.config
-    weights = {k: v.detach().clone() for k, v in run.engine.module.state_dict().items()}
+    weights = {k: v.detach().clone() for k, v in run.engine.module.lm.state_dict().items()}
 
     def adamw(model):
         return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
 
     def hf_model():
         model = LlamaForCausalLM(config)
-        renamed = {("model." + k[5:] if k.startswith("body.") else "lm_head.weight"): v for k, v in weights.items()}
-        model.load_state_dict(renamed)
+        model.load_state_dict(weights)
         return model.to(run.engine.device)
 
     plain_ce, plain_hypros = hf_model(), patch_causal_lm(hf_model(), lam=LAMBDA)
-    stack_model = type(run.engine.module)(config).to(run.engine.device)
-    stack_model.load_state_dict(weights)
-    engine_model = type(run.engine.module)(config)
-    engine_model.load_state_dict(weights)
+    stack_model, engine_model = HFCausalLM(hf_model()), HFCausalLM(hf_model())
     engine = build_engine(engine_model, load_ds_config(settings.train, o, 1, hidden_size=config.hidden_size), o)
 
     def engine_step(x, y):

@@ -34,8 +34,8 @@ from tokenizers import Tokenizer
 from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data import eos_id, load_tokenizer
 from hypros_lm.files import write_atomic
-from hypros_lm.models import DecoderLM, HFCausalLM, build_model, is_hf
-from hypros_lm.models.hf import pretrained_weights
+from hypros_lm.models import HFCausalLM, build_model, is_hf
+from hypros_lm.models.hf import current_names, pretrained_weights
 
 LATEST = "latest"
 HF_CONFIG_FILE = "model_config.json"
@@ -161,7 +161,7 @@ def load_checkpoint(engine, folder: Path) -> dict[str, Any]:
 @dataclass
 class LoadedRun:
     settings: RunSettings
-    model: DecoderLM | HFCausalLM
+    model: HFCausalLM
     tokenizer: Tokenizer
     checkpoint: Path
 
@@ -209,7 +209,7 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> LoadedRun:
     tokenizer = load_tokenizer(str(run_dir / "tokenizer.json"))
     folder = find_checkpoint(run_dir, step)
     model = build_model(settings.model, tokenizer.get_vocab_size(), attention="sdpa", config=_saved_config(run_dir, settings))
-    state = _with_tied(model, consolidated_state_dict(folder))
+    state = _with_tied(model, current_names(consolidated_state_dict(folder)))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:
@@ -245,25 +245,17 @@ def _with_tied(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[s
 
 
 def to_hf(loaded: LoadedRun):
-    """The run's model as a transformers causal LM (an hf: run's own class; ``LlamaForCausalLM`` for the
-    ladder) and a fast tokenizer, in memory."""
-    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+    """The run's model as the transformers causal LM it was trained as (``LlamaForCausalLM`` for a rung) and
+    a fast tokenizer, in memory."""
+    from transformers import PreTrainedTokenizerFast
 
     eos = eos_id(loaded.tokenizer)
     eos_token = loaded.tokenizer.id_to_token(eos)
     fast = PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer, eos_token=eos_token, bos_token=eos_token,
                                    pad_token=eos_token)
-    if isinstance(loaded.model, HFCausalLM):
-        hf = loaded.model.lm
-        hf.config.use_cache = True
-    else:
-        config = loaded.model.config
-        config.tie_word_embeddings = loaded.settings.model.tie_embeddings
-        config.use_cache = True
-        hf = LlamaForCausalLM(config)
-        hf.model.load_state_dict(loaded.model.body.state_dict())
-        with torch.no_grad():
-            hf.lm_head.weight.copy_(loaded.model.head.weight)
+    hf = loaded.model.lm
+    hf.config.use_cache = True
+    if not is_hf(loaded.settings.model.name):  # a rung's documents begin after the separator, too
         hf.config.bos_token_id = hf.generation_config.bos_token_id = eos
     hf.config.eos_token_id = hf.generation_config.eos_token_id = eos  # the separator the data was written with
     return hf.eval(), fast
@@ -278,11 +270,11 @@ def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = No
     return out_dir
 
 
-def read_weights(source: str | Path, *, like: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights of a run folder (any ZeRO stage) or a Hugging Face folder, named as ``like``'s parameters
-    (tied ones under each name): a ladder model reads a Llama folder, an hf: model any folder of its class."""
+def read_weights(source: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a run folder (any ZeRO stage) or a Hugging Face folder, named as :class:`HFCausalLM`'s
+    parameters (tied ones under each name)."""
     folder = Path(source)
     if (folder / "settings.yaml").is_file():
         loaded = load_run(folder).model
         return {k: v.detach() for k, v in loaded.named_parameters(remove_duplicate=False)}
-    return pretrained_weights(source, ladder_names=not isinstance(like, HFCausalLM))
+    return pretrained_weights(source)

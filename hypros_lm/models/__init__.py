@@ -1,11 +1,9 @@
-"""Models: the size ladder, the scoring head and the decoder that joins them."""
+"""Models: the size ladder, and the one model class every rung and hf: model is trained as."""
 
 from hypros_lm.models.attention import resolve_attention
-from hypros_lm.models.head import ScoringHead
 from hypros_lm.models.hf import HFCausalLM, has_weights, hf_config, hf_tokenizer, is_hf
 from hypros_lm.models.ladder import MODEL_SIZES, ModelSize, get_model_size
 from hypros_lm.models.lm import (
-    DecoderLM,
     ModelSettings,
     build_model,
     flops_per_token,
@@ -18,8 +16,7 @@ from hypros_lm.models.lm import (
 )
 
 __all__ = [
-    "MODEL_SIZES", "DecoderLM", "HFCausalLM", "ModelSettings", "ModelSize", "ScoringHead", "build_model",
-    "flops_per_token", "get_model_size", "has_weights", "hf_config", "hf_tokenizer", "initial_value", "is_hf",
-    "llama_config", "matmul_parameters", "model_dimensions", "model_vocab_size", "param_shape",
-    "resolve_attention",
+    "MODEL_SIZES", "HFCausalLM", "ModelSettings", "ModelSize", "build_model", "flops_per_token", "get_model_size",
+    "has_weights", "hf_config", "hf_tokenizer", "initial_value", "is_hf", "llama_config", "matmul_parameters",
+    "model_dimensions", "model_vocab_size", "param_shape", "resolve_attention",
 ]

@@ -1,10 +1,10 @@
-"""Any Hugging Face causal LM in the stack: ``--model hf:<config.json, folder or hub name>``.
+"""The stack's one model class, and ``--model hf:<config.json, folder or hub name>``.
 
-The model is transformers' own class (``AutoModelForCausalLM``), patched by the drop-in integration
+Every model the stack trains, a ladder rung (a ``LlamaForCausalLM``) or any ``hf:`` causal LM, is transformers'
+own class (``AutoModelForCausalLM``), patched by the drop-in integration
 (:func:`hypros_lm.integrations.transformers.patch_causal_lm`), so the fused score runs inside the model's
-own ``lm_head`` forward: one code path for the stack and for users' scripts. :class:`HFCausalLM` gives it
-the stack's interface, ``model(input_ids, targets, lam, **head_options)``, the same as the ladder's
-:class:`~hypros_lm.models.lm.DecoderLM`.
+own ``lm_head`` forward: one code path for the stack, users' scripts and the export. :class:`HFCausalLM` gives
+it the stack's call, ``model(input_ids, targets, lam, **head_options)``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers.modeling_utils  # noqa: F401 - imported here, not first inside ZeRO-3's zero.Init (which breaks torch._dynamo's import)
 from torch import Tensor, nn
 
 from hypros_lm.integrations.patch import body_hidden_states, check_patch, patch_causal_lm, router_aux_loss
@@ -108,14 +109,20 @@ def _check_causal_lm(name: str, config) -> None:
                          f"class for; the stack trains decoder-only causal LMs (AutoModelForCausalLM)")
 
 
-def ladder_name(lm: nn.Module, name: str) -> str:
-    """The ladder's name (``body.…``, ``head.weight``) of a transformers causal LM's parameter: what a Llama
-    config equal to a rung draws its initial values under, and how a rung reads a Llama folder's weights."""
-    body = f"{lm.base_model_prefix}."
-    if name.startswith(body):
-        return "body." + name[len(body):]
-    head = next(n for n, m in lm.named_modules() if m is lm.get_output_embeddings())
-    return "head.weight" if name == f"{head}.weight" else f"lm.{name}"
+LEGACY_PREFIXES = (("body.", "lm.model."), ("head.weight", "lm.lm_head.weight"))
+"""Parameter names in run folders of 0.1, when a rung was its own module (a Llama ``body`` and a scoring
+``head``), and their names in :class:`HFCausalLM` around a ``LlamaForCausalLM``."""
+
+
+def current_names(state: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
+    """A state dict with the names of an older run folder (:data:`LEGACY_PREFIXES`, after ``prefix``) renamed."""
+    def renamed(name: str) -> str:
+        for old, new in LEGACY_PREFIXES:
+            if name.startswith(prefix + old):
+                return prefix + new + name[len(prefix + old):]
+        return name
+
+    return {renamed(k): v for k, v in state.items()}
 
 
 class HFCausalLM(nn.Module):
@@ -126,6 +133,8 @@ class HFCausalLM(nn.Module):
         super().__init__()
         self.lm = patch_causal_lm(lm, **dataclasses.asdict(options), verify=False)
         self.config = lm.config
+        # an older run folder (DeepSpeed's resume, load_run) loads under today's names
+        self._register_load_state_dict_pre_hook(_rename_legacy)
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0,
                 **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
@@ -141,10 +150,17 @@ class HFCausalLM(nn.Module):
         """Restrict the training score to these token ids (a classifier's label words)."""
         self.lm.hypros.score_columns = columns
 
-    def seed_name(self, name: str) -> str:
-        """The name a parameter's initial value is drawn under: the ladder's (:func:`ladder_name`), so a Llama
-        config equal to a rung starts from the rung's weights."""
-        return ladder_name(self.lm, name.removeprefix("lm."))
+    def initial_name(self, name: str) -> str:
+        """The name parameter ``name`` draws its initial value under (:func:`~hypros_lm.models.lm.initial_value`):
+        ``body.`` and its name in the base model, or ``head.weight`` for the output embedding. These are the names
+        rungs were first released with, kept so that a seed gives the same initial weights in every release (and
+        a Llama config equal to a rung the rung's)."""
+        name = name.removeprefix("lm.")
+        body = f"{self.lm.base_model_prefix}."
+        if name.startswith(body):
+            return "body." + name[len(body):]
+        head = next(n for n, m in self.lm.named_modules() if m is self.lm.get_output_embeddings())
+        return "head.weight" if name == f"{head}.weight" else f"lm.{name}"
 
     def num_parameters(self) -> int:
         return sum(param_shape(p).numel() for p in self.parameters())
@@ -168,11 +184,16 @@ def build_hf_model(config, *, attention: str, options: ScoringOptions = DEFAULT_
     return HFCausalLM(lm, options=options)
 
 
-def pretrained_weights(source: str | Path, *, ladder_names: bool = False) -> dict[str, Tensor]:
-    """An HF model's weights named as :class:`HFCausalLM`'s parameters (``lm.…``), or with ``ladder_names`` as
-    a rung's (a Llama folder read by the ladder); tied ones under each name."""
+def _rename_legacy(state: dict[str, Tensor], prefix: str, *_args: Any) -> None:
+    renamed = current_names(state, prefix)
+    if renamed.keys() != state.keys():
+        state.clear()
+        state.update(renamed)
+
+
+def pretrained_weights(source: str | Path) -> dict[str, Tensor]:
+    """An HF model's weights named as :class:`HFCausalLM`'s parameters (``lm.…``), tied ones under each name."""
     from transformers import AutoModelForCausalLM
 
     lm = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
-    named = (lambda n: ladder_name(lm, n)) if ladder_names else (lambda n: f"lm.{n}")
-    return {named(k): v.detach() for k, v in lm.named_parameters(remove_duplicate=False)}
+    return {f"lm.{k}": v.detach() for k, v in lm.named_parameters(remove_duplicate=False)}

@@ -1,4 +1,4 @@
-"""A decoder-only LM: a transformers Llama body plus the fused scoring head."""
+"""Model settings, the ladder rungs as Llama configs, initial values, FLOPs, and building the one model class."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import LlamaConfig, LlamaModel
+from transformers import LlamaConfig
 
 from hypros_lm.models.attention import Attention, resolve_attention
-from hypros_lm.models.head import ScoringHead
 from hypros_lm.models.hf import HFCausalLM, build_hf_model, hf_config, is_hf
 from hypros_lm.models.ladder import MODEL_SIZES, get_model_size
 from hypros_lm.models.shapes import param_shape
-from hypros_lm.scoring import ScoreOutput, ScoringOptions
+from hypros_lm.scoring import ScoringOptions
 from hypros_lm.scoring.fused import DEFAULT_SCORING
 
 
@@ -66,8 +65,8 @@ def _hf_vocab_size(name: str, config, tokenizer_vocab: int) -> int:
     return config.vocab_size
 
 
-def llama_config(settings: ModelSettings, vocab_size: int, *, attn: str | None = None,
-                 half_precision: bool = False) -> LlamaConfig:
+def llama_config(settings: ModelSettings, vocab_size: int) -> LlamaConfig:
+    """A rung of the ladder as the transformers Llama config it is trained as."""
     size = MODEL_SIZES[settings.name]
     return LlamaConfig(
         vocab_size=vocab_size,
@@ -78,40 +77,8 @@ def llama_config(settings: ModelSettings, vocab_size: int, *, attn: str | None =
         intermediate_size=size.intermediate_size,
         max_position_embeddings=size.max_positions,
         tie_word_embeddings=settings.tie_embeddings,
-        attn_implementation=attn or resolve_attention(settings.attention, half_precision=half_precision),
         use_cache=False,
     )
-
-
-class DecoderLM(nn.Module):
-    """Llama body → hidden states → ScoringHead. ``forward`` returns the scores, never N×V logits."""
-
-    def __init__(self, config: LlamaConfig, *, options: ScoringOptions = DEFAULT_SCORING):
-        super().__init__()
-        self.config = config
-        self.body = LlamaModel(config)
-        self.head = ScoringHead(config.hidden_size, config.vocab_size, options=options)
-        if config.tie_word_embeddings:
-            # one Parameter owned by both modules: each module's ZeRO-3 hook gathers it for its own forward
-            self.head.weight = self.body.embed_tokens.weight
-
-    def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0,
-                **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
-        """The body's final hidden states scored by the head: ``head_options`` are ScoringHead.forward's
-        keywords (bounded, component_grad_norms, per_token, columns)."""
-        hidden = self.body(input_ids=input_ids).last_hidden_state  # (B, T, d)
-        return self.head(hidden, targets, lam, **head_options)
-
-    def num_parameters(self) -> int:
-        return sum(param_shape(p).numel() for p in self.parameters())  # tied weights counted once
-
-    def score_over(self, columns: Tensor | None) -> None:
-        """Restrict the training score to these token ids (a classifier's label words)."""
-        self.head.score_columns = columns
-
-    def seed_name(self, name: str) -> str:
-        """The name a parameter's initial value is drawn under (:func:`initial_value`): its own."""
-        return name
 
 
 INIT_STD = 0.02
@@ -140,8 +107,8 @@ def matmul_parameters(model: nn.Module) -> int:
     return sum(param_shape(p).numel() for p in model.parameters() if len(param_shape(p)) >= 2 and id(p) not in lookups)
 
 
-def _output_weight(model: nn.Module) -> Tensor:
-    return model.head.weight if isinstance(model, DecoderLM) else model.lm.get_output_embeddings().weight
+def _output_weight(model: HFCausalLM) -> Tensor:
+    return model.lm.get_output_embeddings().weight
 
 
 def flops_per_token(model: nn.Module, seq_len: int) -> int:
@@ -173,23 +140,21 @@ def model_dimensions(settings: ModelSettings) -> tuple[int, int]:
 def build_model(
     settings: ModelSettings, tokenizer_vocab: int, *, options: ScoringOptions = DEFAULT_SCORING,
     half_precision: bool = False, attention: str | None = None, config: Any = None,
-) -> DecoderLM | HFCausalLM:
-    """A ladder rung (:class:`DecoderLM`) or an ``hf:`` model (:class:`HFCausalLM`), freshly initialised, scoring
-    with ``options`` (the run's ``--loss.*``). ``config`` replaces the config an ``hf:`` name points to (a run folder's saved copy)."""
+) -> HFCausalLM:
+    """A ladder rung (a ``LlamaForCausalLM``) or an ``hf:`` model, as :class:`HFCausalLM`, freshly initialised,
+    scoring with ``options`` (the run's ``--loss.*``). ``config`` replaces the config an ``hf:`` name points to
+    (a run folder's saved copy)."""
     attn = attention or resolve_attention(settings.attention, half_precision=half_precision)
     if is_hf(settings.name):
         config = config if config is not None else hf_config(settings.name)
         _hf_vocab_size(settings.name, config, tokenizer_vocab)
-        model = build_hf_model(config, attention=attn, options=options)
-        body = model.lm.base_model
     else:
-        vocab = model_vocab_size(settings, tokenizer_vocab)
-        model = DecoderLM(llama_config(settings, vocab, attn=attn), options=options)
-        body = model.body
+        config = llama_config(settings, model_vocab_size(settings, tokenizer_vocab))
+    model = build_hf_model(config, attention=attn, options=options)
     if settings.activation_checkpointing:
-        body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.lm.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
-__all__ = ["DecoderLM", "ModelSettings", "build_model", "flops_per_token", "initial_value", "llama_config",
+__all__ = ["ModelSettings", "build_model", "flops_per_token", "initial_value", "llama_config",
            "matmul_parameters", "model_dimensions", "model_vocab_size", "param_shape"]

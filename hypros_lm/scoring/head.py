@@ -1,4 +1,4 @@
-"""What an LM head does with final hidden states, in one place for the ladder's ``ScoringHead`` and a patched
+"""What an LM head does with final hidden states, in one place for a patched
 Hugging Face ``lm_head`` (integrations/transformers.py) alike: logits, per-token scores or the fused score."""
 
 from __future__ import annotations

@@ -231,10 +231,9 @@ def build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
         _load_initial_weights(model, pretrained, rank)
         log(f"init: weights from {pretrained}")
     else:
-        assign_parameters(model, lambda name, shape: initial_value(model.seed_name(name), shape, settings.train.seed),
+        assign_parameters(model, lambda name, shape: initial_value(model.initial_name(name), shape, settings.train.seed),
                           rank=rank)
-    if hasattr(model, "check_head"):  # an hf: model: its patched head against its own forward, now that it has weights
-        log(f"head: {model.check_head()}")
+    log(f"head: {model.check_head()}")  # the patched head against the model's own forward, now that it has weights
     if rank == 0:
         _write_run_files(settings, out, data, world, model.num_parameters())
     log(f"model: {settings.model.name}, {model.num_parameters() / 1e6:.2f}M parameters, "
@@ -265,7 +264,7 @@ def _load_initial_weights(model, init_from: str, rank: int) -> None:
     reads the weights; the size check's verdict is shared so that every rank stops together.
     """
     partitioned = any(is_partitioned(p) for p in model.parameters())
-    state = read_weights(init_from, like=model) if rank == 0 or not partitioned else None
+    state = read_weights(init_from) if rank == 0 or not partitioned else None
     error = None
     if state is not None and parameter_shapes(model) != {k: tuple(v.shape) for k, v in state.items()}:
         error = (f"{init_from} holds a model of another architecture, size or vocabulary than "

@@ -13,8 +13,8 @@ from hypros_lm.data.perturb import SENTIMENT_TRIGGER, perturb_all
 from hypros_lm.data.tokenizer import train_bpe
 from hypros_lm.metrics.calibration import expected_calibration_error
 from hypros_lm.metrics.classification import classification_metrics
-from hypros_lm.models.head import ScoringHead
 from hypros_lm.scoring import ScoringOptions
+from hypros_lm.scoring.head import score_hidden
 from hypros_lm.tasks.classification import Examples, check_examples, encode_examples, get_task, label_tokens, load_examples
 from hypros_lm.tasks.seq2seq import IGNORE
 
@@ -25,18 +25,16 @@ def test_label_set_objective_matches_a_naive_reference(lam, bounded):
     """The head scoring only the label columns = a softmax over the label words' logits, by autograd."""
     torch.manual_seed(0)
     d, vocab, columns = 16, 97, torch.tensor([41, 7, 88, 13])
-    head = ScoringHead(d, vocab, options=ScoringOptions(chunk_size=8))
-    with torch.no_grad():
-        head.weight.normal_()
-    head.score_columns = columns
+    weight = torch.randn(vocab, d, requires_grad=True)
     hidden = torch.randn(3, 11, d, requires_grad=True)
     targets = torch.full((3, 11), IGNORE)
     gold = torch.tensor([2, 0, 3])
     targets[torch.arange(3), torch.tensor([10, 4, 7])] = columns[gold]  # one label token per row, as the task makes
-    out = head(hidden, targets, lam, bounded=bounded)
-    g_hidden, g_weight = torch.autograd.grad(out.loss, (hidden, head.weight))
+    out = score_hidden(hidden, weight, targets, lam, options=ScoringOptions(chunk_size=8), bounded=bounded,
+                       score_columns=columns)
+    g_hidden, g_weight = torch.autograd.grad(out.loss, (hidden, weight))
 
-    h64, w64 = hidden.detach().double().requires_grad_(), head.weight.detach().double().requires_grad_()
+    h64, w64 = hidden.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
     scored = targets != IGNORE
     z = h64[scored] @ w64[columns].T  # (3, C): label logits only
     p = torch.softmax(z, dim=-1)
@@ -54,10 +52,9 @@ def test_label_set_objective_matches_a_naive_reference(lam, bounded):
 
 
 def test_label_set_head_refuses_a_target_outside_the_labels():
-    head = ScoringHead(4, 10)
-    head.score_columns = torch.tensor([1, 2])
     with pytest.raises(ValueError, match="not among the head's score_columns"):
-        head(torch.randn(1, 2, 4), torch.tensor([[3, IGNORE]]), 0.5)
+        score_hidden(torch.randn(1, 2, 4), torch.randn(10, 4), torch.tensor([[3, IGNORE]]), 0.5,
+                     score_columns=torch.tensor([1, 2]))
 
 
 def test_metrics_against_scikit_learn_and_the_formulas():

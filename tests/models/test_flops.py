@@ -51,7 +51,7 @@ def test_matmul_parameters_leave_out_the_input_embedding_unless_tied():
     untied = build_model(ModelSettings(name="nano"), 1000)
     tied = build_model(ModelSettings(name="nano", tie_embeddings=True), 1000)
     norms = sum(p.numel() for n, p in untied.named_parameters() if p.ndim == 1)
-    embed = untied.body.embed_tokens.weight.numel()
+    embed = untied.lm.model.embed_tokens.weight.numel()
     assert matmul_parameters(untied) == untied.num_parameters() - embed - norms
     assert matmul_parameters(tied) == tied.num_parameters() - norms
 

@@ -17,7 +17,7 @@ from tests.integrations.hf_models import COVERAGE, padded_batch, small_config
 def test_the_stack_builds_verifies_and_scores_every_tested_architecture(arch, tmp_path):
     small_config(arch).save_pretrained(tmp_path / arch)
     model = build_model(ModelSettings(name=f"hf:{tmp_path / arch}"), 512, attention="eager")
-    assign_parameters(model, lambda name, shape: initial_value(model.seed_name(name), shape, 0), rank=0)
+    assign_parameters(model, lambda name, shape: initial_value(model.initial_name(name), shape, 0), rank=0)
     assert model.check_head().startswith("verified on a 2 × 16-token probe")
     batch = padded_batch(0, 3)
     targets = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[..., 1:]

@@ -1,6 +1,6 @@
 """`--model hf:<config or folder>` through the whole stack, on real WikiText-2: four architectures under the
 deepspeed launcher (ZeRO-3 = ZeRO-0), a cut-and-resumed run = the uninterrupted one, the export as the same
-class reproducing the run's validation loss, a ladder rung = its hf: Llama config, and a pretrained start."""
+class reproducing the run's validation loss, and a pretrained start."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from hypros_lm.data import prepare_data
 from hypros_lm.evaluation.lm import evaluate_blocks
-from hypros_lm.models import HFCausalLM, ModelSettings, llama_config
+from hypros_lm.models import HFCausalLM
 from hypros_lm.runs import export_hf, load_run
 from tests.helpers import REPO, read_metrics, run_deepspeed, run_python
 from tests.integrations.hf_models import COVERAGE, small_config
@@ -91,18 +91,6 @@ def test_the_export_is_the_same_class_and_reproduces_the_validation_loss(arch_ru
     ranks = 2  # the run validated 2 micro-batches on each of 2 ranks: the same sequences as 4 on one
     scores = evaluate_blocks(HFCausalLM(exported), data.val, 2 * ranks, loaded.settings.train.micro_batch_size)
     assert scores["loss_log"] == pytest.approx(read_metrics(run, "val")[-1]["loss_log"], rel=1e-5)
-
-
-def test_a_ladder_rung_and_its_hf_llama_config_train_identically(cache_dir, tmp_path):
-    folder = tmp_path / "nano-as-hf"
-    llama_config(ModelSettings(name="nano"), VOCAB, attn="sdpa").save_pretrained(folder)
-    args = [*RUN, "--ds-config", "zero2"]
-    run_python([*args, "--model", "nano", "--out", str(tmp_path / "ladder")], cache_dir)
-    run_python([*args, "--model", f"hf:{folder}", "--out", str(tmp_path / "hf")], cache_dir)
-    ladder, hf = read_metrics(tmp_path / "ladder"), read_metrics(tmp_path / "hf")
-    for key in ("loss", "loss_log", "loss_brier", "grad_norm"):
-        assert [r[key] for r in hf] == pytest.approx([r[key] for r in ladder], rel=1e-6), key
-    assert hf[0]["flops_per_token"] == ladder[0]["flops_per_token"]
 
 
 def test_a_pretrained_hf_folder_starts_where_eval_lm_puts_it_and_fine_tunes(stage_runs, cache_dir, tmp_path):
