@@ -60,13 +60,17 @@ def _run(args: list[str], *, ranks: int, script: str = "launch/pretrain.py") -> 
 
 
 def _records(out: Path, split: str) -> list[dict]:
-    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+    from hypros_lm.runs import RunFolder
+
+    return RunFolder(out).metrics(split)
 
 
 def _summary(out: Path) -> tuple[float, float, float, int]:
     train, val = _records(out, "train"), _records(out, "val")
     s_per_step = (train[-1]["elapsed_s"] - train[0]["elapsed_s"]) / (train[-1]["step"] - train[0]["step"])
-    params = json.loads((out / "environment.json").read_text())["num_parameters"]
+    from hypros_lm.runs import RunFolder
+
+    params = RunFolder(out).environment()["num_parameters"]
     return train[-1]["loss"], val[-1]["loss_log"], s_per_step, params
 
 
@@ -89,6 +93,7 @@ def main() -> None:
                  "s/step ZeRO-0", "s/step ZeRO-3"], rows)
 
     from hypros_lm.models import ModelSettings, llama_config
+    from hypros_lm.runs import EVALUATION_FILE
 
     rung = root / "micro-as-hf"
     llama_config(ModelSettings(name="micro"), 8192).save_pretrained(rung)
@@ -103,7 +108,7 @@ def main() -> None:
     _run([str(demo), str(demo / "hf")], ranks=1, script="eval/export.py")
     _run(["--hf-dir", str(demo / "hf"), "--data", "wikitext-2-v1", "--seq-len", "128", "--batches", "4",
           "--batch-size", "8", "--out", str(root / "eval")], ranks=1, script="eval/lm.py")
-    reported = json.loads((root / "eval" / "metrics.json").read_text())["loss_log"]
+    reported = json.loads((root / "eval" / EVALUATION_FILE).read_text())["loss_log"]
     cont = root / "continued"
     _run([*COMMON, "--loss", "hypros", "--model", f"hf:{demo / 'hf'}", "--train.eval_at_start", "true",
           "--optim.lr", "3e-4", "--out", str(cont)], ranks=1)

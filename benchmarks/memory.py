@@ -25,7 +25,6 @@ The ratio state/estimate should lie within 10 % of 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -80,10 +79,11 @@ def run_cell(args, stage: str, world: int, folder: Path) -> dict:
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{stage} × {world} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    train = [r for r in records if r["split"] == "train"]
+    from hypros_lm.runs import RunFolder
+
+    train = RunFolder(folder).metrics("train")
     times = [r["time_forward_s"] + r["time_backward_s"] + r["time_optimizer_s"] for r in train[1:]]
-    env_file = json.loads((folder / "environment.json").read_text())
+    env_file = RunFolder(folder).environment()
     return {"state_mb": train[-1]["model_state_mb"], "peak_mb": train[-1]["peak_mem_mb"],
             "s_per_step": statistics.median(times), "params": env_file["num_parameters"], "wall_s": time.time() - start}
 

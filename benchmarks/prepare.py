@@ -38,7 +38,7 @@ def worker(args: argparse.Namespace) -> None:
     """One measured preparation, in this process (and its workers)."""
     import numpy as np
 
-    from hypros_lm.data import PrepareSettings, iter_documents, load_tokenizer, prepare_corpus, resolve_source
+    from hypros_lm.data import DataSettings, iter_documents, load_tokenizer, prepare_corpus, resolve_source
     from hypros_lm.data.tokenizer import eos_id
 
     source = resolve_source(args.data, args.split)
@@ -58,7 +58,7 @@ def worker(args: argparse.Namespace) -> None:
         np.save(Path(args.out) / "tokens.npy", tokens)
         total, bytes_on_disk = len(tokens), tokens.nbytes
     else:
-        settings = PrepareSettings(token_budget=args.budget, docs_per_shard=args.docs_per_shard)
+        settings = DataSettings(token_budget=args.budget, docs_per_shard=args.docs_per_shard)
         folder = prepare_corpus(Path(args.out), {"train": source}, settings, tokenizer=tok, workers=args.workers,
                                 progress=False, log=lambda _m: None)
         info = json.loads((folder / "manifest.json").read_text())["splits"]["train"]

@@ -1,4 +1,5 @@
-"""Shared entry-point plumbing: turn expected user errors into one clear line instead of a traceback."""
+"""Shared entry-point plumbing: the project's user errors (:class:`~hypros_lm.errors.UserError`) as one clear line
+instead of a traceback; any other exception is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import os
 import sys
 from collections.abc import Callable
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError, KeyError)
+from hypros_lm.errors import UserError
 
 
 def run_main(main: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
     try:
         main(sys.argv[1:] if argv is None else argv)
-    except USER_ERRORS as err:
+    except UserError as err:
         if os.environ.get("HYPROS_DEBUG") == "1":
             raise
         rank = os.environ.get("RANK", "0")

@@ -14,6 +14,7 @@ import inspect
 import textwrap
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ import yaml
 
 from hypros_lm import resources
 from hypros_lm.data import DataSettings
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.models import ModelSettings, hf_tokenizer, is_hf
 from hypros_lm.scoring import LossSettings
 
@@ -47,11 +49,11 @@ class OptimSettings:
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
-            raise ValueError(f"optim.lr={self.lr} must be > 0")
+            raise InvalidValue(f"optim.lr={self.lr} must be > 0")
         if self.decay not in ("cosine", "inverse_sqrt", "constant"):
-            raise ValueError(f"optim.decay={self.decay!r}; use cosine, inverse_sqrt or constant")
+            raise InvalidValue(f"optim.decay={self.decay!r}; use cosine, inverse_sqrt or constant")
         if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps={self.warmup_steps} must be ≥ 0")
+            raise InvalidValue(f"optim.warmup_steps={self.warmup_steps} must be ≥ 0")
 
 
 @dataclass(kw_only=True)
@@ -95,11 +97,11 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("max_steps", "micro_batch_size", "grad_accum", "log_every", "eval_batches", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ValueError(f"train.{name}={getattr(self, name)} must be ≥ 1")
+                raise InvalidValue(f"train.{name}={getattr(self, name)} must be ≥ 1")
         if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"train.precision={self.precision!r}; use fp32 or bf16")
+            raise InvalidValue(f"train.precision={self.precision!r}; use fp32 or bf16")
         if self.stop_at is not None and not 0 < self.stop_at <= self.max_steps:
-            raise ValueError(f"train.stop_at={self.stop_at} must lie in (0, max_steps={self.max_steps}]")
+            raise InvalidValue(f"train.stop_at={self.stop_at} must lie in (0, max_steps={self.max_steps}]")
 
 
 @dataclass(kw_only=True)
@@ -117,7 +119,7 @@ class TelemetrySettings:
 
     def __post_init__(self) -> None:
         if self.peak_tflops is not None and self.peak_tflops <= 0:
-            raise ValueError(f"telemetry.peak_tflops={self.peak_tflops} must be > 0 (or unset to look the GPU up)")
+            raise InvalidValue(f"telemetry.peak_tflops={self.peak_tflops} must be > 0 (or unset to look the GPU up)")
 
 
 @dataclass(kw_only=True)
@@ -140,11 +142,11 @@ class TaskSettings:
 
     def __post_init__(self) -> None:
         if self.max_target_tokens < 1:
-            raise ValueError(f"task.max_target_tokens={self.max_target_tokens} must be ≥ 1")
+            raise InvalidValue(f"task.max_target_tokens={self.max_target_tokens} must be ≥ 1")
         if self.score_over not in ("vocab", "labels"):
-            raise ValueError(f"task.score_over={self.score_over!r}; use vocab or labels")
+            raise InvalidValue(f"task.score_over={self.score_over!r}; use vocab or labels")
         if self.train_limit is not None and self.train_limit < 1:
-            raise ValueError(f"task.train_limit={self.train_limit} must be ≥ 1")
+            raise InvalidValue(f"task.train_limit={self.train_limit} must be ≥ 1")
 
 
 @dataclass(kw_only=True)
@@ -203,25 +205,26 @@ def _coerce(key: str, raw: Any, annotation: Any) -> Any:
         origin = typing.get_origin(hint)
     if origin is Literal:
         if raw not in typing.get_args(hint):
-            raise ValueError(f"{key}={raw!r}: choose one of {list(typing.get_args(hint))}")
+            raise InvalidValue(f"{key}={raw!r}: choose one of {list(typing.get_args(hint))}")
         return raw
     if hint is bool:
         if isinstance(raw, bool):
             return raw
         if isinstance(raw, str) and raw.lower() in ("true", "1", "yes", "false", "0", "no"):
             return raw.lower() in ("true", "1", "yes")
-        raise ValueError(f"{key}={raw!r} is not a boolean (true/false)")
+        raise InvalidValue(f"{key}={raw!r} is not a boolean (true/false)")
     try:
         if hint is int:
-            if isinstance(raw, float) and not raw.is_integer():
+            number = float(raw) if isinstance(raw, str) and not raw.strip().lstrip("-").isdigit() else raw
+            if isinstance(number, float) and not number.is_integer():  # 1e10 is a whole number, 0.5 is not
                 raise ValueError
-            return int(raw)
+            return int(number)
         if hint is float:
             return float(raw)
         if hint is str:
             return str(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"{key}={raw!r} is not a valid {hint.__name__}") from None
+        raise InvalidValue(f"{key}={raw!r} is not a valid {hint.__name__}") from None
     return raw
 
 
@@ -229,7 +232,7 @@ def _apply(tree: dict[str, dict[str, Any]], key: str, raw: Any) -> None:
     section, _, name = key.partition(".")
     sections = _sections()
     if section not in sections or name not in {f.name for f in dataclasses.fields(sections[section])}:
-        raise ValueError(f"unknown setting {key!r}; known settings: {', '.join(known_keys())}")
+        raise InvalidValue(f"unknown setting {key!r}; known settings: {', '.join(known_keys())}")
     hints = typing.get_type_hints(sections[section])
     tree.setdefault(section, {})[name] = _coerce(key, raw, hints[name])
 
@@ -238,7 +241,7 @@ def _flatten(data: dict[str, Any], source: str) -> list[tuple[str, Any]]:
     items = []
     for section, values in (data or {}).items():
         if not isinstance(values, dict):
-            raise ValueError(f"{source}: top-level key {section!r} must hold a mapping of settings")
+            raise InvalidValue(f"{source}: top-level key {section!r} must hold a mapping of settings")
         items += [(f"{section}.{k}", v) for k, v in values.items()]
     return items
 
@@ -249,7 +252,7 @@ def parse_cli(argv: list[str]) -> tuple[str | None, list[tuple[str, Any]]]:
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r}; settings are given as --section.key value")
+            raise InvalidValue(f"unexpected argument {arg!r}; settings are given as --section.key value")
         name, eq, value = arg[2:].partition("=")
         if name in _IGNORED_FLAGS:
             i += 1 if eq else 2
@@ -260,7 +263,7 @@ def parse_cli(argv: list[str]) -> tuple[str | None, list[tuple[str, Any]]]:
             if key == "train.resume" and (nxt is None or nxt.startswith("--")):
                 value, i = "true", i + 1
             elif nxt is None or nxt.startswith("--"):
-                raise ValueError(f"{arg} needs a value")
+                raise InvalidValue(f"{arg} needs a value")
             else:
                 value, i = nxt, i + 2
         else:
@@ -281,12 +284,24 @@ def load_settings(argv: list[str] | None = None, *, config: str | Path | None = 
         try:
             path = resources.find("configs", str(config), suffixes=(".yaml",))
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"--config {err}") from None
+            raise MissingFile(f"--config {err}") from None
         for key, value in _flatten(yaml.safe_load(path.read_text()), str(path)):
             _apply(tree, key, value)
     for key, value in overrides:
         _apply(tree, key, value)
     return _build(tree)
+
+
+def load_data_settings(argv: list[str], *, keys: Collection[str]) -> DataSettings:
+    """The data settings of a command that takes only some of them (``hypros-prepare``): the same ``--data.*``
+    flags, names, conversions and checks as training's; another setting is refused, naming the ones taken."""
+    tree: dict[str, dict[str, Any]] = {}
+    _, overrides = parse_cli(argv)
+    for key, value in overrides:
+        if key not in keys:
+            raise InvalidValue(f"--{key} is not a setting of this command; it takes {', '.join(f'--{k}' for k in keys)}")
+        _apply(tree, key, value)
+    return DataSettings(**tree.get("data", {}))
 
 
 def _build(tree: dict[str, dict[str, Any]]) -> RunSettings:
@@ -333,18 +348,22 @@ def setting_rows() -> list[tuple[str, str, str, Any, str]]:
     return rows
 
 
-def settings_help() -> str:
-    """Every setting, grouped by section, with its type, default and description; then the short flags."""
+def settings_help(keys: Collection[str] | None = None) -> str:
+    """Every setting (or those of ``keys``, dotted), grouped by section, with its type, default and description;
+    then the short flags."""
     lines = ["Settings (--section.key VALUE; in a --config YAML file as section: {key: value}):"]
     previous = None
     for section, name, type_name, default, doc in setting_rows():
+        if keys is not None and f"{section}.{name}" not in keys:
+            continue
         if section != previous:
             lines += ["", f"{section}:"]
             previous = section
         lines.append(f"  --{section}.{name}  ({type_name}; default {default!r})")
         if doc:
             lines.append(textwrap.fill(doc, width=110, initial_indent="      ", subsequent_indent="      "))
-    lines += ["", "Short flags:"] + [f"  --{short:<18} = --{key}" for short, key in ALIASES.items()]
+    lines += ["", "Short flags:"] + [f"  --{short:<18} = --{key}" for short, key in ALIASES.items()
+                                     if keys is None or key in keys]
     return "\n".join(lines)
 
 

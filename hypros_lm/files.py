@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hypros_lm.errors import NotWritable
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` aside (fsynced), then rename it over ``path``: readers see the old file or the new one,
@@ -35,7 +37,7 @@ def ensure_writable(folder: Path, setting: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_probe_"):
             pass
     except OSError as err:
-        raise PermissionError(f"{setting}={folder} is not writable ({err.strerror}); choose another folder") from err
+        raise NotWritable(f"{setting}={folder} is not writable ({err.strerror}); choose another folder") from err
 
 
 def launcher_rank() -> tuple[int, int]:

@@ -1,8 +1,5 @@
-"""Run folders: atomic checkpoints around DeepSpeed's own save/load, and reading a finished run back
-(its settings, tokenizer and consolidated weights), exporting it to Hugging Face.
-
-Layout: ``<run>/settings.yaml``, ``tokenizer.json``, ``environment.json``, ``metrics.jsonl`` and
-``checkpoints/<tag>/`` with ``checkpoints/latest`` naming the newest complete one.
+"""Run folders: their layout (:class:`RunFolder`), atomic checkpoints around DeepSpeed's own save/load, and
+reading a finished run back (its settings, tokenizer and consolidated weights), exporting it to Hugging Face.
 
 Saving: DeepSpeed writes each rank's shards into ``checkpoints/<tag>.partial/``; only when every rank
 has finished does rank 0 add ``meta.json``, rename the folder to ``checkpoints/<tag>/`` and atomically
@@ -33,17 +30,105 @@ from tokenizers import Tokenizer
 
 from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data import eos_id, load_tokenizer
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.files import write_atomic
 from hypros_lm.models import HFCausalLM, build_model, is_hf
 from hypros_lm.models.hf import current_names, pretrained_weights
 
 LATEST = "latest"
-HF_CONFIG_FILE = "model_config.json"
-"""An hf: run's transformers config, written into the run folder at its start."""
+META = "meta.json"
+EVALUATION_PREFIX = "eval-"
+EVALUATION_FILE = "metrics.json"
+"""What every evaluation writes into its folder (``eval/lm.py``, a task's ``evaluate_run``)."""
 
 
 def _tag(step: int) -> str:
     return f"step_{step:07d}"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The layout of a run folder, the one place its file names are spelled; every reader and writer of a run
+    folder (the loop, telemetry, evaluation, studies, the tests) goes through it::
+
+        <run>/settings.yaml  tokenizer.json  environment.json  metrics.jsonl  model_config.json (an hf: model's)
+        <run>/checkpoints/latest  checkpoints/step_0000100/ (meta.json: complete)  checkpoints/step_….partial/
+        <run>/eval-<name>/metrics.json  (a finished run's evaluations)
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def settings_file(self) -> Path:
+        return self.path / "settings.yaml"
+
+    @property
+    def tokenizer_file(self) -> Path:
+        return self.path / "tokenizer.json"
+
+    @property
+    def environment_file(self) -> Path:
+        return self.path / "environment.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def hf_config_file(self) -> Path:
+        """An hf: run's transformers config, written at its start: the source may move or be offline later."""
+        return self.path / "model_config.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / _tag(step)
+
+    def has_checkpoint(self, step: int) -> bool:
+        """Whether the checkpoint of ``step`` is complete (its ``meta.json`` is written last)."""
+        return (self.checkpoint(step) / META).is_file()
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint, or None before the first."""
+        return latest_checkpoint(self.checkpoints)
+
+    def evaluation(self, name: str) -> Path:
+        """The folder of a finished run's evaluation ``name`` (``eval/lm.py --split name``, a study's evaluations)."""
+        return self.path / f"{EVALUATION_PREFIX}{name}"
+
+    def evaluations(self) -> list[Path]:
+        return sorted(self.path.glob(f"{EVALUATION_PREFIX}*"))
+
+    def is_run(self) -> bool:
+        return self.settings_file.is_file()
+
+    def check(self) -> RunFolder:
+        """This folder, or a clear error when it is not a run folder."""
+        if not self.is_run():
+            raise MissingFile(f"{self.path} is not a run folder: no {self.settings_file.name}")
+        return self
+
+    def settings_dict(self) -> dict[str, Any]:
+        """The saved settings as plain YAML values (:func:`read_settings` gives them typed)."""
+        return yaml.safe_load(self.check().settings_file.read_text())
+
+    def read_settings(self) -> RunSettings:
+        return settings_from_dict(self.settings_dict())
+
+    def environment(self) -> dict[str, Any]:
+        return json.loads(self.environment_file.read_text())
+
+    def metrics(self, split: str | None = None) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl`` in order, those of one split (train, val, lm_eval) when given."""
+        if not self.metrics_file.is_file():
+            raise MissingFile(f"{self.path} has no {self.metrics_file.name}; is it a run folder that has started?")
+        records = [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        return records if split is None else [r for r in records if r["split"] == split]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -90,9 +175,9 @@ def safe_load(path: Path, *, mmap: bool = False) -> Any:
             found = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or "unknown objects"
         except Exception:  # noqa: BLE001 - the listing is only for the message
             found = "objects it could not list"
-        raise ValueError(f"{path} holds pickled objects other than tensors and plain values ({found}); refusing "
-                         f"to load it, since unpickling could run code. Load only run folders you trust, written "
-                         f"by hypros-lm") from None
+        raise InvalidValue(f"{path} holds pickled objects other than tensors and plain values ({found}); refusing "
+                           f"to load it, since unpickling could run code. Load only run folders you trust, written "
+                           f"by hypros-lm") from None
 
 
 def verify_checkpoint_files(folder: Path) -> None:
@@ -116,7 +201,7 @@ def save_checkpoint(engine, ckpt_dir: Path, step: int, client_state: dict[str, A
     final = ckpt_dir / tag
     if rank == 0:
         meta = {"step": step, "world_size": dist.get_world_size(), **client_state}
-        write_atomic(ckpt_dir / partial / "meta.json", json.dumps(meta, indent=2, default=str))
+        write_atomic(ckpt_dir / partial / META, json.dumps(meta, indent=2, default=str))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(ckpt_dir / partial, final)
         write_atomic(ckpt_dir / LATEST, tag)
@@ -136,23 +221,23 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     if not pointer.is_file():
         return None
     folder = ckpt_dir / pointer.read_text().strip()
-    if not (folder / "meta.json").is_file():
-        raise FileNotFoundError(f"{pointer} names {folder.name}, which is missing or incomplete (no meta.json)")
+    if not (folder / META).is_file():
+        raise MissingFile(f"{pointer} names {folder.name}, which is missing or incomplete (no {META})")
     return folder
 
 
 def load_checkpoint(engine, folder: Path) -> dict[str, Any]:
     """Collective: restore model, optimizer and this rank's RNG; return the saved client state."""
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = json.loads((folder / META).read_text())
     if meta["world_size"] != dist.get_world_size():
-        raise ValueError(
+        raise InvalidValue(
             f"checkpoint {folder} was written by {meta['world_size']} ranks; this run has "
             f"{dist.get_world_size()}. Resume with the same number of ranks"
         )
     verify_checkpoint_files(folder)
     _, client_state = engine.load_checkpoint(str(folder.parent), tag=folder.name)
     if client_state is None:
-        raise FileNotFoundError(f"DeepSpeed could not load the checkpoint in {folder}")
+        raise MissingFile(f"DeepSpeed could not load the checkpoint in {folder}")
     rng_file = folder / f"rng_rank{dist.get_rank():03d}.pt"
     _set_rng_state(safe_load(rng_file))
     return {**client_state, "step": meta["step"]}
@@ -166,21 +251,20 @@ class LoadedRun:
     checkpoint: Path
 
     @property
-    def run_dir(self) -> Path:
-        return self.checkpoint.parent.parent  # <run>/checkpoints/step_N
+    def folder(self) -> RunFolder:
+        return RunFolder(self.checkpoint.parent.parent)  # <run>/checkpoints/step_N
 
 
-def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
-    ckpt_dir = run_dir / "checkpoints"
+def find_checkpoint(run: RunFolder, step: int | None = None) -> Path:
     if step is not None:
-        folder = ckpt_dir / f"step_{step:07d}"
-        if not (folder / "meta.json").is_file():
-            have = sorted(p.name for p in ckpt_dir.glob("step_*") if (p / "meta.json").is_file())
-            raise FileNotFoundError(f"no complete checkpoint for step {step} in {ckpt_dir}; complete ones: {have}")
-        return folder
-    folder = latest_checkpoint(ckpt_dir)
+        if not run.has_checkpoint(step):
+            have = sorted(p.name for p in run.checkpoints.glob("step_*") if (p / META).is_file())
+            raise MissingFile(f"no complete checkpoint for step {step} in {run.checkpoints}; complete ones: {have}")
+        return run.checkpoint(step)
+    folder = run.latest()
     if folder is None:
-        raise FileNotFoundError(f"{run_dir} has no complete checkpoint (no {ckpt_dir / 'latest'}); is it a run folder?")
+        raise MissingFile(f"{run.path} has no complete checkpoint (no {run.checkpoints / LATEST}); is it a run "
+                          f"folder?")
     return folder
 
 
@@ -194,41 +278,38 @@ def consolidated_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     else:
         files = sorted(folder.glob("mp_rank_*_model_states.pt"))
         if not files:
-            raise FileNotFoundError(f"{folder} holds no DeepSpeed model states; the checkpoint is incomplete")
+            raise MissingFile(f"{folder} holds no DeepSpeed model states; the checkpoint is incomplete")
         state = safe_load(files[0])["module"]
     return {k: v.float() for k, v in state.items()}
 
 
 def load_run(run_dir: str | Path, *, step: int | None = None) -> LoadedRun:
     """The model of a run folder at its latest (or a given) checkpoint, on CPU, in eval mode."""
-    run_dir = Path(run_dir)
-    settings_file = run_dir / "settings.yaml"
-    if not settings_file.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder: no settings.yaml")
-    settings = settings_from_dict(yaml.safe_load(settings_file.read_text()))
-    tokenizer = load_tokenizer(str(run_dir / "tokenizer.json"))
-    folder = find_checkpoint(run_dir, step)
-    model = build_model(settings.model, tokenizer.get_vocab_size(), attention="sdpa", config=_saved_config(run_dir, settings))
+    run = RunFolder(run_dir).check()
+    settings = run.read_settings()
+    tokenizer = load_tokenizer(str(run.tokenizer_file))
+    folder = find_checkpoint(run, step)
+    model = build_model(settings.model, tokenizer.get_vocab_size(), attention="sdpa", config=_saved_config(run, settings))
     state = _with_tied(model, current_names(consolidated_state_dict(folder)))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:
         diff = sorted(set(expected.items()) ^ set(got.items()))[:4]
-        raise ValueError(
-            f"checkpoint {folder} does not match model {settings.model.name!r} from {settings_file} "
+        raise InvalidValue(
+            f"checkpoint {folder} does not match model {settings.model.name!r} from {run.settings_file} "
             f"(e.g. {diff}); it is from another model size or vocabulary"
         )
     model.load_state_dict(state)
     return LoadedRun(settings, model.eval(), tokenizer, folder)
 
 
-def _saved_config(run_dir: Path, settings: RunSettings):
+def _saved_config(run: RunFolder, settings: RunSettings):
     """An hf: run's own copy of its transformers config (None for a ladder run)."""
     if not is_hf(settings.model.name):
         return None
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(str(run_dir / HF_CONFIG_FILE))
+    return AutoConfig.from_pretrained(str(run.hf_config_file))
 
 
 def _with_tied(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -273,8 +354,7 @@ def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = No
 def read_weights(source: str | Path) -> dict[str, torch.Tensor]:
     """The weights of a run folder (any ZeRO stage) or a Hugging Face folder, named as :class:`HFCausalLM`'s
     parameters (tied ones under each name)."""
-    folder = Path(source)
-    if (folder / "settings.yaml").is_file():
-        loaded = load_run(folder).model
+    if RunFolder(source).is_run():
+        loaded = load_run(source).model
         return {k: v.detach() for k, v in loaded.named_parameters(remove_duplicate=False)}
     return pretrained_weights(source)

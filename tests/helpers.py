@@ -69,8 +69,17 @@ def run_python(args: list[str], cache_dir: Path, *, script: Path = PRETRAIN, che
 
 
 def read_metrics(run_dir: Path, split: str = "train") -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["split"] == split]
+    """The records of one split of a run folder's metrics."""
+    from hypros_lm.runs import RunFolder
+
+    return RunFolder(run_dir).metrics(split)
+
+
+def evaluation_metrics(folder: Path) -> dict:
+    """What an evaluation wrote into ``folder`` (``eval/lm.py --out``, a run's ``eval-<name>``, a task's sets)."""
+    from hypros_lm.runs import EVALUATION_FILE
+
+    return json.loads((folder / EVALUATION_FILE).read_text())
 
 
 def headless_chromium(download_dir: Path | None = None):

@@ -5,7 +5,10 @@ no file over 400 lines, no function over 80. Floors as in the documentation's la
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import REPO
 
@@ -118,3 +121,48 @@ def test_no_file_over_400_lines_and_no_function_over_80():
                 long_functions.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: "
                                       f"{node.end_lineno - node.lineno + 1} lines")
     assert not long_files + long_functions, "\n".join(long_files + long_functions)
+
+
+RUN_FOLDER_NAMES = {"settings.yaml", "metrics.jsonl", "environment.json", "model_config.json", "checkpoints", "latest",
+                    "meta.json", "metrics.json"}
+RUN_FOLDER_PATTERN = re.compile(r"^(step_[0-9*{]|eval-)")  # a checkpoint's or an evaluation's folder
+
+
+def _path_literals(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of the string literals of a file that spell a run-folder name: equal to one, or an f-string
+    beginning with a checkpoint's or an evaluation's prefix (docstrings and messages are prose: not counted)."""
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                node.value in RUN_FOLDER_NAMES or RUN_FOLDER_PATTERN.match(node.value) and " " not in node.value):
+            found.append((node.lineno, node.value))
+        elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) and \
+                RUN_FOLDER_PATTERN.match(f"{node.values[0].value}{{"):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_only_the_run_folder_type_spells_run_folder_names():
+    """Every reader and writer of a run folder (the package, the tests, the benchmarks) goes through
+    hypros_lm.runs.RunFolder; the run folder's names are spelled in hypros_lm/runs.py alone."""
+    files = [*PACKAGE.rglob("*.py"), *(REPO / "tests").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]
+    spelled = [f"{p.relative_to(REPO)}:{line} {text!r}" for p in files
+               if p not in (PACKAGE / "runs.py", Path(__file__)) for line, text in _path_literals(p)]
+    assert not spelled, "\n".join(spelled)
+
+
+def test_the_run_folder_type_names_what_a_run_writes(tmp_path):
+    from hypros_lm.runs import EVALUATION_FILE, RunFolder
+
+    run = RunFolder(tmp_path)
+    layout = [run.settings_file, run.tokenizer_file, run.environment_file, run.metrics_file, run.hf_config_file,
+              run.checkpoint(100), run.evaluation("test") / EVALUATION_FILE]
+    assert [str(p.relative_to(tmp_path)) for p in layout] == [
+        "settings.yaml", "tokenizer.json", "environment.json", "metrics.jsonl", "model_config.json",
+        "checkpoints/step_0000100", "eval-test/metrics.json"]
+    with pytest.raises(FileNotFoundError, match="is not a run folder"):
+        run.check()
+    run.metrics_file.write_text('{"step": 1, "split": "train"}\n{"step": 1, "split": "val"}\n')
+    assert run.metrics("val") == [{"step": 1, "split": "val"}] and len(run.metrics()) == 2
+    assert run.latest() is None and not run.has_checkpoint(100)

@@ -12,6 +12,7 @@ Tasks: multi30k-en-de, wmt14-en-de, iwslt15-vi-en, cnn-dailymail, xsum (offline:
 
 from hypros_lm.cli import run_main
 from hypros_lm.config import load_settings, settings_help
+from hypros_lm.errors import InvalidValue
 from hypros_lm.training import train
 
 
@@ -21,8 +22,8 @@ def main(argv: list[str]) -> None:
         return
     settings = load_settings(argv)
     if settings.task.name is None:
-        raise ValueError("launch/finetune.py needs a task: --task multi30k-en-de (or task.name in the config); "
-                         "for language-model pretraining use launch/pretrain.py")
+        raise InvalidValue("launch/finetune.py needs a task: --task multi30k-en-de (or task.name in the config); "
+                           "for language-model pretraining use launch/pretrain.py")
     train(settings)
 
 

@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 from hypros_lm.cli import run_main
+from hypros_lm.errors import InvalidValue
 from hypros_lm.studies.runner import deepspeed_command, run_study, write_run_config
 from hypros_lm.studies.spec import expand, load_study
 
@@ -33,7 +34,7 @@ def main(argv: list[str]) -> None:
         if flag:
             unknown = set(flag) - {getattr(r, attr) for r in runs}
             if unknown:
-                raise ValueError(f"--{'only' if attr == 'variation' else 'models'} {sorted(unknown)}: not in the study")
+                raise InvalidValue(f"--{'only' if attr == 'variation' else 'models'} {sorted(unknown)}: not in the study")
             runs = [r for r in runs if getattr(r, attr) in flag]
     ranks = args.ranks or study.ranks
     if args.print_commands:

@@ -17,6 +17,8 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
+from hypros_lm.errors import InvalidValue
+
 CHARS_PER_TOKEN = 4  # for choosing documents only; the manifest records exact token counts
 MAX_SHARE = 0.1  # never more than this share of the documents is held out per part
 
@@ -33,9 +35,9 @@ class Holdout:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction <= MAX_SHARE:
-            raise ValueError(f"data.holdout_fraction={self.fraction} must lie in (0, {MAX_SHARE}]")
+            raise InvalidValue(f"data.holdout_fraction={self.fraction} must lie in (0, {MAX_SHARE}]")
         if self.min_tokens < 0:
-            raise ValueError(f"data.holdout_min_tokens={self.min_tokens} must be ≥ 0")
+            raise InvalidValue(f"data.holdout_min_tokens={self.min_tokens} must be ≥ 0")
 
     def identity(self) -> dict:
         """As JSON keeps it (lists, not tuples): a resumed preparation compares it with the saved one."""
@@ -72,8 +74,8 @@ def cut_points(holdout: Holdout, documents: Iterable[str]) -> list[float]:
             pos += 1
         cuts.append(ranked[pos][0] if pos < n else 1.0)
     if pos >= n:
-        raise ValueError(f"the source has {n} documents: too few to hold out {', '.join(holdout.parts)}; "
-                         f"give a separate validation file")
+        raise InvalidValue(f"the source has {n} documents: too few to hold out {', '.join(holdout.parts)}; "
+                           f"give a separate validation file")
     return cuts
 
 

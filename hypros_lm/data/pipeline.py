@@ -18,50 +18,13 @@ from tokenizers import Tokenizer
 
 from hypros_lm.data.holdout import Holdout
 from hypros_lm.data.packing import cache_root
-from hypros_lm.data.prepare import PrepareSettings, prepare_corpus
+from hypros_lm.data.prepare import prepare_corpus
+from hypros_lm.data.settings import DataSettings
 from hypros_lm.data.shards import MANIFEST, PreparedCorpus, TokenBlocks, check_disjoint, is_prepared
 from hypros_lm.data.sources import TextSource, canonical_split, resolve_splits
 from hypros_lm.data.tokenizer import key_of, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
+from hypros_lm.errors import InvalidValue
 from hypros_lm.files import run_once, wait_for
-
-
-@dataclass(kw_only=True)
-class DataSettings:
-    name: str = "wikitext-2-v1"
-    """Hub name (offline: resolved to the data folder), or a local file/folder of .txt/.jsonl/.parquet."""
-    train_split: str = "train"
-    """The split trained on."""
-    val_split: str = "validation"
-    """The split validated on (held out of the training split when the source has none)."""
-    text_field: str = "text"
-    """Field holding the text in .jsonl/.parquet records and hub rows."""
-    seq_len: int = 128
-    """Tokens per training sequence."""
-    tokenizer: str | None = None
-    """tokenizer.json path/folder or hub name; None trains a byte-level BPE on the training split."""
-    vocab_size: int = 8192
-    """Vocabulary of a trained BPE."""
-    token_budget: int | None = None
-    """Train on at most this many tokens (a prepared folder's own budget applies first)."""
-    tokenizer_sample_chars: int = 200_000_000
-    """Characters of training text a BPE is trained on (the first documents up to this many)."""
-    holdout_fraction: float = 0.005
-    """A source without a validation split (a local file, a folder without validation.*, a hub set without one):
-    the share of its documents held out for validation (seeded, document-level; training keeps the rest)."""
-    holdout_min_tokens: int = 25_000
-    """...and at least about this many tokens of them (at most a tenth of the documents)."""
-    holdout_seed: int = 0
-    """Seed of the held-out choice (apart from train.seed, so runs of several seeds share one split)."""
-    verify_shards: bool = True
-    """Check every shard's sha256 against the manifest before training (once per node, by its local rank 0:
-    ≈ 1 s per GB; sizes are always checked on every rank)."""
-
-    def __post_init__(self) -> None:
-        if self.seq_len < 2:
-            raise ValueError(f"data.seq_len={self.seq_len} must be at least 2")
-        Holdout(fraction=self.holdout_fraction, min_tokens=self.holdout_min_tokens)  # checks both
-        if self.token_budget is not None and self.token_budget <= self.seq_len:
-            raise ValueError(f"data.token_budget={self.token_budget} must exceed data.seq_len={self.seq_len}")
 
 
 @dataclass
@@ -82,7 +45,7 @@ def resolve_sources(settings: DataSettings) -> dict[str, TextSource]:
     sources = resolve_splits(settings.name, {"train": settings.train_split, "val": settings.val_split},
                              text_field=settings.text_field, holdout=holdout)
     if needs_preparation(sources["train"]):
-        raise ValueError(preparation_hint(settings))
+        raise InvalidValue(preparation_hint(settings))
     return sources
 
 
@@ -93,10 +56,10 @@ def needs_preparation(source: TextSource) -> bool:
 
 def preparation_hint(settings: DataSettings) -> str:
     slug = Path(settings.name).name.replace("/", "_") + f"-{settings.vocab_size // 1024}k"
-    budget = f" --token-budget {settings.token_budget}" if settings.token_budget else ""
+    budget = f" --data.token_budget {settings.token_budget}" if settings.token_budget else ""
     return (f"data.name={settings.name!r} is a large corpus: it is prepared once, outside the training job "
             f"(in parallel, resumable), then trained from the prepared folder:\n"
-            f"  python launch/prepare_data.py --data {settings.name} --vocab-size {settings.vocab_size}{budget} "
+            f"  python launch/prepare_data.py --data {settings.name} --data.vocab_size {settings.vocab_size}{budget} "
             f"--workers 32 --out data/{slug}\n"
             f"  deepspeed launch/pretrain.py --data data/{slug} ...")
 
@@ -106,13 +69,11 @@ def prepared_folder(settings: DataSettings, sources: dict[str, TextSource], *, l
     """The prepared folder of these settings: the one named, or the cached in-process preparation."""
     if is_prepared(settings.name):
         return Path(settings.name).expanduser()
-    prep = PrepareSettings(vocab_size=settings.vocab_size, tokenizer=settings.tokenizer,
-                           tokenizer_sample_chars=settings.tokenizer_sample_chars, token_budget=settings.token_budget)
     splits = {"train": sources["train"], sources["val"].split: sources["val"]}
-    key = {"sources": {k: s.identity() for k, s in splits.items()}, "settings": vars(prep)}
+    key = {"sources": {k: s.identity() for k, s in splits.items()}, "settings": settings.preparation()}
     folder = cache_root() / "prepared" / f"{Path(settings.name).name.replace('/', '_')}-{key_of(key)}"
     if local_rank == 0:  # one process among the nodes that share the cache prepares (it claims the folder)
-        prepare_corpus(folder, splits, prep, progress=False, log=log)
+        prepare_corpus(folder, splits, settings, progress=False, log=log)
     else:  # wait on the file, not on a collective with a timeout
         wait_for(folder / MANIFEST, f"local rank 0 to prepare {settings.name}", log=log)
     return folder
@@ -130,9 +91,9 @@ def prepare_data(settings: DataSettings, *, sources: dict[str, TextSource] | Non
     if settings.tokenizer is not None and is_prepared(settings.name):
         wanted = load_tokenizer(settings.tokenizer)
         if tokenizer_hash(wanted) != corpus.manifest["tokenizer"]["hash"]:
-            raise ValueError(f"data.tokenizer={settings.tokenizer} differs from the tokenizer {folder} was prepared "
-                             f"with ({folder / 'tokenizer.json'}); unset data.tokenizer to use the folder's, or "
-                             f"prepare the corpus again with this tokenizer")
+            raise InvalidValue(f"data.tokenizer={settings.tokenizer} differs from the tokenizer {folder} was prepared "
+                               f"with ({folder / 'tokenizer.json'}); unset data.tokenizer to use the folder's, or "
+                               f"prepare the corpus again with this tokenizer")
     train_split, val_split = canonical_split(settings.train_split), canonical_split(settings.val_split)
     note = check_disjoint(corpus, train_split, val_split)
     if note:
@@ -150,7 +111,7 @@ def prepared_blocks(source: TextSource, tokenizer: Tokenizer, seq_len: int) -> T
     """Blocks of one split tokenized with a given tokenizer (evaluation), prepared once into the cache."""
     key = {"source": source.identity(), "tokenizer": tokenizer_hash(tokenizer)}
     folder = cache_root() / "prepared" / f"{source.name.replace('/', '_')}-{source.split}-{key_of(key)}"
-    prepare_corpus(folder, {source.split: source}, PrepareSettings(), tokenizer=tokenizer, progress=False,
+    prepare_corpus(folder, {source.split: source}, DataSettings(), tokenizer=tokenizer, progress=False,
                    log=lambda _msg: None)
     return PreparedCorpus(folder).blocks(source.split, seq_len)
 

@@ -32,55 +32,30 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from hypros_lm.data.settings import DataSettings
 from hypros_lm.data.shard_writer import finished_shards, prepare_split, shard_name, token_dtype, write_json_atomic
 from hypros_lm.data.shards import FORMAT_VERSION, MANIFEST
 from hypros_lm.data.sources import TextSource, iter_documents
 from hypros_lm.data.tokenizer import eos_id, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
+from hypros_lm.errors import FileInTheWay, InvalidValue
 from hypros_lm.files import ensure_writable, run_once, wait_for
-
-
-@dataclass(kw_only=True)
-class PrepareSettings:
-    """How a corpus is prepared (recorded in the manifest; a resumed preparation must match)."""
-
-    vocab_size: int = 8192
-    """Vocabulary of the byte-level BPE trained on a sample of the training text (unless a tokenizer is given)."""
-    tokenizer: str | None = None
-    """A tokenizer.json path/folder or hub name to use instead of training one."""
-    tokenizer_sample_chars: int = 200_000_000
-    """Characters of training text the BPE learns from: the first documents up to this many (≈ 200 MB,
-    a few GB of memory while training; whole small corpora fit in it)."""
-    token_budget: int | None = None
-    """Keep this many training tokens (the shards in order, cut at the budget); None: the whole split."""
-    docs_per_shard: int = 65536
-    """Documents per shard (≈ 100M tokens for web text, 200 MB at uint16)."""
-
-    def __post_init__(self) -> None:
-        if self.docs_per_shard < 1:
-            raise ValueError(f"docs_per_shard={self.docs_per_shard} must be ≥ 1")
-        if self.token_budget is not None and self.token_budget < 1:
-            raise ValueError(f"token_budget={self.token_budget} must be ≥ 1 (or unset for the whole split)")
-        if self.tokenizer_sample_chars < 1:
-            raise ValueError(f"tokenizer_sample_chars={self.tokenizer_sample_chars} must be ≥ 1")
-
 
 # ---------------------------------------------------------------- the whole preparation
 
 
-def _preparation_id(sources: dict[str, TextSource], settings: PrepareSettings, tokenizer: Tokenizer | None) -> dict:
+def _preparation_id(sources: dict[str, TextSource], settings: DataSettings, tokenizer: Tokenizer | None) -> dict:
     """What determines the prepared corpus: a resumed preparation must have the same."""
     return {"format_version": FORMAT_VERSION, "sources": {split: s.identity() for split, s in sources.items()},
-            "settings": asdict(settings), "given_tokenizer": tokenizer_hash(tokenizer) if tokenizer else None}
+            "settings": settings.preparation(), "given_tokenizer": tokenizer_hash(tokenizer) if tokenizer else None}
 
 
 
 
-def prepare_corpus(out: Path, sources: dict[str, TextSource], settings: PrepareSettings, *,
+def prepare_corpus(out: Path, sources: dict[str, TextSource], settings: DataSettings, *,
                    tokenizer: Tokenizer | None = None, workers: int = 1, rank: int = 0, world: int = 1,
                    progress: bool = True, log: Callable[[str], None] = print) -> Path:
     """Prepare (or resume, or find already prepared) every split of ``sources`` into ``out``.
@@ -115,14 +90,14 @@ def _already_prepared(out: Path, ident: dict, log: Callable[[str], None]) -> boo
         return False
     manifest = json.loads(manifest_file.read_text())
     if manifest.get("preparation") != ident:
-        raise FileExistsError(f"--out {out} already holds a prepared corpus of other sources or settings; "
-                              f"choose another --out (nothing was overwritten)")
+        raise FileInTheWay(f"--out {out} already holds a prepared corpus of other sources or settings; "
+                           f"choose another --out (nothing was overwritten)")
     log(f"data: {out} is already prepared (" + ", ".join(
         f"{split} {info['tokens']:,} tokens" for split, info in manifest["splits"].items()) + ")")
     return True
 
 
-def _prepare(out: Path, sources: dict[str, TextSource], settings: PrepareSettings, ident: dict, *,
+def _prepare(out: Path, sources: dict[str, TextSource], settings: DataSettings, ident: dict, *,
              tokenizer: Tokenizer | None, workers: int, rank: int, world: int, progress: bool,
              log: Callable[[str], None]) -> None:
     """The preparation itself (resuming what a killed one left): tokenizer, every split's shards, manifest."""
@@ -147,15 +122,15 @@ def _prepare(out: Path, sources: dict[str, TextSource], settings: PrepareSetting
         wait_for(out / MANIFEST, "rank 0 to write the manifest", log=log)
 
 
-def _check_budget_fits(sources: dict[str, TextSource], settings: PrepareSettings) -> None:
+def _check_budget_fits(sources: dict[str, TextSource], settings: DataSettings) -> None:
     """A plain local file cannot hold more tokens than bytes plus one end-of-text per line: say so before any work."""
     src = sources.get("train")
     if settings.token_budget is None or src is None or src.path is None or src.path.suffix == ".gz":
         return
     size = src.path.stat().st_size
     if settings.token_budget > 2 * size:
-        raise ValueError(f"--token-budget {settings.token_budget:,} is larger than the source can hold: "
-                         f"{src.describe()} has {size:,} bytes (at most ~{2 * size:,} tokens); lower the budget or unset it")
+        raise InvalidValue(f"data.token_budget={settings.token_budget:,} is larger than the source can hold: "
+                           f"{src.describe()} has {size:,} bytes (at most ~{2 * size:,} tokens); lower the budget or unset it")
 
 
 def _claim(out: Path, ident: dict, rank: int, world: int, log) -> None:
@@ -164,8 +139,8 @@ def _claim(out: Path, ident: dict, rank: int, world: int, log) -> None:
     claim = out / "prepare.json"
     if rank == 0:
         if claim.is_file() and json.loads(claim.read_text()) != ident:
-            raise FileExistsError(f"--out {out} holds an unfinished preparation of other sources or settings "
-                                  f"({claim}); choose another --out, or delete it to start over")
+            raise FileInTheWay(f"--out {out} holds an unfinished preparation of other sources or settings "
+                               f"({claim}); choose another --out, or delete it to start over")
         write_json_atomic(claim, ident)
     if world > 1:
         run = f"{os.environ.get('MASTER_ADDR', '')}_{os.environ.get('MASTER_PORT', '')}".replace(":", "_")
@@ -178,10 +153,10 @@ def _claim(out: Path, ident: dict, rank: int, world: int, log) -> None:
                                    f"must be on a filesystem every node shares") from err
         wait_for(claim, "rank 0's claim", log=log, timeout=300)
         if json.loads(claim.read_text()) != ident:
-            raise ValueError(f"rank {rank} was given other sources or settings than rank 0 ({claim})")
+            raise InvalidValue(f"rank {rank} was given other sources or settings than rank 0 ({claim})")
 
 
-def _tokenizer_for(out: Path, sources: dict[str, TextSource], settings: PrepareSettings, given: Tokenizer | None,
+def _tokenizer_for(out: Path, sources: dict[str, TextSource], settings: DataSettings, given: Tokenizer | None,
                    rank: int, log) -> Tokenizer:
     """The preparation's tokenizer, saved in ``out``: given, loaded, or trained on a bounded sample (rank 0)."""
     path = out / "tokenizer.json"
@@ -212,7 +187,7 @@ def _take_chars(docs: Iterable[str], limit: int) -> Iterator[str]:
         seen += len(doc)
 
 
-def _write_manifest(out: Path, sources: dict[str, TextSource], settings: PrepareSettings, ident: dict,
+def _write_manifest(out: Path, sources: dict[str, TextSource], settings: DataSettings, ident: dict,
                     tok: Tokenizer) -> None:
     splits = {}
     for split, source in sources.items():
@@ -232,16 +207,16 @@ def _write_manifest(out: Path, sources: dict[str, TextSource], settings: Prepare
             (folder / f"{shard_name(extra)}.json").unlink()
             (folder / f"{shard_name(extra)}.docs").unlink(missing_ok=True)
         if budget is not None and total < budget:
-            raise ValueError(f"--token-budget {budget:,} is larger than the source: {source.describe()} has "
-                             f"{total:,} tokens. Rerun with --token-budget {total} or less, or unset it "
-                             f"(the finished shards in {folder} are kept and reused)")
+            raise InvalidValue(f"data.token_budget={budget:,} is larger than the source: {source.describe()} has "
+                               f"{total:,} tokens. Rerun with --data.token_budget {total} or less, or unset it "
+                               f"(the finished shards in {folder} are kept and reused)")
         splits[split] = {"tokens": min(total, budget) if budget else total, "tokens_in_shards": total,
                          "documents": sum(r["documents"] for r in kept), "folder": split, "shards": kept,
                          "source": source.describe()}
         if source.holdout is not None:
             splits[split]["held_out"] = {**source.holdout.identity(), "from": source.without_holdout().describe()}
         if not kept:
-            raise ValueError(f"{source.describe()} holds no documents")
+            raise InvalidValue(f"{source.describe()} holds no documents")
     manifest = {
         "format_version": FORMAT_VERSION,
         "dtype": token_dtype(tok.get_vocab_size()).name,
@@ -249,7 +224,7 @@ def _write_manifest(out: Path, sources: dict[str, TextSource], settings: Prepare
                       "eos_id": eos_id(tok)},
         "max_token_id": max(r["max_id"] for sp in splits.values() for r in sp["shards"]),
         "splits": splits,
-        "settings": asdict(settings),
+        "settings": settings.preparation(),
         "preparation": ident,
     }
     write_json_atomic(out / MANIFEST, manifest)

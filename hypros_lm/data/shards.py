@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hypros_lm.data.tokenizer import load_tokenizer, tokenizer_hash
+from hypros_lm.errors import InvalidValue, MissingFile
 
 if TYPE_CHECKING:
     import torch
@@ -27,13 +28,13 @@ def read_manifest(folder: str | Path) -> dict:
     """A prepared folder's manifest, if this version can read it (cheap: no shard is opened)."""
     manifest_file = Path(folder).expanduser() / MANIFEST
     if not manifest_file.is_file():
-        raise FileNotFoundError(f"{manifest_file.parent} is not a prepared corpus (no {MANIFEST}); prepare it with "
-                                f"`python launch/prepare_data.py --data NAME --out {manifest_file.parent}`")
+        raise MissingFile(f"{manifest_file.parent} is not a prepared corpus (no {MANIFEST}); prepare it with "
+                          f"`python launch/prepare_data.py --data NAME --out {manifest_file.parent}`")
     manifest = json.loads(manifest_file.read_text())
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(f"{manifest_file} has format version {version!r}; this hypros-lm reads version "
-                         f"{FORMAT_VERSION}. Prepare the corpus again with this version's launch/prepare_data.py")
+        raise InvalidValue(f"{manifest_file} has format version {version!r}; this hypros-lm reads version "
+                           f"{FORMAT_VERSION}. Prepare the corpus again with this version's launch/prepare_data.py")
     return manifest
 
 
@@ -45,8 +46,8 @@ class PreparedCorpus:
         self.manifest = read_manifest(self.folder)
         self.tokenizer = load_tokenizer(str(self.folder / self.manifest["tokenizer"]["file"]))
         if tokenizer_hash(self.tokenizer) != self.manifest["tokenizer"]["hash"]:
-            raise ValueError(f"{self.folder / 'tokenizer.json'} is not the tokenizer the shards were made with "
-                             f"(hash {tokenizer_hash(self.tokenizer)} ≠ {self.manifest['tokenizer']['hash']}); prepare again")
+            raise InvalidValue(f"{self.folder / 'tokenizer.json'} is not the tokenizer the shards were made with "
+                               f"(hash {tokenizer_hash(self.tokenizer)} ≠ {self.manifest['tokenizer']['hash']}); prepare again")
         self.dtype = np.dtype(self.manifest["dtype"])
         for split in self.manifest["splits"]:
             self._check_shards(split, verify_sha256)
@@ -55,14 +56,14 @@ class PreparedCorpus:
         for record in self.manifest["splits"][split]["shards"]:
             path = self.folder / split / record["file"]
             if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing from the prepared corpus {self.folder}; "
-                                        f"rerun launch/prepare_data.py with the same settings to restore it")
+                raise MissingFile(f"{path} is missing from the prepared corpus {self.folder}; "
+                                  f"rerun launch/prepare_data.py with the same settings to restore it")
             if path.stat().st_size != record["bytes"]:
-                raise ValueError(f"{path} holds {path.stat().st_size:,} bytes, the manifest says {record['bytes']:,}: "
-                                 f"truncated or replaced; delete it and rerun launch/prepare_data.py with the same settings")
+                raise InvalidValue(f"{path} holds {path.stat().st_size:,} bytes, the manifest says {record['bytes']:,}: "
+                                   f"truncated or replaced; delete it and rerun launch/prepare_data.py with the same settings")
             if verify_sha256 and _sha256(path) != record["sha256"]:
-                raise ValueError(f"{path}: sha256 differs from the manifest's (corrupted); delete it and rerun "
-                                 f"launch/prepare_data.py with the same settings")
+                raise InvalidValue(f"{path}: sha256 differs from the manifest's (corrupted); delete it and rerun "
+                                   f"launch/prepare_data.py with the same settings")
 
     def document_hashes(self, split: str) -> np.ndarray | None:
         """The split's document fingerprints (None for a folder prepared before they were recorded)."""
@@ -77,7 +78,7 @@ class PreparedCorpus:
     def blocks(self, split: str, seq_len: int, *, token_budget: int | None = None) -> TokenBlocks:
         """The split's blocks, over its first ``token_budget`` tokens when given."""
         if split not in self.manifest["splits"]:
-            raise FileNotFoundError(f"the prepared corpus {self.folder} has no {split!r} split; it has {self.split_names()}")
+            raise MissingFile(f"the prepared corpus {self.folder} has no {split!r} split; it has {self.split_names()}")
         info = self.manifest["splits"][split]
         paths = [self.folder / split / r["file"] for r in info["shards"]]
         total = info["tokens"] if token_budget is None else min(info["tokens"], token_budget)
@@ -103,8 +104,8 @@ class TokenBlocks:
         self.seq_len = seq_len
         self.num_blocks = (self.total_tokens - 1) // seq_len
         if self.num_blocks < 1:
-            raise ValueError(f"{shards[0].parent} holds {self.total_tokens} tokens: fewer than one block of "
-                             f"seq_len={seq_len}")
+            raise InvalidValue(f"{shards[0].parent} holds {self.total_tokens} tokens: fewer than one block of "
+                               f"seq_len={seq_len}")
 
     def __len__(self) -> int:
         return self.num_blocks
@@ -137,7 +138,7 @@ def check_disjoint(corpus: PreparedCorpus, train: str, evaluation: str) -> str:
         return f"{corpus.folder} records no document fingerprints (prepared by an earlier version): overlap not checked"
     shared = int(np.isin(b, a).sum())
     if shared > len(b) // 2:
-        raise ValueError(f"{corpus.folder}: {shared:,} of the {len(b):,} {evaluation} documents are also {train} "
-                         f"documents: its {evaluation} split is training text. Give a separate {evaluation} file, or "
-                         f"let the preparation hold one out (a single file or a folder with train.* only does)")
+        raise InvalidValue(f"{corpus.folder}: {shared:,} of the {len(b):,} {evaluation} documents are also {train} "
+                           f"documents: its {evaluation} split is training text. Give a separate {evaluation} file, or "
+                           f"let the preparation hold one out (a single file or a folder with train.* only does)")
     return f"{shared:,} of {len(b):,} {evaluation} documents also occur in {train}" if shared else ""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hypros_lm.data.holdout import Holdout, part_of
+from hypros_lm.errors import InvalidValue, MissingFile
 
 DATA_DIR_ENV = "HYPROS_DATA_DIR"
 
@@ -112,7 +113,7 @@ def data_dir() -> Path | None:
     if os.environ.get(DATA_DIR_ENV):
         path = Path(os.environ[DATA_DIR_ENV])
         if not path.is_dir():
-            raise FileNotFoundError(f"{DATA_DIR_ENV}={path} is not a folder; point it at the offline data copies")
+            raise MissingFile(f"{DATA_DIR_ENV}={path} is not a folder; point it at the offline data copies")
         return path
     here = Path(__file__).resolve().parents[2]
     for base in (Path.cwd(), here):
@@ -157,7 +158,7 @@ def resolve_source(name: str, split: str, *, text_field: str = "text") -> TextSo
         file = as_path if as_path.is_file() else _local_split(as_path, split)
         if file is None:
             present = sorted(p.name for p in as_path.iterdir())
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"no {split!r} split in local data folder {as_path}; it holds {present}. "
                 f"Name files <split>.txt/.jsonl/.parquet (optionally .gz)"
             )
@@ -171,19 +172,19 @@ def resolve_source(name: str, split: str, *, text_field: str = "text") -> TextSo
                 return TextSource(name, split, spec.layout, path=file, text_field=text_field)
         if use_offline_copies():
             if folder is None:
-                raise FileNotFoundError(
+                raise MissingFile(
                     f"data set {name!r} [{split}]: offline, and no data folder with offline copies was found; "
                     f"set {DATA_DIR_ENV} to it (or place the copies in ../shared/data), or go online"
                 )
             have = sorted(s for s in spec.local if _existing(folder / spec.local[s]))
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"data set {name!r} has no {split!r} split offline (data folder: {folder}); "
                 f"offline it has {have or 'no splits'}. Use data.name=wikitext-2-v1 for a whole offline "
                 f"corpus, choose an available split, or go online (unset HF_DATASETS_OFFLINE/HF_HUB_OFFLINE)"
             )
         return TextSource(name, split, spec.layout, hub=spec, text_field=text_field)
     if offline():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"unknown data set {name!r}: not a local path, not one of {sorted(KNOWN_DATASETS)}, "
             f"and the hub is off (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE)"
         )
@@ -223,7 +224,7 @@ def _local_records(path: Path, text_field: str) -> Iterator[str]:
             if line.strip():
                 record = json.loads(line)
                 if text_field not in record:
-                    raise KeyError(f"{path}:{n} has no field {text_field!r} (fields: {sorted(record)}); set data.text_field")
+                    raise InvalidValue(f"{path}:{n} has no field {text_field!r} (fields: {sorted(record)}); set data.text_field")
                 yield record[text_field]
 
 

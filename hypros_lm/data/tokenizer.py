@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.files import write_atomic
 
 EOS = "<|endoftext|>"
@@ -21,7 +22,7 @@ def train_bpe(documents: Iterable[str], vocab_size: int, *, whole_words: Iterabl
     ``whole_words`` (e.g. a classifier's label words, with their leading space) that the trained merges
     split are added as tokens of their own (after the ``vocab_size`` learned ones), so each is one token."""
     if vocab_size < 300:
-        raise ValueError(f"data.vocab_size={vocab_size} is too small for byte-level BPE (256 bytes + merges); use ≥ 300")
+        raise InvalidValue(f"data.vocab_size={vocab_size} is too small for byte-level BPE (256 bytes + merges); use ≥ 300")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -47,11 +48,11 @@ def load_tokenizer(name_or_path: str) -> Tokenizer:
     if path.is_file():
         return Tokenizer.from_file(str(path))
     if path.suffix == ".json" or os.sep in name_or_path and not path.exists():
-        raise FileNotFoundError(f"data.tokenizer={name_or_path!r}: no such tokenizer.json file or folder")
+        raise MissingFile(f"data.tokenizer={name_or_path!r}: no such tokenizer.json file or folder")
     try:
         return Tokenizer.from_pretrained(name_or_path)
     except Exception as err:  # the tokenizers library raises a plain Exception for hub failures
-        raise FileNotFoundError(
+        raise MissingFile(
             f"data.tokenizer={name_or_path!r} is neither a local tokenizer.json nor a reachable hub tokenizer "
             f"({err}); give a path, or leave it unset to train a BPE on the training text"
         ) from err
@@ -62,7 +63,7 @@ def eos_id(tok: Tokenizer) -> int:
         idx = tok.token_to_id(candidate)
         if idx is not None:
             return idx
-    raise ValueError(f"the tokenizer has no end-of-text token ({EOS!r}, '</s>' or '<eos>'); documents need a separator")
+    raise InvalidValue(f"the tokenizer has no end-of-text token ({EOS!r}, '</s>' or '<eos>'); documents need a separator")
 
 
 def tokenizer_hash(tok: Tokenizer) -> str:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from hypros_lm.errors import InvalidValue
+
 DEVICES = "auto, cpu, cuda or cuda:N"
 
 
@@ -19,12 +21,12 @@ def choose_device(requested: str = "auto", *, run_precision: str = "fp32", preci
         why = "" if cuda else " (CUDA is not available; --device cuda to require it)"
     elif requested == "cpu" or requested.startswith("cuda"):
         if requested.startswith("cuda") and not cuda:
-            raise ValueError(f"--device {requested}: CUDA is not available here; use --device cpu or auto")
+            raise InvalidValue(f"--device {requested}: CUDA is not available here; use --device cpu or auto")
         device, why = torch.device(requested), ""
     else:
-        raise ValueError(f"--device {requested!r}; use {DEVICES}")
+        raise InvalidValue(f"--device {requested!r}; use {DEVICES}")
     if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"--precision {precision!r}; use auto, fp32 or bf16")
+        raise InvalidValue(f"--precision {precision!r}; use auto, fp32 or bf16")
     wanted = run_precision if precision == "auto" else precision
     dtype = torch.bfloat16 if wanted == "bf16" and (device.type == "cuda" or precision == "bf16") else torch.float32
     name = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""

@@ -5,7 +5,6 @@ One PNG per figure; labelled axes; legends name the loss of each run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
+
+from hypros_lm.runs import RunFolder  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -25,14 +25,11 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl; is it a run folder?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return RunFolder(run_dir).metrics()
 
 
 def run_label(run_dir: Path) -> str:
-    settings = yaml.safe_load((Path(run_dir) / "settings.yaml").read_text())
+    settings = RunFolder(run_dir).settings_dict()
     return f"{settings['loss']['name']} ({settings['model']['name']}, seed {settings['train']['seed']})"
 
 

@@ -16,6 +16,7 @@ from hypros_lm.data import TokenBlocks, resolve_source
 from hypros_lm.data.pipeline import prepared_blocks
 from hypros_lm.evaluation.figures import entropy_histogram, reliability_diagram
 from hypros_lm.metrics import BinSums, bin_sums, ece_from_bins, expected_calibration_error, mce_from_bins, reliability_table
+from hypros_lm.runs import EVALUATION_FILE
 
 SCORES = ("log", "brier", "spherical", "entropy", "correct")
 ECE_BINS = (10, 15)  # 10 as the study asks, 15 as in Guo et al. (2017)
@@ -118,7 +119,7 @@ def evaluate_and_write(model, tokenizer, *, data: str, split: str, seq_len: int,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result.update(data=source.describe(), seq_len=seq_len, batches=batches, batch_size=batch_size, model=label)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    (out / EVALUATION_FILE).write_text(json.dumps(result, indent=2))
     reliability_diagram({label: result["reliability_10"]}, out)
     entropy_histogram({label: tokens["entropy"].numpy()}, out)
     return result

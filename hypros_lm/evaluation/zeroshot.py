@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from hypros_lm.data.sources import data_dir, use_offline_copies
+from hypros_lm.errors import InvalidValue, MissingFile
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def write_tasks(folder: Path, names: list[str], *, offline: bool) -> dict[str, s
     return {task name lm-eval runs: description}."""
     root = data_dir() if offline else None
     if offline and root is None:
-        raise FileNotFoundError("no offline data folder (set HYPROS_DATA_DIR or place the copies in ../shared/data)")
+        raise MissingFile("no offline data folder (set HYPROS_DATA_DIR or place the copies in ../shared/data)")
     folder.mkdir(parents=True, exist_ok=True)
     utils = ["from hypros_lm.evaluation.lm_eval_tasks import ChoiceBrierTask  # noqa: F401"]
     if offline:
@@ -143,7 +144,7 @@ def _offline_files(name: str, spec: OfflineTask, root: Path, folder: Path) -> di
             files[split] = target
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"offline task {name!r} needs {missing}, which the data folder lacks")
+        raise MissingFile(f"offline task {name!r} needs {missing}, which the data folder lacks")
     return files
 
 
@@ -151,7 +152,7 @@ def attach_line_labels(dataset, labels_path: str):
     """Add the ``label`` column from a file of one integer label per line, aligned with the records."""
     labels = [int(x) for x in Path(labels_path).read_text().split()]
     if len(labels) != len(dataset):
-        raise ValueError(f"{labels_path} has {len(labels)} labels for {len(dataset)} records")
+        raise InvalidValue(f"{labels_path} has {len(labels)} labels for {len(dataset)} records")
     return dataset.add_column("label", labels)
 
 
@@ -166,7 +167,7 @@ def resolve_tasks(names: list[str], folder: Path) -> tuple[list[str], dict[str, 
     offline = use_offline_copies()
     unknown = [n for n in names if n not in OFFLINE_TASKS]
     if offline and unknown:
-        raise ValueError(f"task(s) {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
+        raise InvalidValue(f"task(s) {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
     described = write_tasks(folder, [n for n in names if n in OFFLINE_TASKS], offline=offline)
     described |= {n: f"lm-eval {n} (hub data, as lm-eval defines it)" for n in unknown}
     suffix = OFFLINE_SUFFIX if offline else ONLINE_SUFFIX
@@ -195,8 +196,8 @@ def parse_task_limits(spec: str) -> dict[str, int | None]:
     for item in filter(None, (x.strip() for x in spec.split(","))):
         name, _, limit = item.partition(":")
         if limit and (not limit.isdigit() or int(limit) < 1):
-            raise ValueError(f"train.lm_eval_tasks: {item!r} has a limit that is not a positive whole number (task:N)")
+            raise InvalidValue(f"train.lm_eval_tasks: {item!r} has a limit that is not a positive whole number (task:N)")
         tasks[name] = int(limit) if limit else None
     if not tasks:
-        raise ValueError(f"train.lm_eval_tasks={spec!r} names no task; give e.g. 'lambada_openai:100,arc_easy:100'")
+        raise InvalidValue(f"train.lm_eval_tasks={spec!r} names no task; give e.g. 'lambada_openai:100,arc_easy:100'")
     return tasks

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hypros_lm.errors import InvalidValue
 from hypros_lm.metrics.calibration import BinSums, ece_from_bins
 from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, check_options
 from hypros_lm.scoring.head import score_hidden
@@ -102,14 +103,14 @@ def patch_causal_lm(
     """
     lm = causal_lm(model)
     if not hasattr(lm, "base_model") or not callable(getattr(lm, "get_output_embeddings", None)):
-        raise ValueError(f"patch_causal_lm takes a transformers *ForCausalLM; {type(lm).__name__} has no base_model "
-                         "body and output embedding")
+        raise InvalidValue(f"patch_causal_lm takes a transformers *ForCausalLM; {type(lm).__name__} has no base_model "
+                           "body and output embedding")
     head = lm.get_output_embeddings()
     if not isinstance(head, nn.Linear):
-        raise ValueError(f"{type(lm).__name__}'s output embedding is a {type(head).__name__}, not nn.Linear: the fused "
-                         "head scores a linear layer (patch before a PEFT adapter or wrapper replaces the head)")
+        raise InvalidValue(f"{type(lm).__name__}'s output embedding is a {type(head).__name__}, not nn.Linear: the fused "
+                           "head scores a linear layer (patch before a PEFT adapter or wrapper replaces the head)")
     if bounded not in ("brier", "spherical"):
-        raise ValueError(f"bounded={bounded!r}; use 'brier' or 'spherical'")
+        raise InvalidValue(f"bounded={bounded!r}; use 'brier' or 'spherical'")
     check_options(lam=lam)
     options = ScoringOptions(z_loss=z_loss, label_smoothing=label_smoothing, chunk_size=chunk_size)
     logit_scale, softcap = declared_logit_transform(lm.config)
@@ -180,7 +181,7 @@ def check_patch(model: nn.Module, *, tokens: int = 16) -> tuple[bool, str]:
     if abs(float(fused_loss) - float(own_loss)) > tolerance * max(1.0, abs(float(own_loss))):
         problems.append(f"its λ = 0 loss is {float(fused_loss):.6g} where the model's own loss is {float(own_loss):.6g}")
     if problems:
-        raise ValueError(
+        raise InvalidValue(
             f"patch_causal_lm refuses {type(lm).__name__} (model_type={lm.config.model_type!r}): on a probe of 2 × {tokens} "
             f"tokens the fused head, with what the config declares ({declared}), does not reproduce the model: "
             f"{'; '.join(problems)}. Its forward transforms the logits in a way the config does not declare; score its "
@@ -310,9 +311,9 @@ def router_aux_loss(model: nn.Module, body_out: Any, attention_mask: Tensor | No
         return None
     balance = getattr(sys.modules[type(model).__module__], "load_balancing_loss_func", None)
     if balance is None or not hasattr(model, "router_aux_loss_coef"):
-        raise ValueError(f"{type(model).__name__} returns router logits, but its module has no load_balancing_loss_func "
-                         "(or the model no router_aux_loss_coef): the fused loss cannot add its auxiliary loss as the "
-                         "model's forward does; set config.output_router_logits=False to train without it")
+        raise InvalidValue(f"{type(model).__name__} returns router logits, but its module has no load_balancing_loss_func "
+                           "(or the model no router_aux_loss_coef): the fused loss cannot add its auxiliary loss as the "
+                           "model's forward does; set config.output_router_logits=False to train without it")
     text = model.config.get_text_config()
     experts = getattr(model, "num_experts", None) or getattr(text, "num_local_experts", None) or text.num_experts
     return balance(router_logits, experts, getattr(model, "num_experts_per_tok", text.num_experts_per_tok), attention_mask)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from hypros_lm.errors import InvalidValue, MissingPackage
 from hypros_lm.integrations.patch import (
     CALIBRATION_BINS,
     ScoringState,
@@ -64,7 +65,7 @@ def _callback_base():
     try:
         from transformers import TrainerCallback
     except ImportError as err:  # pragma: no cover - transformers is in the [hf] and [train] extras
-        raise ImportError("HyProSCallback needs transformers: pip install 'hypros-lm[hf]'") from err
+        raise MissingPackage("HyProSCallback needs transformers: pip install 'hypros-lm[hf]'") from err
     return TrainerCallback
 
 
@@ -95,7 +96,7 @@ class HyProSCallback(_callback_base()):
         self.schedule = LambdaSchedule(self.name, total_steps=max(state.max_steps, 1), **self.params)
         scoring = find_state(model)
         if scoring is None:
-            raise ValueError("HyProSCallback needs a patched model: model = patch_causal_lm(model) before Trainer(...)")
+            raise InvalidValue("HyProSCallback needs a patched model: model = patch_causal_lm(model) before Trainer(...)")
         scoring.bounded = self.schedule.bounded
         scoring.scored_forwards, self.micro_steps = 0, 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypros_lm.errors import InvalidValue, MissingPackage
 from hypros_lm.integrations.transformers import add_hypros_callback, find_state, patch_causal_lm
 
 
@@ -25,7 +26,7 @@ def _sft_trainer():
     try:
         from trl import SFTTrainer
     except ImportError as err:
-        raise ImportError("hypros_lm.integrations.trl needs TRL: pip install 'hypros-lm[trl]'") from err
+        raise MissingPackage("hypros_lm.integrations.trl needs TRL: pip install 'hypros-lm[trl]'") from err
     return SFTTrainer
 
 
@@ -43,12 +44,12 @@ class HyProSSFTTrainer(_sft_trainer()):
                                           ("compute_loss_func", self.compute_loss_func is not None),
                                           ("label_smoothing_factor", self.args.label_smoothing_factor > 0)) if on]
         if replaced:
-            raise ValueError(f"HyProSSFTTrainer trains the patched head's objective; {', '.join(replaced)} would train "
-                             "another (label smoothing: patch_options={'label_smoothing': ε})")
+            raise InvalidValue(f"HyProSSFTTrainer trains the patched head's objective; {', '.join(replaced)} would train "
+                               "another (label smoothing: patch_options={'label_smoothing': ε})")
         if find_state(self.model) is None:
             patch_causal_lm(self.model, **(patch_options or {}))
         elif patch_options:
-            raise ValueError("the model is patched already: give its options to patch_causal_lm, not patch_options")
+            raise InvalidValue("the model is patched already: give its options to patch_causal_lm, not patch_options")
         self.hypros_callback = add_hypros_callback(self, loss, **(loss_params or {}))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

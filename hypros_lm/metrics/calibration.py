@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hypros_lm.errors import InvalidValue
+
 
 @dataclass
 class BinSums:
@@ -33,7 +35,7 @@ class BinSums:
 def bin_sums(confidence: Tensor, correct: Tensor, n_bins: int = 10) -> BinSums:
     """Equal-width bin sums of top-1 confidence and correctness (float64)."""
     if n_bins < 1:
-        raise ValueError(f"n_bins={n_bins} must be ≥ 1")
+        raise InvalidValue(f"n_bins={n_bins} must be ≥ 1")
     conf = confidence.detach().double().reshape(-1)
     corr = correct.detach().double().reshape(-1)
     idx = (torch.ceil(conf * n_bins).long() - 1).clamp(0, n_bins - 1)

@@ -6,6 +6,8 @@ from typing import Literal
 
 import torch
 
+from hypros_lm.errors import InvalidValue, MissingPackage
+
 Attention = Literal["auto", "sdpa", "flash_attention_2", "eager"]
 
 
@@ -25,10 +27,10 @@ def resolve_attention(requested: Attention, *, half_precision: bool = True) -> s
     if requested == "auto":
         return "flash_attention_2" if half_precision and flash_attention_available() else "sdpa"
     if requested == "flash_attention_2" and not half_precision:
-        raise ValueError("model.attention=flash_attention_2 needs half precision: add --precision bf16, "
-                         "or use model.attention=auto/sdpa for fp32")
+        raise InvalidValue("model.attention=flash_attention_2 needs half precision: add --precision bf16, "
+                           "or use model.attention=auto/sdpa for fp32")
     if requested == "flash_attention_2" and not flash_attention_available():
-        raise ImportError(
+        raise MissingPackage(
             "model.attention=flash_attention_2 needs CUDA and the flash-attn package: "
             "pip install 'hypros-lm[gpu]' (or pip install flash-attn --no-build-isolation), "
             "or use model.attention=auto to fall back to PyTorch SDPA"

@@ -20,6 +20,7 @@ import torch
 import transformers.modeling_utils  # noqa: F401 - imported here, not first inside ZeRO-3's zero.Init (which breaks torch._dynamo's import)
 from torch import Tensor, nn
 
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.integrations.patch import body_hidden_states, check_patch, patch_causal_lm, router_aux_loss
 from hypros_lm.models.shapes import param_shape
 from hypros_lm.scoring import ScoreOutput, ScoringOptions
@@ -89,13 +90,13 @@ def _read_config(name: str):
     path = Path(source).expanduser()
     looks_local = path.suffix == ".json" or source.startswith((".", "/", "~")) or path.exists()
     if looks_local and not (path.is_file() or (path / "config.json").is_file()):
-        raise FileNotFoundError(f"model.name={name!r}: no config.json at {path}; give a config.json, a folder "
-                                f"holding one, or a hub name (online)")
+        raise MissingFile(f"model.name={name!r}: no config.json at {path}; give a config.json, a folder "
+                          f"holding one, or a hub name (online)")
     try:
         config = AutoConfig.from_pretrained(str(path) if looks_local else source)
     except OSError as err:
-        raise FileNotFoundError(f"model.name={name!r}: cannot read its config ({err}); offline, give a local folder "
-                                f"(HF_HUB_OFFLINE is {os.environ.get('HF_HUB_OFFLINE', 'unset')})") from err
+        raise MissingFile(f"model.name={name!r}: cannot read its config ({err}); offline, give a local folder "
+                          f"(HF_HUB_OFFLINE is {os.environ.get('HF_HUB_OFFLINE', 'unset')})") from err
     _check_causal_lm(name, config)
     return config
 
@@ -105,8 +106,8 @@ def _check_causal_lm(name: str, config) -> None:
     from transformers import AutoModelForCausalLM
 
     if type(config) not in AutoModelForCausalLM._model_mapping:
-        raise ValueError(f"model.name={name!r} is a {config.model_type!r} model, which transformers has no causal LM "
-                         f"class for; the stack trains decoder-only causal LMs (AutoModelForCausalLM)")
+        raise InvalidValue(f"model.name={name!r} is a {config.model_type!r} model, which transformers has no causal LM "
+                           f"class for; the stack trains decoder-only causal LMs (AutoModelForCausalLM)")
 
 
 LEGACY_PREFIXES = (("body.", "lm.model."), ("head.weight", "lm.lm_head.weight"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hypros_lm.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class ModelSize:
@@ -27,5 +29,5 @@ MODEL_SIZES: dict[str, ModelSize] = {
 
 def get_model_size(name: str) -> ModelSize:
     if name not in MODEL_SIZES:
-        raise ValueError(f"unknown model {name!r}; choose one of {list(MODEL_SIZES)}")
+        raise InvalidValue(f"unknown model {name!r}; choose one of {list(MODEL_SIZES)}")
     return MODEL_SIZES[name]

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from transformers import LlamaConfig
 
+from hypros_lm.errors import InvalidValue
 from hypros_lm.models.attention import Attention, resolve_attention
 from hypros_lm.models.hf import HFCausalLM, build_hf_model, hf_config, is_hf
 from hypros_lm.models.ladder import MODEL_SIZES, get_model_size
@@ -37,10 +38,10 @@ class ModelSettings:
         if not is_hf(self.name):
             get_model_size(self.name)
         elif self.tie_embeddings or self.vocab_size is not None:
-            raise ValueError(f"model.tie_embeddings and model.vocab_size do not apply to {self.name}: an hf: model's "
-                             f"config decides both; leave them unset")
+            raise InvalidValue(f"model.tie_embeddings and model.vocab_size do not apply to {self.name}: an hf: model's "
+                               f"config decides both; leave them unset")
         if self.attention not in ("auto", "sdpa", "flash_attention_2", "eager"):
-            raise ValueError(f"model.attention={self.attention!r}; use auto, sdpa, flash_attention_2 or eager")
+            raise InvalidValue(f"model.attention={self.attention!r}; use auto, sdpa, flash_attention_2 or eager")
 
 
 def model_vocab_size(settings: ModelSettings, tokenizer_vocab: int) -> int:
@@ -50,7 +51,7 @@ def model_vocab_size(settings: ModelSettings, tokenizer_vocab: int) -> int:
     if settings.vocab_size is None:
         return -(-tokenizer_vocab // 64) * 64
     if settings.vocab_size < tokenizer_vocab:
-        raise ValueError(
+        raise InvalidValue(
             f"model.vocab_size={settings.vocab_size} cannot hold the tokenizer's {tokenizer_vocab} ids; "
             f"set model.vocab_size >= {tokenizer_vocab} or leave it unset to follow the tokenizer"
         )
@@ -59,9 +60,9 @@ def model_vocab_size(settings: ModelSettings, tokenizer_vocab: int) -> int:
 
 def _hf_vocab_size(name: str, config, tokenizer_vocab: int) -> int:
     if config.vocab_size < tokenizer_vocab:
-        raise ValueError(f"{name}'s vocabulary of {config.vocab_size} cannot hold the tokenizer's {tokenizer_vocab} "
-                         f"ids; give its own tokenizer (a tokenizer.json in its folder, or data.tokenizer) or a "
-                         f"smaller data.vocab_size")
+        raise InvalidValue(f"{name}'s vocabulary of {config.vocab_size} cannot hold the tokenizer's {tokenizer_vocab} "
+                           f"ids; give its own tokenizer (a tokenizer.json in its folder, or data.tokenizer) or a "
+                           f"smaller data.vocab_size")
     return config.vocab_size
 
 

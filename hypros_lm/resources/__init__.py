@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypros_lm.errors import MissingFile
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -16,4 +18,4 @@ def find(kind: str, name: str, *, suffixes: tuple[str, ...]) -> Path:
         if candidate.is_file():
             return candidate
     shipped = sorted(p.stem for p in folder.iterdir() if p.suffix in suffixes)
-    raise FileNotFoundError(f"{name!r}: no such file, nor a shipped {kind} name; give a path or one of {shipped}")
+    raise MissingFile(f"{name!r}: no such file, nor a shipped {kind} name; give a path or one of {shipped}")

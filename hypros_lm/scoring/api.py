@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import Reduction, ScoreOutput, ScoringOptions, fused_linear_score
 from hypros_lm.scoring.losses import LOSSES, LossSettings, build_objective
 
@@ -30,18 +31,18 @@ gives it (a mixture ``(1 − λ)·log + λ·bounded``)."""
 
 def _resolve_score(score: str, lam: float | Tensor | None) -> tuple[str, float | Tensor]:
     if score not in SCORES:
-        raise ValueError(f"score={score!r} is not known; use one of {sorted(SCORES)} "
-                         f"(a schedule such as 'hypros-linear' is a LambdaSchedule: pass its λ with score='hypros')")
+        raise InvalidValue(f"score={score!r} is not known; use one of {sorted(SCORES)} "
+                           f"(a schedule such as 'hypros-linear' is a LambdaSchedule: pass its λ with score='hypros')")
     bounded, fixed = SCORES[score]
     if fixed is None:
         if lam is None:
-            raise ValueError(f"score={score!r} mixes log-loss and {bounded}: give lam= (λ in [0, 1], e.g. "
-                             f"LambdaSchedule('hypros', total_steps=T)(step))")
+            raise InvalidValue(f"score={score!r} mixes log-loss and {bounded}: give lam= (λ in [0, 1], e.g. "
+                               f"LambdaSchedule('hypros', total_steps=T)(step))")
         if not isinstance(lam, Tensor) and not 0.0 <= float(lam) <= 1.0:
-            raise ValueError(f"lam={lam} must lie in [0, 1]")
+            raise InvalidValue(f"lam={lam} must lie in [0, 1]")
         return bounded, lam
     if lam is not None and float(lam) != fixed:
-        raise ValueError(f"score={score!r} is λ = {fixed}; for another λ use score='hypros' (or 'hypros-spherical')")
+        raise InvalidValue(f"score={score!r} is λ = {fixed}; for another λ use score='hypros' (or 'hypros-spherical')")
     return bounded, fixed
 
 
@@ -110,11 +111,11 @@ class LambdaSchedule:
 
     def __init__(self, loss: str = "hypros", *, total_steps: int, **params: float):
         if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+            raise InvalidValue(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
         allowed = set(LossSettings.__dataclass_fields__) - {"name", *ScoringOptions.__dataclass_fields__}
         unknown = sorted(set(params) - allowed)
         if unknown:
-            raise ValueError(f"unknown schedule parameter(s) {unknown}; known: {sorted(allowed)}")
+            raise InvalidValue(f"unknown schedule parameter(s) {unknown}; known: {sorted(allowed)}")
         self.name, self.total_steps = loss, int(total_steps)
         self._objective = build_objective(LossSettings(name=loss, **params), self.total_steps)
 
@@ -156,7 +157,7 @@ class LinearScoringLoss(nn.Module):
         if unknown:
             raise TypeError(f"LinearScoringLoss got unknown option(s) {unknown}; it takes {list(self.OPTIONS)}")
         if schedule is not None and (score is not None or lam is not None):
-            raise ValueError("give either schedule= or score= (with lam=), not both: the schedule names the score")
+            raise InvalidValue("give either schedule= or score= (with lam=), not both: the schedule names the score")
         self.schedule = schedule
         self.score = schedule.score if schedule is not None else (score or "hypros")
         self.lam = lam
@@ -178,7 +179,7 @@ class LinearScoringLoss(nn.Module):
         lam = self.lam
         if self.schedule is not None:
             if step is None:
-                raise ValueError("this loss follows a LambdaSchedule: pass step= (the optimizer step)")
+                raise InvalidValue("this loss follows a LambdaSchedule: pass step= (the optimizer step)")
             lam = self.schedule(step)
         loss, self.last_components = linear_scoring_loss(
             input, linear_weight, target, score=self.score, lam=lam, bias=bias, num_items_in_batch=num_items_in_batch,

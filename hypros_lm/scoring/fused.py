@@ -48,6 +48,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from hypros_lm.errors import InvalidValue
 from hypros_lm.metrics.calibration import bin_sums
 from hypros_lm.scoring.chunks import Bounded, Options, score_pass
 
@@ -267,18 +268,18 @@ def check_options(*, lam: float | Tensor, z_loss: float = 0.0, chunk_size: int |
     any work. A λ or item count held on an accelerator is not read back (that would wait on the device at every
     call). ``valid``: which targets are scored (an item count of 0 is allowed only when none is)."""
     if _on_host(lam) and not 0.0 <= float(lam) <= 1.0:
-        raise ValueError(f"lam={float(lam):g} must lie in [0, 1]: the loss is (1 − λ)·log + λ·bounded, a proper "
-                         f"score only for λ in that range (a LambdaSchedule gives such values)")
+        raise InvalidValue(f"lam={float(lam):g} must lie in [0, 1]: the loss is (1 − λ)·log + λ·bounded, a proper "
+                           f"score only for λ in that range (a LambdaSchedule gives such values)")
     if not 0.0 <= float(z_loss) < float("inf"):
-        raise ValueError(f"z_loss={z_loss} must be a finite coefficient ≥ 0 (e.g. 1e-4, as in PaLM); 0 turns it off")
+        raise InvalidValue(f"z_loss={z_loss} must be a finite coefficient ≥ 0 (e.g. 1e-4, as in PaLM); 0 turns it off")
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1):
-        raise ValueError(f"chunk_size={chunk_size!r} must be a whole number of tokens ≥ 1, or None for the default")
+        raise InvalidValue(f"chunk_size={chunk_size!r} must be a whole number of tokens ≥ 1, or None for the default")
     if num_items_in_batch is not None and _on_host(num_items_in_batch) and float(num_items_in_batch) <= 0:
         if float(num_items_in_batch) < 0 or valid is None or bool(valid.any()):
             held = "" if valid is None else f", which holds {int(valid.sum())} here"
-            raise ValueError(f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of "
-                             f"scored tokens across the accumulated batch{held} (or pass None to average over this "
-                             f"batch)")
+            raise InvalidValue(f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of "
+                               f"scored tokens across the accumulated batch{held} (or pass None to average over this "
+                               f"batch)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -298,7 +299,7 @@ class ScoringOptions:
     def __post_init__(self) -> None:
         check_options(lam=0.0, z_loss=self.z_loss, chunk_size=self.chunk_size)
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
+            raise InvalidValue(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
 
 
 def _on_host(value: float | Tensor) -> bool:
@@ -310,27 +311,27 @@ def _check_inputs(
     bias: Tensor | None, reduction: str, softcap: float | None,
 ) -> None:
     if bounded not in ("brier", "spherical"):
-        raise ValueError(f"bounded={bounded!r} is not a bounded score; use 'brier' or 'spherical'")
+        raise InvalidValue(f"bounded={bounded!r} is not a bounded score; use 'brier' or 'spherical'")
     if weight.ndim != 2 or weight.shape[1] != hidden.shape[1]:
-        raise ValueError(f"weight has shape {tuple(weight.shape)}; expected (V, {hidden.shape[1]}) to match hidden")
+        raise InvalidValue(f"weight has shape {tuple(weight.shape)}; expected (V, {hidden.shape[1]}) to match hidden")
     if weight.numel() == 0:
-        raise ValueError("the head weight is empty: under ZeRO-3 or FSDP a parameter read outside its module's "
-                         "forward is an unfilled shard; call the loss inside the head's forward (see "
-                         "hypros_lm.integrations.transformers.patch_causal_lm)")
+        raise InvalidValue("the head weight is empty: under ZeRO-3 or FSDP a parameter read outside its module's "
+                           "forward is an unfilled shard; call the loss inside the head's forward (see "
+                           "hypros_lm.integrations.transformers.patch_causal_lm)")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"bias has shape {tuple(bias.shape)}; expected ({weight.shape[0]},), one per vocabulary row")
+        raise InvalidValue(f"bias has shape {tuple(bias.shape)}; expected ({weight.shape[0]},), one per vocabulary row")
     if targets.shape[0] != hidden.shape[0]:
-        raise ValueError(f"{targets.shape[0]} targets for {hidden.shape[0]} hidden states; they must match")
+        raise InvalidValue(f"{targets.shape[0]} targets for {hidden.shape[0]} hidden states; they must match")
     if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing={label_smoothing} must lie in [0, 1)")
+        raise InvalidValue(f"label_smoothing={label_smoothing} must lie in [0, 1)")
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction={reduction!r}; use 'mean', 'sum' or 'none'")
+        raise InvalidValue(f"reduction={reduction!r}; use 'mean', 'sum' or 'none'")
     if softcap is not None and not softcap > 0:
-        raise ValueError(f"softcap={softcap} must be positive (or None for no soft-capping)")
+        raise InvalidValue(f"softcap={softcap} must be positive (or None for no soft-capping)")
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= weight.shape[0]))
     if bool(bad.any()):
         first = int(targets[bad][0])
-        raise ValueError(
+        raise InvalidValue(
             f"target id {first} is outside the vocabulary [0, {weight.shape[0]}) and is not "
             f"ignore_index={ignore_index}; check the tokenizer's vocabulary against the model's"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score, token_scores
 
 
@@ -65,5 +66,5 @@ def _restrict(weight: Tensor, targets: Tensor, bias: Tensor | None, columns: Ten
     scored = targets != ignore_index
     mapped = torch.where(scored, position[targets.clamp(min=0)], targets)
     if bool((mapped[scored] < 0).any()):
-        raise ValueError("a target token is not among the head's score_columns (the label words)")
+        raise InvalidValue("a target token is not among the head's score_columns (the label words)")
     return weight[columns], mapped, None if bias is None else bias[columns]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import ScoringOptions
 from hypros_lm.scoring.schedules import Schedule, make_schedule
 
@@ -50,25 +51,25 @@ class LossSettings:
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
-            raise ValueError(f"unknown loss {self.name!r}; choose one of {sorted(LOSSES)}")
+            raise InvalidValue(f"unknown loss {self.name!r}; choose one of {sorted(LOSSES)}")
         if self.tau <= 0:
-            raise ValueError(f"loss.tau={self.tau} must be > 0 (a fraction of max_steps, e.g. 0.1)")
+            raise InvalidValue(f"loss.tau={self.tau} must be > 0 (a fraction of max_steps, e.g. 0.1)")
         for field in ("t0", "linear_start", "linear_end", "peak", "switch"):
             value = getattr(self, field)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(
+                raise InvalidValue(
                     f"loss.{field}={value} lies outside the run: it is a fraction of max_steps in [0, 1]"
                 )
         if not 0.0 <= self.lam_max <= 1.0 or not 0.0 <= self.lam_fixed <= 1.0:
-            raise ValueError(f"λ must lie in [0, 1]; got lam_max={self.lam_max}, lam_fixed={self.lam_fixed}")
+            raise InvalidValue(f"λ must lie in [0, 1]; got lam_max={self.lam_max}, lam_fixed={self.lam_fixed}")
         if self.linear_end <= self.linear_start:
-            raise ValueError(f"loss.linear_end={self.linear_end} must exceed linear_start={self.linear_start}")
+            raise InvalidValue(f"loss.linear_end={self.linear_end} must exceed linear_start={self.linear_start}")
         if not 0.0 < self.peak < 1.0:
-            raise ValueError(f"loss.peak={self.peak} must lie strictly inside (0, 1)")
+            raise InvalidValue(f"loss.peak={self.peak} must lie strictly inside (0, 1)")
         try:
             self.options()
         except ValueError as err:
-            raise ValueError(f"loss.{err}") from None
+            raise InvalidValue(f"loss.{err}") from None
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,6 @@ LOSSES: dict[str, Callable[[LossSettings, int], tuple[str, Schedule]]] = {
 def build_objective(settings: LossSettings, total_steps: int) -> Objective:
     """Resolve a loss name and its settings into the bounded score and λ schedule for a run of T steps."""
     if total_steps <= 0:
-        raise ValueError(f"max_steps={total_steps} must be positive")
+        raise InvalidValue(f"max_steps={total_steps} must be positive")
     bounded, schedule = LOSSES[settings.name](settings, total_steps)
     return Objective(name=settings.name, bounded=bounded, schedule=schedule)

@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from functools import partial
 
+from hypros_lm.errors import InvalidValue
+
 Schedule = Callable[[int], float]
 
 
@@ -68,7 +70,7 @@ SCHEDULES: dict[str, Callable[..., float]] = {
 def make_schedule(name: str, **params: float) -> Schedule:
     """Bind a registered schedule's parameters; unknown names raise with the list of known ones."""
     if name not in SCHEDULES:
-        raise ValueError(f"unknown λ schedule {name!r}; known: {sorted(SCHEDULES)}")
+        raise InvalidValue(f"unknown λ schedule {name!r}; known: {sorted(SCHEDULES)}")
     return partial(SCHEDULES[name], **params)
 
 

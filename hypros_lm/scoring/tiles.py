@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from hypros_lm.errors import InvalidValue
+
 COMPILE_MIN_ELEMENTS = 1 << 23  # 32 MiB of fp32 logits, the size of this machine's last-level cache
 _MODES = ("auto", "always", "never")
 
@@ -83,7 +85,7 @@ class _Tiles:
     def mode(self) -> str:
         mode = os.environ.get("HYPROS_COMPILE_TILES", "auto")
         if mode not in _MODES:
-            raise ValueError(f"HYPROS_COMPILE_TILES={mode!r}; use one of {', '.join(_MODES)}")
+            raise InvalidValue(f"HYPROS_COMPILE_TILES={mode!r}; use one of {', '.join(_MODES)}")
         return mode
 
     def compiles(self, tile: Tensor) -> bool:

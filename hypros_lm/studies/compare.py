@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.evaluation.device import choose_device
-from hypros_lm.runs import load_run, to_hf
+from hypros_lm.runs import RunFolder, load_run, to_hf
 from hypros_lm.tasks.seq2seq import check_splits, generate_for_task, get_task, load_pairs, usable_pairs
 
 PAGE_TEMPLATE = Path(__file__).with_name("compare_page.html")
@@ -37,9 +38,9 @@ class Item:
 def sample_indices(total: int, n: int, seed: int) -> list[int]:
     """n distinct positions of a split, drawn with a seeded generator, in split order."""
     if n < 1:
-        raise ValueError(f"--n={n}: ask for at least one item")
+        raise InvalidValue(f"--n={n}: ask for at least one item")
     if n > total:
-        raise ValueError(f"--n={n} exceeds the {total} usable examples of the split; lower --n")
+        raise InvalidValue(f"--n={n} exceeds the {total} usable examples of the split; lower --n")
     return sorted(random.Random(seed).sample(range(total), n))
 
 
@@ -87,8 +88,9 @@ def build_comparison(run_a: str, run_b: str, *, task_name: str, split: str, n: i
     task = get_task(task_name)
     check_splits(task, [split])
     for run in (run_a, run_b):
-        if not (Path(run) / "settings.yaml").is_file():
-            raise FileNotFoundError(f"{run} is not a run folder (no settings.yaml); pass two training run folders")
+        if not RunFolder(run).is_run():
+            raise MissingFile(f"{run} is not a run folder (no {RunFolder(run).settings_file.name}); pass two "
+                              f"training run folders")
     sources, references, where = load_pairs(task, split)
     usable = usable_pairs(sources, references)
     picked = [usable[k] for k in sample_indices(len(usable), n, seed)]

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from hypros_lm.errors import InvalidValue
+
 CATEGORIES = (0, 1, "tie")
 
 
@@ -28,15 +30,15 @@ def read_ratings(files: list[Path], key: dict[str, Any]) -> list[dict[str, Any]]
     for path in files:
         saved = json.loads(Path(path).read_text())
         if saved.get("page") != key["page"]:
-            raise ValueError(f"{path} rates page {saved.get('page')!r}, but the key is for page {key['page']!r}; "
-                             f"pass the key.json written beside that page")
+            raise InvalidValue(f"{path} rates page {saved.get('page')!r}, but the key is for page {key['page']!r}; "
+                               f"pass the key.json written beside that page")
         rater = saved.get("rater") or Path(path).stem
         if rater in raters:
-            raise ValueError(f"{path}: rater {rater!r} appears in two files; keep one file per rater")
+            raise InvalidValue(f"{path}: rater {rater!r} appears in two files; keep one file per rater")
         raters.add(rater)
         for item, rating in saved["items"].items():
             if item not in key["items"]:
-                raise ValueError(f"{path}: item {item!r} is not on the page the key describes")
+                raise InvalidValue(f"{path}: item {item!r} is not on the page the key describes")
             if rating.get("choice") not in ("A", "B", "tie"):
                 continue  # not rated (yet)
             order = key["items"][item]
@@ -44,7 +46,7 @@ def read_ratings(files: list[Path], key: dict[str, Any]) -> list[dict[str, Any]]
             scales = {order[side]: values for side, values in rating.get("scales", {}).items()}
             unblinded.append({"rater": rater, "item": item, "winner": winner, "scales": scales})
     if not unblinded:
-        raise ValueError(f"no ratings in {[str(f) for f in files]}")
+        raise InvalidValue(f"no ratings in {[str(f) for f in files]}")
     return unblinded
 
 

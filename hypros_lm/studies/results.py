@@ -9,8 +9,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-import yaml
-
+from hypros_lm.errors import InvalidValue, MissingFile
+from hypros_lm.runs import EVALUATION_FILE, RunFolder
 from hypros_lm.studies.spec import Study
 from hypros_lm.studies.stats import curve_area
 from hypros_lm.tasks import family_for
@@ -76,20 +76,20 @@ def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
     for run_dir in sorted(p for p in Path(folder).iterdir() if (p / "study.json").is_file()):
         ident = json.loads((run_dir / "study.json").read_text())
         if ident["study"] != study.name:
-            raise ValueError(f"{run_dir} belongs to study {ident['study']!r}, not {study.name!r}; keep studies in separate folders")
-        if not (run_dir / "metrics.jsonl").is_file():
+            raise InvalidValue(f"{run_dir} belongs to study {ident['study']!r}, not {study.name!r}; keep studies in separate folders")
+        folder = RunFolder(run_dir)
+        if not folder.metrics_file.is_file():
             notes.append(f"{run_dir.name}: not started; left out")
             continue
-        settings = yaml.safe_load((run_dir / "settings.yaml").read_text())
-        records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        settings, records = folder.settings_dict(), folder.metrics()
         max_steps = settings["train"]["max_steps"]
         curve = [headline(r) for r in records if r["split"] == "val"]
         if not curve or curve[-1]["step"] != max_steps:
             notes.append(f"{run_dir.name}: not finished (no validation at step {max_steps}); left out")
             continue
-        evals = {name: headline(json.loads((run_dir / f"eval-{name}" / "metrics.json").read_text()))
-                 for name in study.evaluations if (run_dir / f"eval-{name}" / "metrics.json").is_file()}
-        env = json.loads((run_dir / "environment.json").read_text())
+        evals = {name: headline(json.loads((folder.evaluation(name) / EVALUATION_FILE).read_text()))
+                 for name in study.evaluations if (folder.evaluation(name) / EVALUATION_FILE).is_file()}
+        env = folder.environment()
         train = [r for r in records if r["split"] == "train"]
         run = RunResult(run_dir.name, ident["variation"], ident["model"], int(ident["seed"]), env["num_parameters"],
                         train[-1]["tokens"], max_steps, curve, train, evals)
@@ -99,7 +99,7 @@ def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
                     **{k: source[k] for k in GENERATION_SCORES if k in source}}
         runs.append(run)
     if not runs:
-        raise FileNotFoundError(f"no finished runs of study {study.name!r} under {folder}")
+        raise MissingFile(f"no finished runs of study {study.name!r} under {folder}")
     return runs, notes
 
 

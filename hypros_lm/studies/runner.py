@@ -17,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from hypros_lm.errors import InvalidValue
 from hypros_lm.files import free_port
-from hypros_lm.runs import load_run
+from hypros_lm.runs import EVALUATION_FILE, RunFolder, load_run
 from hypros_lm.studies.results import TIMING_FOLDER
 from hypros_lm.studies.spec import RunSpec, Study
 from hypros_lm.tasks import family_for
@@ -30,12 +31,11 @@ def entry_module(study: Study) -> str:
 
 
 def training_done(run: RunSpec) -> bool:
-    meta = run.out / "checkpoints" / f"step_{run.settings.train.max_steps:07d}" / "meta.json"
-    return meta.is_file()
+    return RunFolder(run.out).has_checkpoint(run.settings.train.max_steps)
 
 
 def evaluations_done(study: Study, run: RunSpec) -> bool:
-    return all((run.out / f"eval-{name}" / "metrics.json").is_file() for name in study.evaluations)
+    return all((RunFolder(run.out).evaluation(name) / EVALUATION_FILE).is_file() for name in study.evaluations)
 
 
 def check_identity(study: Study, run: RunSpec) -> None:
@@ -44,8 +44,8 @@ def check_identity(study: Study, run: RunSpec) -> None:
     if path.is_file():
         found = json.loads(path.read_text())
         if found != run.identity(study.name, study.task):
-            raise ValueError(f"{run.out} holds run {found}, not {run.identity(study.name, study.task)}; "
-                             f"use another --out for this study")
+            raise InvalidValue(f"{run.out} holds run {found}, not {run.identity(study.name, study.task)}; "
+                               f"use another --out for this study")
 
 
 def write_run_config(study: Study, run: RunSpec) -> Path:
@@ -88,8 +88,8 @@ def run_evaluations(study: Study, run: RunSpec) -> None:
     (``data:`` specs are language-model evaluations, ``task:`` specs the task's own)."""
     loaded = load_run(run.out)
     for name, spec in study.evaluations.items():
-        out = run.out / f"eval-{name}"
-        if (out / "metrics.json").is_file():
+        out = RunFolder(run.out).evaluation(name)
+        if (out / EVALUATION_FILE).is_file():
             continue
         family_for(spec.get("task")).evaluate_run(loaded, spec, out, batches=study.eval_batches,
                                                   label=f"{run.variation} ({run.model}, seed {run.seed})")
@@ -105,9 +105,9 @@ def run_study(study: Study, runs: list[RunSpec], *, ranks: int, log=print) -> No
             log(f"{prefix}: done, skipped")
             continue
         if not training_done(run):
-            state = "resuming" if (run.out / "checkpoints" / "latest").is_file() else "training"
+            state = "resuming" if RunFolder(run.out).latest() is not None else "training"
             log(f"{prefix}: {state} ...")
-            for stale in run.out.glob("eval-*"):  # evaluations of an earlier checkpoint
+            for stale in RunFolder(run.out).evaluations():  # evaluations of an earlier checkpoint
                 shutil.rmtree(stale)
             seconds = run_training(study, run, ranks)
             if not training_done(run):

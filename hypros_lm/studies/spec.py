@@ -39,6 +39,7 @@ import yaml
 from hypros_lm import resources
 from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data.perturb import parse
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.models.hf import model_label
 from hypros_lm.tasks import family_for
 
@@ -110,14 +111,14 @@ def load_study(path: str | Path) -> Study:
     try:
         path = resources.find("studies", str(path), suffixes=(".yaml",))
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"study {err}") from None
+        raise MissingFile(f"study {err}") from None
     raw = yaml.safe_load(path.read_text()) or {}
     unknown = set(raw) - STUDY_KEYS
     if unknown:
-        raise ValueError(f"{path}: unknown study key(s) {sorted(unknown)}; known: {sorted(STUDY_KEYS)}")
+        raise InvalidValue(f"{path}: unknown study key(s) {sorted(unknown)}; known: {sorted(STUDY_KEYS)}")
     for key in ("name", "variations", "models", "seeds"):
         if key not in raw:
-            raise ValueError(f"{path}: the study needs {key!r}")
+            raise InvalidValue(f"{path}: the study needs {key!r}")
     study = Study(**{"task": "pretrain", **raw})
     if study.sweep is not None:
         _expand_sweep(study, path)
@@ -125,52 +126,52 @@ def load_study(path: str | Path) -> Study:
         _check_evaluation(path, name, spec)
     if study.timing is not None and (set(study.timing) != {"steps"} or not isinstance(study.timing["steps"], int)
                                      or study.timing["steps"] < 3):
-        raise ValueError(f"{path}: timing={study.timing!r}; give timing: {{steps: N}} with N ≥ 3 (e.g. 12)")
+        raise InvalidValue(f"{path}: timing={study.timing!r}; give timing: {{steps: N}} with N ≥ 3 (e.g. 12)")
     missing = [r for r in study.robustness if r not in study.evaluations]
     if missing:
-        raise ValueError(f"{path}: robustness names {missing}, which are not among evaluations {list(study.evaluations)}")
+        raise InvalidValue(f"{path}: robustness names {missing}, which are not among evaluations {list(study.evaluations)}")
     for role, variation in study.baselines.items():
         if variation not in study.variations:
-            raise ValueError(f"{path}: baselines.{role}={variation!r} is not a variation ({list(study.variations)}); "
-                             f"name the method and the baselines among them with a `baselines:` key, e.g. "
-                             f"baselines: {{method: hypros, log: log, bounded: brier}} (docs/studies.md)")
+            raise InvalidValue(f"{path}: baselines.{role}={variation!r} is not a variation ({list(study.variations)}); "
+                               f"name the method and the baselines among them with a `baselines:` key, e.g. "
+                               f"baselines: {{method: hypros, log: log, bounded: brier}} (docs/studies.md)")
     return study
 
 
 def _check_evaluation(path: Path, name: str, spec: Any) -> None:
     if not isinstance(spec, dict) or ("data" in spec) == ("task" in spec):
-        raise ValueError(f"{path}: evaluations.{name} needs either data: (a corpus, with split:) or task: (a task's "
-                         f"own evaluation, with split: and optionally limit:, perturb:, seed:); got {spec!r}")
+        raise InvalidValue(f"{path}: evaluations.{name} needs either data: (a corpus, with split:) or task: (a task's "
+                           f"own evaluation, with split: and optionally limit:, perturb:, seed:); got {spec!r}")
     if "data" in spec and set(spec) != {"data", "split"}:
-        raise ValueError(f"{path}: evaluations.{name}: a corpus evaluation takes data and split only; got {sorted(spec)}")
+        raise InvalidValue(f"{path}: evaluations.{name}: a corpus evaluation takes data and split only; got {sorted(spec)}")
     if "task" in spec:
         family_for(spec["task"])  # unknown tasks fail here
         unknown = set(spec) - {"task", "split", "limit", "perturb", "seed"}
         if unknown:
-            raise ValueError(f"{path}: evaluations.{name}: unknown key(s) {sorted(unknown)}")
+            raise InvalidValue(f"{path}: evaluations.{name}: unknown key(s) {sorted(unknown)}")
         if spec.get("perturb"):
             parse(spec["perturb"])
 
 
 def _check_sweep(sweep: Any, study: Study, path: Path) -> None:
     if not isinstance(sweep, dict) or set(sweep) - SWEEP_KEYS or "grid" not in sweep or "variation" not in sweep:
-        raise ValueError(f"{path}: sweep must be a mapping with 'variation' and 'grid' (and optionally 'metric'), "
-                         f"e.g. sweep: {{variation: hypros, grid: {{loss.tau: [0.05, 0.2]}}, metric: ece_10}}")
+        raise InvalidValue(f"{path}: sweep must be a mapping with 'variation' and 'grid' (and optionally 'metric'), "
+                           f"e.g. sweep: {{variation: hypros, grid: {{loss.tau: [0.05, 0.2]}}, metric: ece_10}}")
     if sweep["variation"] not in study.variations:
-        raise ValueError(f"{path}: sweep.variation={sweep['variation']!r} is not a variation ({list(study.variations)})")
+        raise InvalidValue(f"{path}: sweep.variation={sweep['variation']!r} is not a variation ({list(study.variations)})")
     grid = sweep["grid"]
     if not isinstance(grid, dict) or not 1 <= len(grid) <= 2:
-        raise ValueError(f"{path}: sweep.grid must map one or two settings (section.key) to lists of values; got {grid!r}")
+        raise InvalidValue(f"{path}: sweep.grid must map one or two settings (section.key) to lists of values; got {grid!r}")
     for name, values in grid.items():
         if name.count(".") != 1:
-            raise ValueError(f"{path}: sweep.grid key {name!r} must be section.key, e.g. loss.tau")
+            raise InvalidValue(f"{path}: sweep.grid key {name!r} must be section.key, e.g. loss.tau")
         if not isinstance(values, list) or not values or len(set(map(repr, values))) != len(values):
-            raise ValueError(f"{path}: sweep.grid.{name} must be a non-empty list of distinct values; got {values!r}")
+            raise InvalidValue(f"{path}: sweep.grid.{name} must be a non-empty list of distinct values; got {values!r}")
     if len({n.split(".")[1] for n in grid}) != len(grid):
-        raise ValueError(f"{path}: sweep.grid keys {list(grid)} share a name; variation names would collide")
+        raise InvalidValue(f"{path}: sweep.grid keys {list(grid)} share a name; variation names would collide")
     metric = sweep.setdefault("metric", "ece_10")
     if metric not in SWEEP_METRICS:
-        raise ValueError(f"{path}: sweep.metric={metric!r}; choose one of {list(SWEEP_METRICS)}")
+        raise InvalidValue(f"{path}: sweep.metric={metric!r}; choose one of {list(SWEEP_METRICS)}")
 
 
 def grid_value(value: Any) -> str:
@@ -187,12 +188,12 @@ def _expand_sweep(study: Study, path: Path) -> None:
         try:
             return settings_from_dict(_merge(_merge(study.base, study.variations[reference]), overrides)).to_dict()
         except (ValueError, TypeError) as err:
-            raise ValueError(f"{path}: sweep of {reference!r}: {err}") from err
+            raise InvalidValue(f"{path}: sweep of {reference!r}: {err}") from err
 
     ref_settings = resolved({})
     for axis in axes:
         if axis.key not in ref_settings.get(axis.section, {}):
-            raise ValueError(f"{path}: sweep.grid names {axis.name}, which is not a run setting")
+            raise InvalidValue(f"{path}: sweep.grid names {axis.name}, which is not a run setting")
     study.grid_cells[reference] = {a.name: ref_settings[a.section][a.key] for a in axes}
     for point in itertools.product(*(a.values for a in axes)):
         overrides: dict[str, dict[str, Any]] = {}
@@ -202,7 +203,7 @@ def _expand_sweep(study: Study, path: Path) -> None:
             continue  # the reference variation itself
         name = "-".join([reference] + [f"{a.key}{grid_value(v)}" for a, v in zip(axes, point, strict=True)])
         if name in study.variations:
-            raise ValueError(f"{path}: sweep variation {name!r} is also listed under variations; remove one")
+            raise InvalidValue(f"{path}: sweep variation {name!r} is also listed under variations; remove one")
         study.variations[name] = _merge(study.variations[reference], overrides)
         study.grid_cells[name] = {a.name: v for a, v in zip(axes, point, strict=True)}
 
@@ -223,6 +224,6 @@ def expand(study: Study, out_root: Path) -> list[RunSpec]:
                 try:
                     settings = settings_from_dict(tree)
                 except (ValueError, TypeError) as err:
-                    raise ValueError(f"study {study.name!r}, run {name}: {err}") from err
+                    raise InvalidValue(f"study {study.name!r}, run {name}: {err}") from err
                 runs.append(RunSpec(name, variation, model, seed, settings, out_root / name))
     return runs

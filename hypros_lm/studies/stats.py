@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from hypros_lm.errors import InvalidValue
+
 
 class NotEnoughData(ValueError):
     """Raised when a test needs more paired values than there are; the report says which."""
@@ -26,7 +28,7 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]
     """(t, two-sided p) for the mean of a − b over paired values (e.g. the same seeds)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
-        raise ValueError(f"paired values differ in number: {a.size} vs {b.size}")
+        raise InvalidValue(f"paired values differ in number: {a.size} vs {b.size}")
     if a.size < 2:
         raise NotEnoughData(f"a paired t-test needs ≥ 2 pairs; got {a.size}")
     d = a - b

@@ -30,11 +30,12 @@ from hypros_lm.data import DataSettings, PreparedData
 from hypros_lm.data.perturb import perturb_all
 from hypros_lm.data.sources import data_dir, use_offline_copies
 from hypros_lm.data.tokenizer import eos_id
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.evaluation.device import choose_device
 from hypros_lm.evaluation.figures import reliability_diagram
 from hypros_lm.metrics.classification import classification_metrics
 from hypros_lm.models import ModelSettings
-from hypros_lm.runs import LoadedRun
+from hypros_lm.runs import EVALUATION_FILE, LoadedRun
 from hypros_lm.tasks.registry import Log, TaskFamily, check_init_from, task_tokenizer
 from hypros_lm.tasks.seq2seq import Encoded, Seq2SeqBlocks
 
@@ -75,7 +76,7 @@ TASKS: dict[str, ClassificationTask] = {
 
 def get_task(name: str) -> ClassificationTask:
     if name not in TASKS:
-        raise ValueError(f"unknown classification task {name!r}; choose one of {sorted(TASKS)}")
+        raise InvalidValue(f"unknown classification task {name!r}; choose one of {sorted(TASKS)}")
     return TASKS[name]
 
 
@@ -134,8 +135,8 @@ def load_examples(task: ClassificationTask, split: str) -> Examples:
             texts, labels = [texts[i] for i in order], [labels[i] for i in order]
             where += f" (rows {rows[0]}:{rows[1]} of a seeded permutation)"
     elif use_offline_copies():
-        raise FileNotFoundError(f"task {task.name!r} has no {split!r} split offline; offline it has "
-                                f"{sorted(task.local)} ({task.note})")
+        raise MissingFile(f"task {task.name!r} has no {split!r} split offline; offline it has "
+                          f"{sorted(task.local)} ({task.note})")
     else:
         import datasets
 
@@ -151,30 +152,30 @@ def check_examples(task: ClassificationTask, texts: list[str], labels: list[int]
     bad = [(i, y) for i, y in enumerate(labels) if not 0 <= y < len(task.labels)]
     if bad:
         i, y = bad[0]
-        raise ValueError(f"{where}: row {i} has label {y}, outside {task.name}'s label set 0..{len(task.labels) - 1} "
-                         f"({', '.join(task.labels)}); {len(bad)} such rows: fix the data or pick the matching task")
+        raise InvalidValue(f"{where}: row {i} has label {y}, outside {task.name}'s label set 0..{len(task.labels) - 1} "
+                           f"({', '.join(task.labels)}); {len(bad)} such rows: fix the data or pick the matching task")
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        raise ValueError(f"{where}: row {empty[0]} has an empty text ({len(empty)} such rows); remove them from the data")
+        raise InvalidValue(f"{where}: row {empty[0]} has an empty text ({len(empty)} such rows); remove them from the data")
 
 
 def label_tokens(task: ClassificationTask, tok: Tokenizer, words: tuple[str, ...] | None = None) -> list[int]:
     """The token id of each label word; a word that is not one token is an error naming it and the fix."""
     words = words or task.label_words
     if len(words) != len(task.labels):
-        raise ValueError(f"task.label_words gives {len(words)} words but {task.name} has {len(task.labels)} classes "
-                         f"({', '.join(task.labels)})")
+        raise InvalidValue(f"task.label_words gives {len(words)} words but {task.name} has {len(task.labels)} classes "
+                           f"({', '.join(task.labels)})")
     ids = []
     for word in words:
         pieces = tok.encode(word).ids
         if len(pieces) != 1:
             shown = [tok.id_to_token(i) for i in pieces]
-            raise ValueError(f"label word {word!r} of task {task.name} is {len(pieces)} tokens {shown} for this tokenizer, "
-                             f"not one; pass --task.label_words with single-token words (with their leading space, "
-                             f"comma-separated, in label order {list(task.labels)}) or use a tokenizer that has it")
+            raise InvalidValue(f"label word {word!r} of task {task.name} is {len(pieces)} tokens {shown} for this tokenizer, "
+                               f"not one; pass --task.label_words with single-token words (with their leading space, "
+                               f"comma-separated, in label order {list(task.labels)}) or use a tokenizer that has it")
         ids.append(pieces[0])
     if len(set(ids)) != len(ids):
-        raise ValueError(f"label words {list(words)} share a token; each class needs its own")
+        raise InvalidValue(f"label words {list(words)} share a token; each class needs its own")
     return ids
 
 
@@ -196,7 +197,7 @@ def encode_examples(task: ClassificationTask, tok: Tokenizer, examples: Examples
     head_ids, tail_ids = (tok.encode(head).ids if head else []), tok.encode(tail).ids
     room = seq_len - len(head_ids) - len(tail_ids)
     if room < 1:
-        raise ValueError(f"data.seq_len={seq_len} leaves no room for text in {task.name}'s prompt; raise --seq-len")
+        raise InvalidValue(f"data.seq_len={seq_len} leaves no room for text in {task.name}'s prompt; raise --seq-len")
     prompts, truncated = [], 0
     for enc in tok.encode_batch(examples.texts):
         ids = enc.ids
@@ -218,8 +219,8 @@ class ClassificationFamily(TaskFamily):
     def check(self, *, data: DataSettings, task: TaskSettings, model: ModelSettings) -> None:
         spec = get_task(task.name)
         if not spec.trainable:
-            raise ValueError(f"task {spec.name!r} is for evaluation only ({spec.note}); fine-tune on sst2 and "
-                             f"evaluate on {spec.name} with eval/classify.py --task {spec.name}")
+            raise InvalidValue(f"task {spec.name!r} is for evaluation only ({spec.note}); fine-tune on sst2 and "
+                               f"evaluate on {spec.name} with eval/classify.py --task {spec.name}")
         check_init_from(task)
         for split in (data.train_split, data.val_split):
             load_examples(spec, split)  # missing splits, labels outside the set, empty texts: named here
@@ -335,7 +336,7 @@ def evaluate_classifier(loaded: LoadedRun, *, task_name: str, split: str, limit:
     reliability_diagram({label: metrics["class_reliability_10"]}, out)
     metrics.update(task=task.name, split=split, data=examples.where, perturbation=perturb, seed=seed, model=label,
                    truncated_texts=blocks.encoded.truncated_sources, checkpoint=str(loaded.checkpoint))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -10,6 +10,7 @@ from hypros_lm.config import TaskSettings
 from hypros_lm.data import DataSettings, PreparedData, is_prepared, prepare_data, resolve_sources
 from hypros_lm.data.shards import read_manifest
 from hypros_lm.data.sources import canonical_split
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.evaluation.lm import evaluate_and_write
 from hypros_lm.models import ModelSettings, model_vocab_size
 from hypros_lm.runs import LoadedRun
@@ -44,9 +45,9 @@ def check_prepared(data: DataSettings, model: ModelSettings) -> None:
     manifest = read_manifest(data.name)
     vocab = model_vocab_size(model, manifest["tokenizer"]["vocab_size"])
     if manifest["max_token_id"] >= vocab:
-        raise ValueError(f"{data.name} holds token id {manifest['max_token_id']}, outside the model's "
-                         f"vocabulary of {vocab}; set model.vocab_size ≥ {manifest['max_token_id'] + 1} or leave it unset")
+        raise InvalidValue(f"{data.name} holds token id {manifest['max_token_id']}, outside the model's "
+                           f"vocabulary of {vocab}; set model.vocab_size ≥ {manifest['max_token_id'] + 1} or leave it unset")
     for split in (data.train_split, data.val_split):
         if canonical_split(split) not in manifest["splits"]:
-            raise FileNotFoundError(f"the prepared corpus {data.name} has no {split!r} split; it has "
-                                    f"{list(manifest['splits'])}")
+            raise MissingFile(f"the prepared corpus {data.name} has no {split!r} split; it has "
+                              f"{list(manifest['splits'])}")

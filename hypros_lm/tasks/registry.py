@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 from hypros_lm.config import TaskSettings
 from hypros_lm.data import DataSettings, PreparedData, load_tokenizer
 from hypros_lm.data.pipeline import cached_bpe, cached_bpe_folder
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.files import wait_for
 from hypros_lm.models import ModelSettings
@@ -73,7 +74,7 @@ def register_family(family: TaskFamily) -> TaskFamily:
     for other in FAMILIES.values():
         clash = set(family.tasks()) & set(other.tasks())
         if clash and other.name != family.name:
-            raise ValueError(f"task family {family.name!r}: tasks {sorted(clash, key=str)} already belong to {other.name!r}")
+            raise InvalidValue(f"task family {family.name!r}: tasks {sorted(clash, key=str)} already belong to {other.name!r}")
     FAMILIES[family.name] = family
     return family
 
@@ -84,7 +85,7 @@ def family_for(task: str | None) -> TaskFamily:
         if family.owns(task):
             return family
     known = sorted(t for f in FAMILIES.values() for t in f.tasks() if t is not None)
-    raise ValueError(f"unknown task {task!r}; choose one of {known} (or none for pretraining)")
+    raise InvalidValue(f"unknown task {task!r}; choose one of {known} (or none for pretraining)")
 
 
 def require_family(task: str | None, family: str, tool: str) -> TaskFamily:
@@ -92,13 +93,13 @@ def require_family(task: str | None, family: str, tool: str) -> TaskFamily:
     owner = family_for(task)
     if owner.name != family:
         what = "pretraining" if task is None else f"task {task!r}"
-        raise ValueError(f"{tool} evaluates {family} tasks, but {what} is {owner.name}: use {owner.tool or 'another tool'}")
+        raise InvalidValue(f"{tool} evaluates {family} tasks, but {what} is {owner.name}: use {owner.tool or 'another tool'}")
     return owner
 
 
 def check_init_from(task: TaskSettings) -> None:
     if task.init_from is not None and not Path(task.init_from).is_dir():
-        raise FileNotFoundError(f"task.init_from={task.init_from}: no such run or Hugging Face folder")
+        raise MissingFile(f"task.init_from={task.init_from}: no such run or Hugging Face folder")
 
 
 def task_tokenizer(data: DataSettings, task: TaskSettings, documents, *, whole_words: tuple[str, ...] = (),
@@ -107,7 +108,7 @@ def task_tokenizer(data: DataSettings, task: TaskSettings, documents, *, whole_w
     task's training text (``whole_words`` kept one token each), trained once by each node's local rank 0
     while the other ranks wait on its file."""
     if data.tokenizer is not None or task.init_from is not None:
-        return load_tokenizer(data.tokenizer or str(Path(task.init_from) / "tokenizer.json"))
+        return load_tokenizer(data.tokenizer or task.init_from)
     key = {"task": task.name, "split": data.train_split, "vocab": data.vocab_size}
     if int(os.environ.get("LOCAL_RANK", 0)) != 0:
         wait_for(cached_bpe_folder(key, whole_words) / "tokenizer.json", f"local rank 0 to train the {task.name} "

@@ -24,11 +24,12 @@ from hypros_lm.data import DataSettings, PreparedData
 from hypros_lm.data.perturb import perturb_all
 from hypros_lm.data.sources import data_dir, use_offline_copies
 from hypros_lm.data.tokenizer import eos_id
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.evaluation.device import choose_device
 from hypros_lm.evaluation.generate import generate, summary_scores, translation_scores
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import ModelSettings
-from hypros_lm.runs import LoadedRun, to_hf
+from hypros_lm.runs import EVALUATION_FILE, LoadedRun, to_hf
 from hypros_lm.tasks.registry import Log, TaskFamily, check_init_from, require_family, task_tokenizer
 
 IGNORE = -100
@@ -90,7 +91,7 @@ TASKS: dict[str, Seq2SeqTask] = {
 
 def get_task(name: str) -> Seq2SeqTask:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+        raise InvalidValue(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
     return TASKS[name]
 
 
@@ -114,8 +115,8 @@ def load_pairs(task: Seq2SeqTask, split: str) -> tuple[list[str], list[str], str
             src_path, tgt_path = root / spec[0], root / spec[1]
             sources, targets = _lines(src_path), _lines(tgt_path)
             if len(sources) != len(targets):
-                raise ValueError(f"{src_path} has {len(sources)} lines but {tgt_path} has {len(targets)}; "
-                                 f"source and target files must be aligned line by line")
+                raise InvalidValue(f"{src_path} has {len(sources)} lines but {tgt_path} has {len(targets)}; "
+                                   f"source and target files must be aligned line by line")
             where = f"{src_path} + {tgt_path}"
         else:
             path = root / spec[0]
@@ -131,8 +132,8 @@ def load_pairs(task: Seq2SeqTask, split: str) -> tuple[list[str], list[str], str
             targets = [detokenize(t, task.target_lang) for t in targets]
         return sources, targets, f"{task.name} [{split}] from {where}" + (f" ({task.note})" if task.note else "")
     if use_offline_copies():
-        raise FileNotFoundError(f"task {task.name!r} has no {split!r} split offline; offline it has "
-                                f"{sorted(task.local) or 'no splits'} ({task.note or 'data folder: ' + str(root)})")
+        raise MissingFile(f"task {task.name!r} has no {split!r} split offline; offline it has "
+                          f"{sorted(task.local) or 'no splits'} ({task.note or 'data folder: ' + str(root)})")
     import datasets
 
     path, config, src_field, tgt_field = task.hub
@@ -171,8 +172,8 @@ def encode_pairs(task: Seq2SeqTask, tok: Tokenizer, sources: list[str], targets:
         target = t.ids[:max_target_tokens] + [eos]
         room = seq_len - len(target) - len(head_ids) - len(tail_ids)
         if room < 1:
-            raise ValueError(f"data.seq_len={seq_len} leaves no room for a source next to {len(target)} target tokens; "
-                             f"raise --seq-len or lower task.max_target_tokens")
+            raise InvalidValue(f"data.seq_len={seq_len} leaves no room for a source next to {len(target)} target tokens; "
+                               f"raise --seq-len or lower task.max_target_tokens")
         src = s.ids
         if len(src) > room:
             src, truncated = src[:room], truncated + 1
@@ -187,7 +188,7 @@ class Seq2SeqBlocks:
     def __init__(self, encoded: Encoded, seq_len: int, pad_id: int):
         self.encoded, self.seq_len, self.pad_id = encoded, seq_len, pad_id
         if not encoded.prompt_ids:
-            raise ValueError("no usable examples (every pair had an empty source or target)")
+            raise InvalidValue("no usable examples (every pair had an empty source or target)")
 
     def __len__(self) -> int:
         return len(self.encoded.prompt_ids)
@@ -209,8 +210,8 @@ def check_splits(task: Seq2SeqTask, splits: list[str]) -> None:
         return
     missing = [s for s in splits if s not in task.local]
     if missing:
-        raise FileNotFoundError(f"task {task.name!r} has no {missing} split offline; offline it has "
-                                f"{sorted(task.local)} ({task.note or 'see the data MANIFEST'})")
+        raise MissingFile(f"task {task.name!r} has no {missing} split offline; offline it has "
+                          f"{sorted(task.local)} ({task.note or 'see the data MANIFEST'})")
 
 
 def prepare_seq2seq(settings, tok: Tokenizer, *, seq_len: int, train_split: str, val_split: str,
@@ -265,7 +266,7 @@ def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str
     tok, eos = loaded.tokenizer, eos_id(loaded.tokenizer)
     seq_len, max_target = loaded.settings.data.seq_len, loaded.settings.task.max_target_tokens
     score = translation_scores if task.kind == "translation" else summary_scores
-    out = Path(out or loaded.run_dir / f"gen-{task.name}-{split}")
+    out = Path(out or loaded.folder.path / f"gen-{task.name}-{split}")
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"task": task.name, "data": where, "examples": len(sources), "beams": beams,
                               "max_new_tokens": max_new_tokens, "checkpoint": str(loaded.checkpoint)}
@@ -295,7 +296,7 @@ def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str
     for spec in perturbations:
         clean = result["clean"][main]
         result[spec]["relative_degradation"] = (clean - result[spec][main]) / clean if clean else None
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    (out / EVALUATION_FILE).write_text(json.dumps(result, indent=2))
     result["_samples"] = samples
     return result
 

@@ -14,6 +14,7 @@ import torch
 
 from hypros_lm import resources
 from hypros_lm.config import OptimSettings, TrainSettings
+from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.files import free_port
 from hypros_lm.models import param_shape
 
@@ -23,7 +24,7 @@ def resolve_ds_config(name: str) -> Path:
     try:
         return resources.find("ds_configs", name, suffixes=(".json",))
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"train.ds_config={err}") from None
+        raise MissingFile(f"train.ds_config={err}") from None
 
 
 def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int, *, hidden_size: int) -> dict[str, Any]:
@@ -33,10 +34,10 @@ def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int, 
     try:
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"DeepSpeed config {path} is not valid JSON: {err}") from err
+        raise InvalidValue(f"DeepSpeed config {path} is not valid JSON: {err}") from err
     stage = cfg.get("zero_optimization", {}).get("stage", 0)
     if stage not in (0, 1, 2, 3):
-        raise ValueError(f"DeepSpeed config {path}: zero_optimization.stage={stage} must be 0, 1, 2 or 3")
+        raise InvalidValue(f"DeepSpeed config {path}: zero_optimization.stage={stage} must be 0, 1, 2 or 3")
     wanted = {
         "train_micro_batch_size_per_gpu": train.micro_batch_size,
         "gradient_accumulation_steps": train.grad_accum,
@@ -46,7 +47,7 @@ def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int, 
     for key, value in wanted.items():
         given = cfg.get(key, "auto")
         if given not in ("auto", value):
-            raise ValueError(
+            raise InvalidValue(
                 f"DeepSpeed config {path} sets {key}={given} but the run settings give {value}; "
                 f'set it to "auto" in the JSON or change the run setting'
             )
@@ -54,10 +55,10 @@ def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int, 
     _fill_zero_sizes(cfg.get("zero_optimization", {}), hidden_size)
     bf16 = cfg.setdefault("bf16", {})
     if bf16.get("enabled", "auto") not in ("auto", train.precision == "bf16"):
-        raise ValueError(f"DeepSpeed config {path} sets bf16.enabled={bf16['enabled']} but train.precision={train.precision}")
+        raise InvalidValue(f"DeepSpeed config {path} sets bf16.enabled={bf16['enabled']} but train.precision={train.precision}")
     bf16["enabled"] = train.precision == "bf16"
     if "optimizer" in cfg or "scheduler" in cfg:
-        raise ValueError(
+        raise InvalidValue(
             f"DeepSpeed config {path} defines an optimizer/scheduler; hypros-lm builds AdamW and the learning-rate "
             f"schedule from the optim settings, so remove those sections"
         )

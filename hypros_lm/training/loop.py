@@ -23,6 +23,7 @@ import yaml
 from hypros_lm.config import RunSettings, settings_warnings
 from hypros_lm.data import BlockOrder, PreparedData, save_tokenizer
 from hypros_lm.data.sources import use_offline_copies
+from hypros_lm.errors import FileInTheWay, InvalidValue
 from hypros_lm.evaluation.zeroshot import OFFLINE_TASKS, parse_task_limits
 from hypros_lm.files import ensure_writable
 from hypros_lm.models import (
@@ -36,7 +37,7 @@ from hypros_lm.models import (
     resolve_attention,
 )
 from hypros_lm.models.hf import hf_source
-from hypros_lm.runs import HF_CONFIG_FILE, latest_checkpoint, load_checkpoint, read_weights, save_checkpoint
+from hypros_lm.runs import RunFolder, load_checkpoint, read_weights, save_checkpoint
 from hypros_lm.scoring import Objective, build_objective
 from hypros_lm.scoring.schedules import learning_rate
 from hypros_lm.tasks import TaskFamily, family_for
@@ -72,7 +73,7 @@ def check_run(settings: RunSettings) -> Path:
     """Every check that needs no heavy work; returns the run folder (created, writable)."""
     _, positions = model_dimensions(settings.model)
     if settings.data.seq_len > positions:
-        raise ValueError(
+        raise InvalidValue(
             f"data.seq_len={settings.data.seq_len} exceeds model {settings.model.name!r}'s "
             f"{positions} positions; lower --seq-len or pick a larger model"
         )
@@ -87,15 +88,15 @@ def check_run(settings: RunSettings) -> Path:
             print(f"warning: {warning}", flush=True)
     out = Path(settings.train.out)
     ensure_writable(out, "train.out")
-    if not settings.train.resume and latest_checkpoint(out / "checkpoints") is not None:
-        raise FileExistsError(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
+    if not settings.train.resume and RunFolder(out).latest() is not None:
+        raise FileInTheWay(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
     return out
 
 
 def _check_lm_eval_tasks(spec: str) -> None:
     unknown = [t for t in parse_task_limits(spec) if t not in OFFLINE_TASKS]
     if unknown and use_offline_copies():
-        raise ValueError(f"train.lm_eval_tasks: {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
+        raise InvalidValue(f"train.lm_eval_tasks: {unknown} have no offline copy; offline tasks: {sorted(OFFLINE_TASKS)}")
 
 
 @dataclass
@@ -206,7 +207,7 @@ def run_step(run: Run, loggers: list, step: int, progress: Progress) -> bool:
                   clock, start_step)
         progress.last_log = (time.perf_counter(), step)  # evaluation time is not training throughput
     if (t.save_every and step % t.save_every == 0) or final:
-        save_checkpoint(run.engine, out / "checkpoints", step,
+        save_checkpoint(run.engine, RunFolder(out).checkpoints, step,
                         {"elapsed_s": clock.elapsed(), "tokens": tokens_per_step * step}, keep=t.keep_checkpoints)
         progress.last_log = (time.perf_counter(), step)  # nor is checkpoint time
     if step == t.stop_at:
@@ -274,25 +275,26 @@ def _load_initial_weights(model, init_from: str, rank: int) -> None:
         dist.broadcast_object_list(shared, src=0)
         error = shared[0]
     if error:
-        raise ValueError(error)
+        raise InvalidValue(error)
     assign_parameters(model, lambda name, _shape: state[name], rank=rank)
 
 
 def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int, params: int) -> None:
     save_tokenizer(data.tokenizer, out)
+    folder = RunFolder(out)
     if is_hf(settings.model.name):  # the architecture, kept with the run: the hf: source may move or be offline
-        hf_config(settings.model.name).to_json_file(str(out / HF_CONFIG_FILE))
-    (out / "settings.yaml").write_text(yaml.safe_dump(settings.to_dict(), sort_keys=False))
+        hf_config(settings.model.name).to_json_file(str(folder.hf_config_file))
+    folder.settings_file.write_text(yaml.safe_dump(settings.to_dict(), sort_keys=False))
     env = {"num_parameters": params, **environment(world, data.sources)}
-    (out / "environment.json").write_text(json.dumps(env, indent=2))
+    folder.environment_file.write_text(json.dumps(env, indent=2))
 
 
 def _maybe_resume(run: Run) -> tuple[int, float]:
     if not run.settings.train.resume:
         return 0, 0.0
-    folder = latest_checkpoint(run.out / "checkpoints")
+    folder = RunFolder(run.out).latest()
     if folder is None:
-        run.log(f"resume: no checkpoint in {run.out / 'checkpoints'}, starting fresh")
+        run.log(f"resume: no checkpoint in {RunFolder(run.out).checkpoints}, starting fresh")
         return 0, 0.0
     state = load_checkpoint(run.engine, folder)
     run.log(f"resume: {folder} (step {state['step']})")

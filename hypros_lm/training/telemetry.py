@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from hypros_lm.errors import MissingPackage
+from hypros_lm.runs import RunFolder
 from hypros_lm.training.engine import is_partitioned
 
 
@@ -53,7 +55,8 @@ class WandbLogger(NullLogger):
         try:
             import wandb
         except ImportError as err:
-            raise ImportError("telemetry.wandb needs the wandb package: pip install wandb, or set telemetry.wandb=disabled") from err
+            raise MissingPackage("telemetry.wandb needs the wandb package: pip install wandb, or set "
+                                 "telemetry.wandb=disabled") from err
         self._wandb = wandb
         self._run = wandb.init(mode=mode, project=project, name=name, dir=str(out), config=config, resume="allow")
 
@@ -174,7 +177,7 @@ def wandb_mode(setting: str | None) -> str:
 def make_loggers(settings, out: Path, *, resumed_step: int | None, rank: int) -> list:
     if rank != 0:
         return [NullLogger()]
-    loggers: list = [JsonlLogger(out / "metrics.jsonl", keep_until_step=resumed_step)]
+    loggers: list = [JsonlLogger(RunFolder(out).metrics_file, keep_until_step=resumed_step)]
     mode = wandb_mode(settings.telemetry.wandb)
     if mode != "disabled":
         loggers.append(WandbLogger(mode=mode, project=settings.telemetry.wandb_project,

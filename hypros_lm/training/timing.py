@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from hypros_lm.config import RunSettings
+from hypros_lm.errors import InvalidValue
 from hypros_lm.training.engine import init_distributed, release_shared_memory_buffers
 from hypros_lm.training.loop import build_run, train_step
 
@@ -24,7 +25,7 @@ def interleaved_timing(settings: RunSettings, *, steps: int, out: Path) -> dict[
     and their ratio. ``out`` is a scratch run folder (the run's tokenizer and settings are written there)."""
     rank, _, world = init_distributed()
     if world != 1:
-        raise ValueError(f"an interleaved timing runs in one process, not {world} ranks: start it without a launcher")
+        raise InvalidValue(f"an interleaved timing runs in one process, not {world} ranks: start it without a launcher")
     run = build_run(settings, out, rank, world)
     lam = float(run.objective.schedule(settings.train.max_steps // 2))
     times: dict[str, list[float]] = {"log": [], "method": []}

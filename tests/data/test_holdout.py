@@ -65,7 +65,7 @@ def test_held_out_validation_is_disjoint_seeded_and_worker_independent(source, r
     outs = {}
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        run_python(["--data", str(data), "--out", str(out), "--vocab-size", "600", "--workers", str(workers),
+        run_python(["--data", str(data), "--out", str(out), "--data.vocab_size", "600", "--workers", str(workers),
                     "--no-progress"], cache_dir, script=PREPARE)
         outs[workers] = out
     m1, m2 = (json.loads((o / "manifest.json").read_text()) for o in outs.values())
@@ -120,7 +120,7 @@ def test_training_on_a_single_file_holds_out_its_validation(txt_file, tmp_path, 
 
 def test_a_folder_whose_validation_is_training_text_is_refused(jsonl_folder, tmp_path, cache_dir):
     out = tmp_path / "same"
-    run_python(["--data", str(jsonl_folder), "--out", str(out), "--vocab-size", "600", "--splits", "train",
+    run_python(["--data", str(jsonl_folder), "--out", str(out), "--data.vocab_size", "600", "--splits", "train",
                 "validation=train", "--no-progress"], cache_dir, script=PREPARE)
     proc = run_python(["--model", "nano", "--data", str(out), "--seq-len", "32", "--max-steps", "1",
                        "--telemetry.wandb", "disabled", "--out", str(tmp_path / "run")], cache_dir, check=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hypros_lm.data import PreparedCorpus, PrepareSettings, data_dir, iter_documents, prepare_corpus, resolve_source
+from hypros_lm.data import DataSettings, PreparedCorpus, data_dir, iter_documents, prepare_corpus, resolve_source
 from hypros_lm.data.shards import TokenBlocks
 from hypros_lm.data.tokenizer import eos_id
 from tests import helpers
@@ -24,9 +24,9 @@ from tests.helpers import REPO, TINY_RUN, free_port, read_metrics, run_python
 pytestmark = pytest.mark.skipif(data_dir() is None, reason="needs the offline data folder ../shared/data")
 
 PREPARE = REPO / "launch" / "prepare_data.py"
-IMDB = ["--data", "imdb", "--splits", "train=test", "--vocab-size", "2048", "--tokenizer-sample-chars", "1000000",
-        "--docs-per-shard", "1500", "--no-progress"]
-IMDB_SETTINGS = PrepareSettings(vocab_size=2048, tokenizer_sample_chars=1_000_000, docs_per_shard=1500,
+IMDB = ["--data", "imdb", "--splits", "train=test", "--data.vocab_size", "2048", "--data.tokenizer_sample_chars", "1000000",
+        "--data.docs_per_shard", "1500", "--no-progress"]
+IMDB_SETTINGS = DataSettings(vocab_size=2048, tokenizer_sample_chars=1_000_000, docs_per_shard=1500,
                                 token_budget=2_000_000)
 
 
@@ -78,7 +78,7 @@ def test_blocks_span_shard_boundaries(imdb_one_worker):
 
 
 def test_a_preparation_killed_with_sigkill_resumes_to_identical_shards(tmp_path, cache_dir):
-    args = [*IMDB, "--workers", "2", "--token-budget", "4000000"]
+    args = [*IMDB, "--workers", "2", "--data.token_budget", "4000000"]
     env = helpers.test_env(cache_dir)
     full = tmp_path / "full"
     subprocess.run([sys.executable, str(PREPARE), *args, "--out", str(full)], env=env, check=True, cwd=REPO,
@@ -109,7 +109,7 @@ def test_two_ranks_under_the_deepspeed_launcher_equal_one_process(imdb_one_worke
     out = tmp_path / "ranks"
     deepspeed = Path(sys.executable).parent / "deepspeed"
     cmd = [str(deepspeed), "--num_gpus", "2", "--master_port", str(free_port()), str(PREPARE), *IMDB,
-           "--token-budget", "2000000", "--out", str(out)]
+           "--data.token_budget", "2000000", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=helpers.test_env(cache_dir), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "rank 0 of 2" in proc.stdout
@@ -121,7 +121,7 @@ def test_two_ranks_under_the_deepspeed_launcher_equal_one_process(imdb_one_worke
 def wikitext_folder(tmp_path_factory, cache_dir) -> Path:
     """WikiText-2 prepared by the command, in shards of 50 articles (13 train shards), vocabulary as TINY_RUN."""
     out = tmp_path_factory.mktemp("wt2") / "prepared"
-    run_python(["--data", "wikitext-2-v1", "--vocab-size", "2048", "--docs-per-shard", "50", "--no-progress",
+    run_python(["--data", "wikitext-2-v1", "--data.vocab_size", "2048", "--data.docs_per_shard", "50", "--no-progress",
                 "--out", str(out)], cache_dir, script=PREPARE)
     return out
 
@@ -178,7 +178,7 @@ def test_an_unknown_format_version_is_refused(imdb_one_worker, tmp_path):
 
 def test_a_run_with_another_tokenizer_or_a_too_small_vocabulary_stops(imdb_one_worker, tmp_path, cache_dir):
     other = tmp_path / "other.json"
-    prepare_corpus(tmp_path / "other", imdb(), PrepareSettings(vocab_size=1024, tokenizer_sample_chars=200_000,
+    prepare_corpus(tmp_path / "other", imdb(), DataSettings(vocab_size=1024, tokenizer_sample_chars=200_000,
                    docs_per_shard=1500, token_budget=100_000), progress=False, log=lambda _m: None)
     shutil.copy(tmp_path / "other" / "tokenizer.json", other)
     proc = run_python([*TINY_RUN, "--data", str(imdb_one_worker), "--data.val_split", "train", "--data.tokenizer",
@@ -195,10 +195,10 @@ def test_a_run_with_another_tokenizer_or_a_too_small_vocabulary_stops(imdb_one_w
 def test_a_budget_larger_than_the_source_says_how_many_tokens_it_had(tmp_path):
     with pytest.raises(ValueError, match=r"larger than the source can hold: .*wiki.valid.raw has 1,146,846 bytes"):
         prepare_corpus(tmp_path / "a", {"train": resolve_source("wikitext-2-raw-v1", "validation")},
-                       PrepareSettings(vocab_size=1024, token_budget=10**9), progress=False, log=lambda _m: None)
+                       DataSettings(vocab_size=1024, token_budget=10**9), progress=False, log=lambda _m: None)
     assert not (tmp_path / "a" / "tokenizer.json").exists()  # refused before any work
     with pytest.raises(ValueError, match=r"larger than the source: imdb .* has ([\d,]+) tokens\. Rerun with") as err:
-        prepare_corpus(tmp_path / "b", imdb(), PrepareSettings(vocab_size=1024, tokenizer_sample_chars=200_000,
+        prepare_corpus(tmp_path / "b", imdb(), DataSettings(vocab_size=1024, tokenizer_sample_chars=200_000,
                        docs_per_shard=5000, token_budget=10**8), progress=False, log=lambda _m: None)
     kept = [json.loads(p.read_text()) for p in (tmp_path / "b" / "train").glob("shard_*.json")]
     assert f"has {sum(r['tokens'] for r in kept):,} tokens" in str(err.value)
@@ -212,7 +212,7 @@ def test_an_unwritable_output_or_another_preparation_in_it_is_refused(imdb_one_w
     with pytest.raises(PermissionError, match="is not writable"):
         prepare_corpus(blocker / "out", imdb(), IMDB_SETTINGS, progress=False, log=lambda _m: None)
     with pytest.raises(FileExistsError, match="already holds a prepared corpus of other sources or settings"):
-        prepare_corpus(imdb_one_worker, imdb(), PrepareSettings(vocab_size=4096), progress=False, log=lambda _m: None)
+        prepare_corpus(imdb_one_worker, imdb(), DataSettings(vocab_size=4096), progress=False, log=lambda _m: None)
 
 
 def test_a_large_hub_corpus_is_never_tokenized_in_the_training_job(tmp_path, cache_dir, monkeypatch):
@@ -223,7 +223,7 @@ def test_a_large_hub_corpus_is_never_tokenized_in_the_training_job(tmp_path, cac
                           text=True, timeout=120)
     assert proc.returncode == 2
     assert "is a large corpus" in proc.stderr
-    assert "python launch/prepare_data.py --data pile --vocab-size 8192 --token-budget 1000000000" in proc.stderr
+    assert "python launch/prepare_data.py --data pile --data.vocab_size 8192 --data.token_budget 1000000000" in proc.stderr
 
 
 def test_token_blocks_over_uint32_shards(tmp_path):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
-from hypros_lm.runs import export_hf, load_run
-from tests.helpers import REPO, run_python
+from hypros_lm.runs import RunFolder, export_hf, load_run
+from tests.helpers import REPO, evaluation_metrics, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +33,9 @@ def test_load_rejects_another_model_size(stage_runs, tmp_path):
 
     copy = tmp_path / "run"
     shutil.copytree(stage_runs["zero2"], copy)
-    settings = yaml.safe_load((copy / "settings.yaml").read_text())
+    settings = RunFolder(copy).settings_dict()
     settings["model"]["name"] = "micro"
-    (copy / "settings.yaml").write_text(yaml.safe_dump(settings))
+    RunFolder(copy).settings_file.write_text(yaml.safe_dump(settings))
     with pytest.raises(ValueError, match="from another model size"):
         load_run(copy)
     with pytest.raises(FileNotFoundError, match="no complete checkpoint for step 3"):
@@ -48,7 +47,7 @@ def test_eval_lm_writes_metrics_and_figures(stage_runs, cache_dir, tmp_path):
     proc = run_python([str(stage_runs["zero2"]), "--split", "test", "--batches", "3", "--batch-size", "4",
                        "--out", str(out)], cache_dir, script=REPO / "eval" / "lm.py")
     assert "ECE(10)" in proc.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = evaluation_metrics(out)
     assert metrics["val_tokens"] == 3 * 4 * 64
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss_log"]))
     assert 0 <= metrics["ece_10"] <= 1 and 0 <= metrics["ece_adaptive_10"] <= 1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from tests.helpers import REPO, read_metrics, run_deepspeed, run_python
+from tests.helpers import REPO, evaluation_metrics, read_metrics, run_deepspeed, run_python
 
 pytestmark = pytest.mark.slow
 FINETUNE = REPO / "launch" / "finetune.py"
@@ -37,7 +37,7 @@ def test_sst2_finetune_on_two_ranks_then_classify(stage_runs, cache_dir, tmp_pat
                         cache_dir, script=CLASSIFY)
     assert "relative accuracy drop" in result.stdout
     for name in ("clean", "swap_0.1", "trigger_prefix"):
-        metrics = json.loads((ev / name / "metrics.json").read_text())
+        metrics = evaluation_metrics(ev / name)
         rows = [json.loads(x) for x in (ev / name / "predictions.jsonl").read_text().splitlines()]
         probs = np.array([r["probs"] for r in rows])
         gold, predicted = np.array([r["gold"] for r in rows]), np.array([r["predicted"] for r in rows])
@@ -55,7 +55,7 @@ def test_sst2_finetune_on_two_ranks_then_classify(stage_runs, cache_dir, tmp_pat
 
     shift = run_python([str(out), "--task", "imdb", "--split", "test", "--limit", "60", "--out", str(tmp_path / "imdb")],
                        cache_dir, script=CLASSIFY)
-    imdb = json.loads((tmp_path / "imdb" / "clean" / "metrics.json").read_text())
+    imdb = evaluation_metrics(tmp_path / "imdb" / "clean")
     assert imdb["examples"] == 60 and "a seeded sample (seed 0) of 60" in imdb["data"] and "IMDb" in shift.stdout
 
 

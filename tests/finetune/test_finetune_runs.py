@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from hypros_lm.tasks.seq2seq import get_task, load_pairs
-from tests.helpers import REPO, read_metrics, run_deepspeed, run_python
+from tests.helpers import REPO, evaluation_metrics, read_metrics, run_deepspeed, run_python
 
 pytestmark = pytest.mark.slow
 FINETUNE = REPO / "launch" / "finetune.py"
@@ -30,7 +28,7 @@ def test_multi30k_finetune_generate_and_score(stage_runs, cache_dir, tmp_path):
     gen = run_python([str(out), "--split", "test", "--limit", "8", "--max-new-tokens", "12",
                       "--perturb", "swap:0.1"], cache_dir, script=GENERATE)
     assert "sacreBLEU signatures: nrefs:1" in gen.stdout
-    metrics = json.loads((out / "gen-multi30k-en-de-test" / "metrics.json").read_text())
+    metrics = evaluation_metrics(out / "gen-multi30k-en-de-test")
     hyps = (out / "gen-multi30k-en-de-test" / "predictions-clean.txt").read_text().splitlines()
     refs = load_pairs(get_task("multi30k-en-de"), "test")[1][:8]
     assert len(hyps) == 8 and metrics["examples"] == 8
@@ -80,7 +78,7 @@ def test_xsum_summarization_from_an_exported_model_and_rouge(stage_runs, cache_d
     proc = run_python(_common(hf, out, "xsum", 256, 2), cache_dir, script=FINETUNE)
     assert "sources truncated" in proc.stdout and f"init: weights from {hf}" in proc.stdout
     run_python([str(out), "--limit", "4", "--max-new-tokens", "12"], cache_dir, script=GENERATE)
-    metrics = json.loads((out / "gen-xsum-test" / "metrics.json").read_text())
+    metrics = evaluation_metrics(out / "gen-xsum-test")
     hyps = (out / "gen-xsum-test" / "predictions-clean.txt").read_text().splitlines()
     refs = load_pairs(get_task("xsum"), "test")[1][:4]
     from rouge_score import rouge_scorer

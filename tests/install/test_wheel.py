@@ -4,7 +4,6 @@ its DeepSpeed configs and launching its own modules."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hypros_lm.runs import EVALUATION_FILE, RunFolder
 from tests import helpers
 from tests.install.venvs import build_wheel, fresh_venv, pip_install, requirements_of_project
 
@@ -39,9 +39,9 @@ def test_installed_wheel_trains_evaluates_and_runs_a_study(tmp_path, cache_dir):
     assert str(tmp_path / "venv") in where and str(helpers.REPO) not in where
     run(str(bin_dir / "hypros-pretrain"), "--model", "nano", "--max-steps", "3", "--seq-len", "64",
         "--micro-batch-size", "4", "--data.vocab_size", "2048", "--telemetry.wandb", "disabled", "--out", "run")
-    assert (work / "run" / "checkpoints" / "latest").is_file()
+    assert RunFolder(work / "run").latest() is not None
     out = run(str(bin_dir / "hypros-eval"), "lm", "run", "--batches", "2")
-    assert "ppl" in out and (work / "run" / "eval-validation" / "metrics.json").is_file()
+    assert "ppl" in out and (RunFolder(work / "run").evaluation("validation") / EVALUATION_FILE).is_file()
 
     study = {"name": "wheel-mini", "description": "Two runs from an installed wheel.", "task": "pretrain",
              "ranks": 1, "base": {"data": {"name": "wikitext-2-v1", "seq_len": 64, "vocab_size": 2048},
@@ -55,5 +55,5 @@ def test_installed_wheel_trains_evaluates_and_runs_a_study(tmp_path, cache_dir):
     (work / "mini.yaml").write_text(yaml.safe_dump(study))
     run(str(bin_dir / "hypros-study"), "mini.yaml", "--out", "study")
     for name in ("log-nano-s1", "hypros-nano-s1"):
-        assert json.loads((work / "study" / name / "eval-test" / "metrics.json").read_text())["perplexity"] > 1
+        assert helpers.evaluation_metrics(RunFolder(work / "study" / name).evaluation("test"))["perplexity"] > 1
     assert Path(work / "study").is_dir()

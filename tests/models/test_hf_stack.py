@@ -13,7 +13,7 @@ from hypros_lm.data import prepare_data
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import HFCausalLM
 from hypros_lm.runs import export_hf, load_run
-from tests.helpers import REPO, read_metrics, run_deepspeed, run_python
+from tests.helpers import REPO, evaluation_metrics, read_metrics, run_deepspeed, run_python
 from tests.integrations.hf_models import COVERAGE, small_config
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,7 @@ def test_a_pretrained_hf_folder_starts_where_eval_lm_puts_it_and_fine_tunes(stag
     hf = export_hf(stage_runs["zero2"], tmp_path / "demo-hf")  # the project's own trained model, as an HF folder
     run_python(["--hf-dir", str(hf), "--data", "wikitext-2-v1", "--seq-len", "64", "--batches", "2", "--batch-size", "4",
                 "--out", str(tmp_path / "eval")], cache_dir, script=REPO / "eval" / "lm.py")
-    reported = json.loads((tmp_path / "eval" / "metrics.json").read_text())["loss_log"]
+    reported = evaluation_metrics(tmp_path / "eval")["loss_log"]
     cont = tmp_path / "continued"
     proc = run_python([*RUN, "--model", f"hf:{hf}", "--max-steps", "2", "--train.eval_at_start", "true",
                        "--out", str(cont)], cache_dir)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from hypros_lm.evaluation.lm import evaluate_blocks
+from hypros_lm.files import write_atomic
 from hypros_lm.models import HFCausalLM, ModelSettings, build_model, initial_value
-from hypros_lm.runs import export_hf, load_run
+from hypros_lm.runs import LATEST, RunFolder, export_hf, load_run
 from hypros_lm.training.engine import assign_parameters
 from tests.helpers import read_metrics, run_python
 
@@ -74,23 +75,23 @@ def _as_released_layout(run: Path, to: Path, *, step: int) -> Path:
     """A copy of ``run`` cut at ``step`` with its checkpoint in the layout 0.1 wrote: DeepSpeed's model states and
     optimizer fragments under the rung's ``body.*`` / ``head.weight`` names (everything else as saved)."""
     shutil.copytree(run, to)
-    ckpt = to / "checkpoints"
-    tag = f"step_{step:07d}"
-    for other in ckpt.glob("step_*"):
-        if other.name != tag:
+    folder = RunFolder(to)
+    keep = folder.checkpoint(step)
+    for other in folder.checkpoints.iterdir():
+        if other.is_dir() and other != keep:
             shutil.rmtree(other)
-    (ckpt / "latest").write_text(tag)
+    write_atomic(folder.checkpoints / LATEST, keep.name)
 
     def old(name: str) -> str:
         return _released(name.removeprefix("lm."))
 
-    states_file = ckpt / tag / "mp_rank_00_model_states.pt"
+    states_file = keep / "mp_rank_00_model_states.pt"
     states = torch.load(states_file, weights_only=False)
     states["module"] = {old(k): v for k, v in states["module"].items()}
     states["param_shapes"] = [{old(k): v for k, v in group.items()} for group in states["param_shapes"]]
     states["shared_params"] = {old(k): old(v) for k, v in states["shared_params"].items()}
     torch.save(states, states_file)
-    for optim_file in (ckpt / tag).glob("*optim_states.pt"):
+    for optim_file in keep.glob("*optim_states.pt"):
         optim = torch.load(optim_file, weights_only=False)
         mappings = optim["optimizer_state_dict"]["param_slice_mappings"]
         optim["optimizer_state_dict"]["param_slice_mappings"] = [{old(k): v for k, v in m.items()} for m in mappings]
@@ -101,7 +102,7 @@ def _as_released_layout(run: Path, to: Path, *, step: int) -> Path:
 @pytest.fixture(scope="module")
 def released_run(rung_run, tmp_path_factory) -> Path:
     folder = _as_released_layout(rung_run, tmp_path_factory.mktemp("released") / "run", step=3)
-    names = torch.load(folder / "checkpoints" / "step_0000003" / "mp_rank_00_model_states.pt", weights_only=False)
+    names = torch.load(RunFolder(folder).checkpoint(3) / "mp_rank_00_model_states.pt", weights_only=False)
     assert "head.weight" in names["module"] and all(k.startswith(("body.", "head.")) for k in names["module"])
     return folder
 

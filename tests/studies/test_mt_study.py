@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 
+from hypros_lm.runs import RunFolder
 from hypros_lm.tasks.seq2seq import get_task, load_pairs
 from tests.helpers import REPO, run_python
 
@@ -48,16 +49,16 @@ def test_a_miniature_mt_study_reports_the_bleu_of_its_prediction_files(stage_run
     assert "| test BLEU | test chrF |" in report and "| set | BLEU | NLL |" in report  # BLEU first
     for variation in ("log", "hypros"):
         run = out / f"{variation}-nano-s1"
-        hyps = (run / "eval-test" / "predictions-clean.txt").read_text().splitlines()
+        hyps = (RunFolder(run).evaluation("test") / "predictions-clean.txt").read_text().splitlines()
         bleu = BLEU().corpus_score(hyps, [references["test"]]).score
         row = next(r for r in analysis["summary"] if r["variation"] == variation)
         assert row["bleu"][0] == pytest.approx(bleu, abs=1e-9)
         assert row["chrf"][0] == pytest.approx(CHRF().corpus_score(hyps, [references["test"]]).score, abs=1e-9)
         assert f"| nano | {row['params'] / 1e6:.2f}M | {variation} | {bleu:.4g} |" in report
-        shifted = (run / "eval-shift-newstest2014" / "predictions-clean.txt").read_text().splitlines()
+        shifted = (RunFolder(run).evaluation("shift-newstest2014") / "predictions-clean.txt").read_text().splitlines()
         assert row["shift-newstest2014:bleu"][0] == pytest.approx(
             BLEU().corpus_score(shifted, [references["shift-newstest2014"]]).score, abs=1e-9)
-        swapped = (run / "eval-swap-10" / "predictions-swap_0.1.txt").read_text().splitlines()
+        swapped = (RunFolder(run).evaluation("swap-10") / "predictions-swap_0.1.txt").read_text().splitlines()
         swap_bleu = BLEU().corpus_score(swapped, [references["test"]]).score
         assert row["swap-10:bleu"][0] == pytest.approx(swap_bleu, abs=1e-9)
         if bleu:  # the relative drop is undefined at BLEU 0

@@ -7,8 +7,9 @@ import json
 import pytest
 import yaml
 
+from hypros_lm.runs import EVALUATION_FILE, RunFolder
 from hypros_lm.studies.spec import expand, load_study
-from tests.helpers import REPO, read_metrics, run_python
+from tests.helpers import REPO, evaluation_metrics, read_metrics, run_python
 
 STUDY = {
     "name": "unit",
@@ -62,12 +63,12 @@ def test_runner_trains_skips_and_resumes(tmp_path, cache_dir):
     cut = run_python([str(study_cut), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py", timeout=600)
     assert cut.stdout.count("not evaluated") == 2
     assert [r["step"] for r in read_metrics(out / "hypros-nano-s1")] == [1, 2]
-    assert not (out / "hypros-nano-s1" / "eval-test").exists()
+    assert not RunFolder(out / "hypros-nano-s1").evaluation("test").exists()
     full = _write(tmp_path)
     proc = run_python([str(full), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py", timeout=600)
     assert "hypros-nano-s1: resuming" in proc.stdout
     assert [r["step"] for r in read_metrics(out / "hypros-nano-s1")] == [1, 2, 3, 4]
-    assert (out / "log-nano-s1" / "eval-test" / "metrics.json").is_file()
+    assert (RunFolder(out / "log-nano-s1").evaluation("test") / EVALUATION_FILE).is_file()
     assert json.loads((out / "hypros-nano-s1" / "study.json").read_text())["variation"] == "hypros"
     again = run_python([str(full), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py")
     assert again.stdout.count("-s1: done, skipped") == 2 and "timing nano: done, skipped" in again.stdout
@@ -119,6 +120,6 @@ def test_runner_trains_and_evaluates_an_hf_model(tmp_path, cache_dir):
     out = tmp_path / "runs"
     run_python([str(tmp_path / "s.yaml"), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py", timeout=600)
     assert [r["step"] for r in read_metrics(out / "log-qwen-small-s1")] == [1, 2, 3, 4]
-    metrics = json.loads((out / "log-qwen-small-s1" / "eval-test" / "metrics.json").read_text())
+    metrics = evaluation_metrics(RunFolder(out / "log-qwen-small-s1").evaluation("test"))
     assert metrics["val_tokens"] > 0 and metrics["loss_log"] == pytest.approx(read_metrics(out / "log-qwen-small-s1", "val")
                                                                               [-1]["loss_log"], rel=0.2)

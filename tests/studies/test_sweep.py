@@ -9,6 +9,7 @@ import pytest
 import yaml
 from scipy import stats
 
+from hypros_lm.runs import EVALUATION_FILE, RunFolder
 from hypros_lm.studies.criteria import analyse
 from hypros_lm.studies.report import write_report
 from hypros_lm.studies.results import RunResult
@@ -137,14 +138,15 @@ def _written_report(study, runs, folder, out) -> str:
         d.mkdir(parents=True)
         (d / "study.json").write_text(json.dumps({"study": study.name, "task": "pretrain", "variation": r.variation,
                                                   "model": r.model, "seed": r.seed}))
-        (d / "settings.yaml").write_text(yaml.safe_dump({"train": {"max_steps": r.max_steps, "seed": r.seed},
+        folder = RunFolder(d)
+        folder.settings_file.write_text(yaml.safe_dump({"train": {"max_steps": r.max_steps, "seed": r.seed},
                                                           "loss": {"name": r.variation}, "model": {"name": r.model}}))
-        (d / "environment.json").write_text(json.dumps({"num_parameters": r.params}))
+        folder.environment_file.write_text(json.dumps({"num_parameters": r.params}))
         records = [{**x, "split": "train"} for x in r.train] + [{**x, "split": "val"} for x in r.curve]
-        (d / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in records) + "\n")
-        ev = d / "eval-test"
+        folder.metrics_file.write_text("\n".join(json.dumps(x) for x in records) + "\n")
+        ev = folder.evaluation("test")
         ev.mkdir()
-        (ev / "metrics.json").write_text(json.dumps({"loss_log": r.test["nll"], "loss_brier": r.test["brier"],
+        (ev / EVALUATION_FILE).write_text(json.dumps({"loss_log": r.test["nll"], "loss_brier": r.test["brier"],
                                                      "ece_10": r.test["ece_10"], "accuracy": r.test["accuracy"],
                                                      "reliability_10": []}))
     return write_report(study, folder, out).read_text()

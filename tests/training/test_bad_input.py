@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hypros_lm.config import load_settings
+from hypros_lm.errors import InvalidValue, UserError
 from hypros_lm.training import check_run
 from tests.helpers import run_python
 
@@ -33,8 +34,26 @@ def _check(argv, tmp_path):
     ],
 )
 def test_bad_settings_raise_named_errors(argv, error, message, tmp_path):
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as caught:
         _check(argv, tmp_path)
+    assert isinstance(caught.value, UserError)  # what the command line shows as one line
+
+
+def test_the_command_line_shows_user_errors_in_one_line_and_bugs_with_their_traceback(capsys):
+    from hypros_lm.cli import run_main
+
+    def bad_input(_argv):
+        raise InvalidValue("loss.tau=0 must be > 0")
+
+    with pytest.raises(SystemExit) as stopped:
+        run_main(bad_input, [])
+    assert stopped.value.code == 2 and "hypros-lm error (rank 0): loss.tau=0 must be > 0" in capsys.readouterr().err
+
+    def bug(_argv):
+        return {}["missing key"]
+
+    with pytest.raises(KeyError):  # not a user error: it propagates, traceback and all
+        run_main(bug, [])
 
 
 def test_missing_split_names_what_is_there(tmp_path):

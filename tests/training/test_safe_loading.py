@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from hypros_lm.runs import load_run, safe_load
+from hypros_lm.runs import RunFolder, load_run, safe_load
 from tests.helpers import TINY_RUN, run_python
 
 
@@ -31,7 +31,7 @@ def run_dir(tmp_path_factory, cache_dir):
 
 
 def _checkpoint(run_dir):
-    return next((run_dir / "checkpoints").glob("step_*"))
+    return RunFolder(run_dir).latest()
 
 
 def test_the_saved_rng_state_loads_as_plain_data(run_dir):

@@ -45,7 +45,7 @@ def test_the_set_of_settings_is_deliberate():
         "model.name", "model.attention", "model.activation_checkpointing", "model.tie_embeddings", "model.vocab_size",
         "data.name", "data.train_split", "data.val_split", "data.text_field", "data.seq_len", "data.tokenizer",
         "data.vocab_size", "data.token_budget", "data.tokenizer_sample_chars", "data.holdout_fraction",
-        "data.holdout_min_tokens", "data.holdout_seed", "data.verify_shards",
+        "data.holdout_min_tokens", "data.holdout_seed", "data.docs_per_shard", "data.verify_shards",
         "loss.name", "loss.bounded", "loss.t0", "loss.tau", "loss.lam_max", "loss.lam_fixed", "loss.linear_start",
         "loss.linear_end", "loss.peak", "loss.switch", "loss.label_smoothing", "loss.z_loss", "loss.chunk_size",
         "optim.lr", "optim.min_lr_ratio", "optim.warmup_steps", "optim.decay", "optim.weight_decay", "optim.beta1",
@@ -76,6 +76,32 @@ def test_help_lists_every_key_with_type_default_and_description():
     from hypros_lm.config import known_keys
 
     assert all(f"  --{key}  (" in out for key in known_keys())
+
+
+def test_the_preparer_takes_the_data_settings_under_training_s_names(capsys):
+    """hypros-prepare --help shows its data settings as hypros-pretrain --help does, line for line; values go
+    through the same conversions and checks; the flags of 0.1 are named with what they are now."""
+    from hypros_lm.commands import prepare
+    from hypros_lm.config import settings_help
+    from hypros_lm.data.settings import PREPARE_SETTINGS
+
+    with pytest.raises(SystemExit):
+        prepare.parse(["--help"])
+    preparer = capsys.readouterr().out
+    training = settings_help().splitlines()
+    for name in PREPARE_SETTINGS:
+        at = training.index(next(line for line in training if line.startswith(f"  --data.{name}  (")))
+        assert "\n".join(training[at:at + 2]) in preparer, name
+    assert "--data.seq_len" not in preparer and "--vocab-size" not in preparer
+    args, data = prepare.parse(["--data", "imdb", "--data.token_budget", "1e7", "--data.vocab_size", "600", "--out", "x"])
+    assert (data.name, data.token_budget, data.vocab_size, args.out) == ("imdb", 10**7, 600, Path("x"))
+    with pytest.raises(ValueError, match="data.holdout_fraction=2.0"):
+        prepare.parse(["--data", "imdb", "--data.holdout_fraction", "2", "--out", "x"])
+    with pytest.raises(ValueError, match="--data.seq_len is not a setting of this command"):
+        prepare.parse(["--data", "imdb", "--data.seq_len", "64", "--out", "x"])
+    with pytest.raises(SystemExit):
+        prepare.parse(["--data", "imdb", "--vocab-size", "600", "--out", "x"])
+    assert "--vocab-size is now --data.vocab_size" in capsys.readouterr().err
 
 
 def test_settings_that_make_little_sense_together_are_warned():

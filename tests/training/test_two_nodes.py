@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hypros_lm.runs import RunFolder
 from tests import helpers
 from tests.helpers import PRETRAIN, REPO, TINY_RUN, free_port, read_metrics, run_deepspeed
 
@@ -86,7 +87,7 @@ def test_prepare_data_on_two_nodes_equals_one_process(tmp_path, cache_dir):
     with gzip.open(REPO.parent / "shared" / "data" / "imdb" / "test.jsonl.gz", "rt") as f:
         lines = [line for _, line in zip(range(1200), f, strict=False)]
     (folder / "train.jsonl").write_text("".join(lines))
-    args = ["--data", str(folder), "--vocab-size", "600", "--docs-per-shard", "200", "--no-progress"]
+    args = ["--data", str(folder), "--data.vocab_size", "600", "--data.docs_per_shard", "200", "--no-progress"]
     two_node_run([*args, "--out", str(tmp_path / "two")], cache_dir, tmp_path, script=PREPARE)
     subprocess.run([sys.executable, str(PREPARE), *args, "--out", str(tmp_path / "one")], cwd=REPO,
                    env=helpers.test_env(cache_dir), check=True, capture_output=True)
@@ -102,7 +103,7 @@ def test_a_lost_node_is_named_within_a_minute(tmp_path, cache_dir):
                              "--train.save_every", "0", "--out", str(out)], cache_dir, tmp_path)
     try:
         deadline = time.time() + 240
-        while not (out / "metrics.jsonl").is_file() or len(read_metrics(out)) < 3:
+        while not RunFolder(out).metrics_file.is_file() or len(read_metrics(out)) < 3:
             assert time.time() < deadline and all(p.poll() is None for p in procs), "training did not start"
             time.sleep(1)
         victim = json.loads((out / ".heartbeat" / "rank1.json").read_text())

@@ -6,6 +6,7 @@ import importlib
 import sys
 
 from hypros_lm.cli import run_main
+from hypros_lm.errors import InvalidValue
 
 SUBCOMMANDS = {
     "lm": "perplexity, Brier, spherical, calibration of a run or Hugging Face model on a corpus",
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> None:
         print(usage())
         return
     if argv[0] not in SUBCOMMANDS:
-        raise ValueError(f"unknown hypros-eval subcommand {argv[0]!r}; choose one of {list(SUBCOMMANDS)}")
+        raise InvalidValue(f"unknown hypros-eval subcommand {argv[0]!r}; choose one of {list(SUBCOMMANDS)}")
     importlib.import_module(f"hypros_lm.commands.evaluate.{argv[0]}").main(argv[1:])
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from hypros_lm.cli import run_main
 from hypros_lm.commands.evaluate.options import add_device_options, add_task_options
 from hypros_lm.data.perturb import parse
+from hypros_lm.errors import InvalidValue
 from hypros_lm.runs import load_run
 from hypros_lm.tasks import require_family
 from hypros_lm.tasks.classification import evaluate_classifier, relative_degradation
@@ -39,7 +40,7 @@ def main(argv: list[str]) -> None:
     loaded = load_run(args.run_dir)
     task = args.task or loaded.settings.task.name
     if task is None:
-        raise ValueError(f"{args.run_dir} is a pretraining run: pass --task (sst2, ag_news, imdb)")
+        raise InvalidValue(f"{args.run_dir} is a pretraining run: pass --task (sst2, ag_news, imdb)")
     require_family(task, "classification", "eval/classify.py")
     out = args.out or Path(args.run_dir) / f"cls-{task}-{args.split}"
     results = {}

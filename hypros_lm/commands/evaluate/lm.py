@@ -17,7 +17,7 @@ from hypros_lm.data import load_tokenizer
 from hypros_lm.evaluation.device import choose_device
 from hypros_lm.evaluation.lm import evaluate_and_write
 from hypros_lm.models import HFCausalLM
-from hypros_lm.runs import load_run
+from hypros_lm.runs import EVALUATION_PREFIX, RunFolder, load_run
 
 
 def main(argv: list[str]) -> None:
@@ -51,7 +51,8 @@ def main(argv: list[str]) -> None:
         run_precision = run.settings.train.precision
     device, dtype = choose_device(args.device, run_precision=run_precision, precision=args.precision)
     model = model.to(device=device, dtype=dtype)
-    out = Path(args.out or Path(args.run_dir or args.hf_dir) / f"eval-{args.split}")
+    out = Path(args.out or (RunFolder(args.run_dir).evaluation(args.split) if args.run_dir else
+                            Path(args.hf_dir) / f"{EVALUATION_PREFIX}{args.split}"))
     result = evaluate_and_write(model, tokenizer, data=data_name, split=args.split, seq_len=seq_len,
                                 batches=args.batches, batch_size=args.batch_size, out=out, label=label, device=device)
     print(f"{label} on {result['data']} ({result['val_tokens']:,} tokens):")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hypros_lm.cli import run_main
 from hypros_lm.evaluation.figures import lambda_and_grad_norms, learning_curves, reliability_diagram, run_label
+from hypros_lm.runs import EVALUATION_FILE, RunFolder
 
 
 def main(argv: list[str]) -> None:
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> None:
     written = [*learning_curves(args.run_dirs, args.out), lambda_and_grad_norms(args.run_dirs, args.out)]
     tables = {}
     for run in args.run_dirs:
-        metrics = run / f"eval-{args.eval_split}" / "metrics.json"
+        metrics = RunFolder(run).evaluation(args.eval_split) / EVALUATION_FILE
         if metrics.is_file():
             tables[run_label(run)] = json.loads(metrics.read_text())["reliability_10"]
     if tables:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from hypros_lm.cli import run_main
+from hypros_lm.errors import MissingFile
 from hypros_lm.studies.ratings import ratings_report, summarize
 
 
@@ -22,7 +23,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     for path in [*args.ratings, args.key]:
         if not path.is_file():
-            raise FileNotFoundError(f"no file {path}")
+            raise MissingFile(f"no file {path}")
 
     summary = summarize(args.ratings, args.key)
     text = ratings_report(summary)

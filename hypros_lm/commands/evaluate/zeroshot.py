@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hypros_lm.cli import run_main
 from hypros_lm.commands.evaluate.options import add_device_options, add_model_source, parse_model_source
+from hypros_lm.errors import InvalidValue
 from hypros_lm.evaluation.device import choose_device
 from hypros_lm.evaluation.zeroshot import OFFLINE_TASKS, resolve_tasks, summary_lines
 from hypros_lm.runs import load_run, to_hf
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> None:
     manager = TaskManager(include_path=str(out / "tasks")) if (out / "tasks").is_dir() else TaskManager()
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
-        raise ValueError(f"lm-eval knows no task {unknown}; offline copies exist for {sorted(OFFLINE_TASKS)}")
+        raise InvalidValue(f"lm-eval knows no task {unknown}; offline copies exist for {sorted(OFFLINE_TASKS)}")
     results = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=args.limit,
                                       bootstrap_iters=200, log_samples=False)
     results["hypros_data_sources"] = described
