@@ -296,8 +296,7 @@ def load_data_settings(argv: list[str], *, keys: Collection[str]) -> DataSetting
     """The data settings of a command that takes only some of them (``hypros-prepare``): the same ``--data.*``
     flags, names, conversions and checks as training's; another setting is refused, naming the ones taken."""
     tree: dict[str, dict[str, Any]] = {}
-    _, overrides = parse_cli(argv)
-    for key, value in overrides:
+    for key, value in parse_cli(argv)[1]:
         if key not in keys:
             raise InvalidValue(f"--{key} is not a setting of this command; it takes {', '.join(f'--{k}' for k in keys)}")
         _apply(tree, key, value)

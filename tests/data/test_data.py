@@ -55,7 +55,7 @@ def test_local_folder_of_lines_and_jsonl(tmp_path):
     assert list(iter_documents(resolve_source(str(tmp_path), "train"))) == [x.strip() for x in lines if x.strip()]
     texts = list(iter_documents(resolve_source(str(tmp_path), "validation")))
     assert texts == [json.loads(r)["text"] for r in records]
-    with pytest.raises(KeyError, match="no field 'body'"):
+    with pytest.raises(ValueError, match="no field 'body'"):
         list(iter_documents(resolve_source(str(tmp_path), "validation", text_field="body")))
     with pytest.raises(FileNotFoundError, match="no 'test' split in local data folder"):
         resolve_source(str(tmp_path), "test")
