@@ -69,7 +69,7 @@ def _variants(rung: str, out: Path, *, batch: int, seq_len: int):
     from hypros_lm.integrations.transformers import patch_causal_lm
     from hypros_lm.models import HFCausalLM
     from hypros_lm.training.engine import build_engine, load_ds_config
-    from hypros_lm.training.loop import Progress, build_run, run_step
+    from hypros_lm.training.loop import Progress, build_run, check_run, run_step
     from hypros_lm.training.telemetry import Clock, make_loggers
 
     settings = settings_from_dict({
@@ -79,7 +79,7 @@ def _variants(rung: str, out: Path, *, batch: int, seq_len: int):
                   "eval_every": 0, "save_every": 0},
         "telemetry": {"wandb": "disabled"},
     })
-    run = build_run(settings, out, 0, 1)
+    run = build_run(settings, check_run(settings), 0, 1)
     o = settings.optim
     config = run.engine.module.config
     weights = {k: v.detach().clone() for k, v in run.engine.module.lm.state_dict().items()}

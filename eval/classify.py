@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/classify.py ...` works from a checkout: 
 hypros_lm.commands.evaluate.classify (installed: `hypros-eval classify`).
 """
 
-from hypros_lm.commands.evaluate.classify import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("classify")

@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/compare.py ...` works from a checkout: t
 hypros_lm.commands.evaluate.compare (installed: `hypros-eval compare`).
 """
 
-from hypros_lm.commands.evaluate.compare import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("compare")

@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/export.py ...` works from a checkout: th
 hypros_lm.commands.evaluate.export (installed: `hypros-eval export`).
 """
 
-from hypros_lm.commands.evaluate.export import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("export")

@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/generate.py ...` works from a checkout: 
 hypros_lm.commands.evaluate.generate (installed: `hypros-eval generate`).
 """
 
-from hypros_lm.commands.evaluate.generate import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("generate")

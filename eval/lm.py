@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/lm.py ...` works from a checkout: the co
 hypros_lm.commands.evaluate.lm (installed: `hypros-eval lm`).
 """
 
-from hypros_lm.commands.evaluate.lm import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("lm")

@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/plots.py ...` works from a checkout: the
 hypros_lm.commands.evaluate.plots (installed: `hypros-eval plots`).
 """
 
-from hypros_lm.commands.evaluate.plots import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("plots")

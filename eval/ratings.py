@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/ratings.py ...` works from a checkout: t
 hypros_lm.commands.evaluate.ratings (installed: `hypros-eval ratings`).
 """
 
-from hypros_lm.commands.evaluate.ratings import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("ratings")

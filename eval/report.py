@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/report.py ...` works from a checkout: th
 hypros_lm.commands.evaluate.report (installed: `hypros-eval report`).
 """
 
-from hypros_lm.commands.evaluate.report import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("report")

@@ -4,7 +4,7 @@ A thin wrapper, so that `deepspeed eval/zeroshot.py ...` works from a checkout: 
 hypros_lm.commands.evaluate.zeroshot (installed: `hypros-eval zeroshot`).
 """
 
-from hypros_lm.commands.evaluate.zeroshot import cli
+from hypros_lm.commands.evaluate import cli
 
 if __name__ == "__main__":
-    cli()
+    cli("zeroshot")

@@ -350,7 +350,8 @@ def setting_rows() -> list[tuple[str, str, str, Any, str]]:
 def settings_help(keys: Collection[str] | None = None) -> str:
     """Every setting (or those of ``keys``, dotted), grouped by section, with its type, default and description;
     then the short flags."""
-    lines = ["Settings (--section.key VALUE; in a --config YAML file as section: {key: value}):"]
+    where = "; in a --config YAML file as section: {key: value}" if keys is None else ""
+    lines = [f"Settings (--section.key VALUE{where}):"]
     previous = None
     for section, name, type_name, default, doc in setting_rows():
         if keys is not None and f"{section}.{name}" not in keys:
@@ -373,8 +374,7 @@ def settings_reference() -> str:
         if section != previous:
             out += ["", f"## `{section}`", "", "| setting | type | default | description |", "|---|---|---|---|"]
             previous = section
-        cell = doc.replace("|", "\\|")
-        out.append(f"| `--{section}.{name}` | {type_name} | `{default!r}` | {cell} |")
+        out.append(f"| `--{section}.{name}` | {type_name} | `{default!r}` | {doc.replace('|', chr(92) + '|')} |")
     out += ["", "## Short flags", "", "| flag | is |", "|---|---|"]
     out += [f"| `--{short}` | `--{key}` |" for short, key in ALIASES.items()]
     return "\n".join(out).strip() + "\n"

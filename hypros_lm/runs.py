@@ -46,6 +46,16 @@ def _tag(step: int) -> str:
     return f"step_{step:07d}"
 
 
+class _Part:
+    """A file or folder of a run folder, by name: ``RunFolder(path).metrics_file`` is ``path / "metrics.jsonl"``."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, folder: RunFolder, _owner: type) -> Path:
+        return folder.path / self.name
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """The layout of a run folder, the one place its file names are spelled; every reader and writer of a run
@@ -61,30 +71,13 @@ class RunFolder:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
-    @property
-    def settings_file(self) -> Path:
-        return self.path / "settings.yaml"
-
-    @property
-    def tokenizer_file(self) -> Path:
-        return self.path / "tokenizer.json"
-
-    @property
-    def environment_file(self) -> Path:
-        return self.path / "environment.json"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def hf_config_file(self) -> Path:
-        """An hf: run's transformers config, written at its start: the source may move or be offline later."""
-        return self.path / "model_config.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+    settings_file = _Part("settings.yaml")
+    tokenizer_file = _Part("tokenizer.json")
+    environment_file = _Part("environment.json")
+    metrics_file = _Part("metrics.jsonl")
+    hf_config_file = _Part("model_config.json")
+    """An hf: run's transformers config, written at its start: the source may move or be offline later."""
+    checkpoints = _Part("checkpoints")
 
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / _tag(step)
@@ -95,7 +88,23 @@ class RunFolder:
 
     def latest(self) -> Path | None:
         """The newest complete checkpoint, or None before the first."""
-        return latest_checkpoint(self.checkpoints)
+        pointer = self.checkpoints / LATEST
+        if not pointer.is_file():
+            return None
+        folder = self.checkpoints / pointer.read_text().strip()
+        if not (folder / META).is_file():
+            raise MissingFile(f"{pointer} names {folder.name}, which is missing or incomplete (no {META})")
+        return folder
+
+    def find(self, step: int | None = None) -> Path:
+        """The complete checkpoint of ``step`` (else the latest), or an error naming the complete ones."""
+        if step is None and self.latest() is not None:
+            return self.latest()
+        if step is not None and self.has_checkpoint(step):
+            return self.checkpoint(step)
+        have = sorted(p.name for p in self.checkpoints.glob("step_*") if (p / META).is_file())
+        wanted = f"for step {step}" if step is not None else f"(no {self.checkpoints / LATEST}); is it a run folder?"
+        raise MissingFile(f"{self.path} has no complete checkpoint {wanted}; complete ones: {have}")
 
     def evaluation(self, name: str) -> Path:
         """The folder of a finished run's evaluation ``name`` (``eval/lm.py --split name``, a study's evaluations)."""
@@ -216,16 +225,6 @@ def _prune(ckpt_dir: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    pointer = ckpt_dir / LATEST
-    if not pointer.is_file():
-        return None
-    folder = ckpt_dir / pointer.read_text().strip()
-    if not (folder / META).is_file():
-        raise MissingFile(f"{pointer} names {folder.name}, which is missing or incomplete (no {META})")
-    return folder
-
-
 def load_checkpoint(engine, folder: Path) -> dict[str, Any]:
     """Collective: restore model, optimizer and this rank's RNG; return the saved client state."""
     meta = json.loads((folder / META).read_text())
@@ -255,19 +254,6 @@ class LoadedRun:
         return RunFolder(self.checkpoint.parent.parent)  # <run>/checkpoints/step_N
 
 
-def find_checkpoint(run: RunFolder, step: int | None = None) -> Path:
-    if step is not None:
-        if not run.has_checkpoint(step):
-            have = sorted(p.name for p in run.checkpoints.glob("step_*") if (p / META).is_file())
-            raise MissingFile(f"no complete checkpoint for step {step} in {run.checkpoints}; complete ones: {have}")
-        return run.checkpoint(step)
-    folder = run.latest()
-    if folder is None:
-        raise MissingFile(f"{run.path} has no complete checkpoint (no {run.checkpoints / LATEST}); is it a run "
-                          f"folder?")
-    return folder
-
-
 def consolidated_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """Full fp32 weights from a checkpoint folder of any ZeRO stage."""
     verify_checkpoint_files(folder)
@@ -288,7 +274,7 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> LoadedRun:
     run = RunFolder(run_dir).check()
     settings = run.read_settings()
     tokenizer = load_tokenizer(str(run.tokenizer_file))
-    folder = find_checkpoint(run, step)
+    folder = run.find(step)
     model = build_model(settings.model, tokenizer.get_vocab_size(), attention="sdpa", config=_saved_config(run, settings))
     state = _with_tied(model, current_names(consolidated_state_dict(folder)))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -16,7 +16,7 @@ PRETRAIN = REPO / "launch" / "pretrain.py"
 TINY_RUN = [
     "--model", "nano", "--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4",
     "--data.vocab_size", "2048", "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2",
-    "--train.component_grad_every", "2", "--telemetry.wandb", "disabled", "--optim.warmup_steps", "2",
+    "--train.component_grad_every", "2", "--optim.warmup_steps", "2",
 ]
 
 

@@ -31,7 +31,8 @@ class DataSettings:
     vocab_size: int = 8192
     """Vocabulary of a trained BPE."""
     token_budget: int | None = None
-    """Train on at most this many tokens (a prepared folder's own budget applies first)."""
+    """Training tokens kept: a preparation keeps the shards in order up to it, training reads at most this many
+    (a prepared folder's own budget applies first); None: the whole split."""
     tokenizer_sample_chars: int = 200_000_000
     """Characters of training text a BPE is trained on (the first documents up to this many)."""
     holdout_fraction: float = 0.005

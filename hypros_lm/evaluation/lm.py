@@ -22,15 +22,24 @@ SCORES = ("log", "brier", "spherical", "entropy", "correct")
 ECE_BINS = (10, 15)  # 10 as the study asks, 15 as in Guo et al. (2017)
 
 
+def evaluate_blocks(model, blocks: TokenBlocks, batches: int, batch_size: int, **options: Any) -> dict[str, Any]:
+    """Token-weighted means of each score over ``batches`` micro-batches per rank, plus the combined loss at λ,
+    perplexity and ECE/MCE from all-reduced bin sums. ``options``: lam, bounded, rank, world, device, progress."""
+    return _evaluate(model, blocks, batches, batch_size, keep_tokens=False, **options)[0]
+
+
+def evaluate_tokens(model, blocks: TokenBlocks, batches: int, batch_size: int,
+                    **options: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """:func:`evaluate_blocks` with adaptive ECE and the reliability table, and this rank's per-token confidence,
+    correctness and entropy (for histograms)."""
+    return _evaluate(model, blocks, batches, batch_size, keep_tokens=True, **options)
+
+
 @torch.no_grad()
-def evaluate_blocks(
+def _evaluate(
     model, blocks: TokenBlocks, batches: int, batch_size: int, *, lam: float = 0.0, bounded: str = "brier",
-    rank: int = 0, world: int = 1, device: torch.device | str = "cpu", keep_tokens: bool = False,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Token-weighted means of each score over ``batches`` micro-batches per rank, plus the combined
-    loss at λ, perplexity and ECE/MCE from all-reduced bin sums. ``keep_tokens`` also returns this
-    rank's per-token confidence, correctness and entropy (for adaptive ECE and histograms)."""
+    rank: int = 0, world: int = 1, device: torch.device | str = "cpu", keep_tokens: bool, progress: bool = False,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     was_training = model.training
     model.eval()
     sums = torch.zeros(len(SCORES) + 1, dtype=torch.float64, device=device)
@@ -69,12 +78,12 @@ def evaluate_blocks(
         **{f"ece_{n}": ece_from_bins(bins[n]) for n in ECE_BINS},
         "mce_10": mce_from_bins(bins[10]),
     }
-    if keep_tokens:
-        tokens = {k: torch.cat(v) if v else torch.zeros(0) for k, v in kept.items()}
-        result["ece_adaptive_10"] = expected_calibration_error(tokens["confidence"], tokens["correct"], 10, adaptive=True)
-        result["reliability_10"] = reliability_table(bins[10])
-        result["_tokens"] = tokens
-    return result
+    if not keep_tokens:
+        return result, None
+    tokens = {k: torch.cat(v) if v else torch.zeros(0) for k, v in kept.items()}
+    result["ece_adaptive_10"] = expected_calibration_error(tokens["confidence"], tokens["correct"], 10, adaptive=True)
+    result["reliability_10"] = reliability_table(bins[10])
+    return result, tokens
 
 
 def rolling_windows(ids: list[int], *, prefix_id: int, max_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -114,8 +123,7 @@ def evaluate_and_write(model, tokenizer, *, data: str, split: str, seq_len: int,
     source = resolve_source(data, split)
     blocks = prepared_blocks(source, tokenizer, seq_len)
     batches = min(batches, -(-len(blocks) // batch_size))
-    result = evaluate_blocks(model, blocks, batches, batch_size, keep_tokens=True, progress=progress, device=device)
-    tokens = result.pop("_tokens")
+    result, tokens = evaluate_tokens(model, blocks, batches, batch_size, progress=progress, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result.update(data=source.describe(), seq_len=seq_len, batches=batches, batch_size=batch_size, model=label)

@@ -22,13 +22,17 @@ from torch import Tensor, nn
 
 from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.integrations.patch import body_hidden_states, check_patch, patch_causal_lm, router_aux_loss
-from hypros_lm.models.shapes import param_shape
 from hypros_lm.scoring import ScoreOutput, ScoringOptions
 from hypros_lm.scoring.fused import DEFAULT_SCORING
 
 PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
+
+
+def param_shape(param: Tensor) -> torch.Size:
+    """A parameter's full shape, also when it is a partitioned shard (ZeRO-3 keeps it in ``ds_shape``)."""
+    return getattr(param, "ds_shape", param.shape)
 
 
 def is_hf(name: str) -> bool:

@@ -12,9 +12,8 @@ from transformers import LlamaConfig
 
 from hypros_lm.errors import InvalidValue
 from hypros_lm.models.attention import Attention, resolve_attention
-from hypros_lm.models.hf import HFCausalLM, build_hf_model, hf_config, is_hf
+from hypros_lm.models.hf import HFCausalLM, build_hf_model, hf_config, is_hf, param_shape
 from hypros_lm.models.ladder import MODEL_SIZES, get_model_size
-from hypros_lm.models.shapes import param_shape
 from hypros_lm.scoring import ScoringOptions
 from hypros_lm.scoring.fused import DEFAULT_SCORING
 

@@ -27,7 +27,7 @@ from hypros_lm.data.tokenizer import eos_id
 from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.evaluation.device import choose_device
 from hypros_lm.evaluation.generate import generate, summary_scores, translation_scores
-from hypros_lm.evaluation.lm import evaluate_blocks
+from hypros_lm.evaluation.lm import evaluate_tokens
 from hypros_lm.models import ModelSettings
 from hypros_lm.runs import EVALUATION_FILE, LoadedRun, to_hf
 from hypros_lm.tasks.registry import Log, TaskFamily, check_init_from, require_family, task_tokenizer
@@ -250,10 +250,10 @@ TARGET_TOKEN_SCORES = ("loss_log", "loss_brier", "loss_spherical", "accuracy", "
 def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str = "test", limit: int | None = None,
                   beams: int = 1, max_new_tokens: int = 64, batch_size: int = 16, perturbations: tuple[str, ...] = (),
                   seed: int = 0, out=None, progress: bool = True, device: str = "auto",
-                  precision: str = "auto") -> dict[str, Any]:
+                  precision: str = "auto") -> tuple[dict[str, Any], dict[str, list[tuple[str, str, str]]]]:
     """Generate for a split of a task with a fine-tuned run (a ``LoadedRun``), score it (clean and perturbed
     sources) and write predictions-<name>.txt and metrics.json into ``out``; also the target-side token
-    calibration."""
+    calibration. Returns the metrics and, per source set, three (source, reference, output) samples."""
     where_to, dtype = choose_device(device, run_precision=loaded.settings.train.precision, precision=precision)
     name = task_name or loaded.settings.task.name
     require_family(name, "seq2seq", "eval/generate.py")
@@ -274,8 +274,7 @@ def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str
         """The references' token scores given these sources (teacher-forced): calibration under each source set."""
         blocks = Seq2SeqBlocks(encode_pairs(task, tok, srcs, references, seq_len=seq_len, max_target_tokens=max_target),
                                seq_len, eos)
-        calib = evaluate_blocks(model, blocks, -(-len(blocks) // batch_size), batch_size, keep_tokens=True,
-                                device=where_to)
+        calib, _ = evaluate_tokens(model, blocks, -(-len(blocks) // batch_size), batch_size, device=where_to)
         return {k: calib[k] for k in TARGET_TOKEN_SCORES}
 
     result["target_tokens"] = target_tokens(sources)
@@ -297,8 +296,7 @@ def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str
         clean = result["clean"][main]
         result[spec]["relative_degradation"] = (clean - result[spec][main]) / clean if clean else None
     (out / EVALUATION_FILE).write_text(json.dumps(result, indent=2))
-    result["_samples"] = samples
-    return result
+    return result, samples
 
 
 class Seq2SeqFamily(TaskFamily):
@@ -326,5 +324,4 @@ class Seq2SeqFamily(TaskFamily):
                      label: str) -> dict[str, Any]:
         return evaluate_task(loaded, task_name=spec["task"], split=spec.get("split", "test"),
                              limit=spec.get("limit"), perturbations=(spec["perturb"],) if spec.get("perturb") else (),
-                             seed=spec.get("seed", 0), out=out,
-                             progress=False)
+                             seed=spec.get("seed", 0), out=out, progress=False)[0]

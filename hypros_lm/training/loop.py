@@ -12,7 +12,7 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,19 @@ from hypros_lm.training.telemetry import (
 from hypros_lm.training.watchdog import Watchdog
 
 
-def check_run(settings: RunSettings) -> Path:
-    """Every check that needs no heavy work; returns the run folder (created, writable)."""
+@dataclass(frozen=True)
+class RunPlan:
+    """What :func:`check_run` resolved, handed to :func:`build_run` so that nothing is resolved twice."""
+
+    out: Path
+    family: TaskFamily
+    objective: Objective
+    attention: str
+
+
+def check_run(settings: RunSettings, *, out: Path | None = None) -> RunPlan:
+    """Every check that needs no heavy work, and what they resolve; the run folder (``out``, else train.out) is
+    created and writable."""
     _, positions = model_dimensions(settings.model)
     if settings.data.seq_len > positions:
         raise InvalidValue(
@@ -78,19 +89,20 @@ def check_run(settings: RunSettings) -> Path:
             f"{positions} positions; lower --seq-len or pick a larger model"
         )
     resolve_ds_config(settings.train.ds_config)
-    family_for(settings.task.name).check(data=settings.data, task=settings.task, model=settings.model)
+    family = family_for(settings.task.name)
+    family.check(data=settings.data, task=settings.task, model=settings.model)
     if settings.train.lm_eval_tasks:
         _check_lm_eval_tasks(settings.train.lm_eval_tasks)
-    resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
-    build_objective(settings.loss, settings.train.max_steps)
+    attention = resolve_attention(settings.model.attention, half_precision=settings.train.precision == "bf16")
+    objective = build_objective(settings.loss, settings.train.max_steps)
     if int(os.environ.get("RANK", 0)) == 0:
         for warning in settings_warnings(settings):
             print(f"warning: {warning}", flush=True)
-    out = Path(settings.train.out)
+    out = Path(out or settings.train.out)
     ensure_writable(out, "train.out")
     if not settings.train.resume and RunFolder(out).latest() is not None:
         raise FileInTheWay(f"{out} already holds a run with checkpoints; pass --resume to continue it or choose a new --out")
-    return out
+    return RunPlan(out, family, objective, attention)
 
 
 def _check_lm_eval_tasks(spec: str) -> None:
@@ -125,12 +137,13 @@ def train(settings: RunSettings) -> Path:
 
     A watchdog beats a file per rank in the run folder: if another rank's process dies, this one names it
     and stops within a minute (training/watchdog.py) rather than waiting for a collective's timeout."""
-    out = check_run(settings)
+    plan = check_run(settings)
+    out = plan.out
     rank, _, world = init_distributed()
     watchdog = Watchdog(out / ".heartbeat", rank=rank, world=world, run_id=_launch_id(world),
                         on_lost=lambda r, same_host: release_shared_memory_buffers(r) if same_host else None).start()
     try:
-        _train(settings, out, rank, world)
+        _train(settings, plan, rank, world)
     except Exception:
         watchdog.explain_failure()  # a collective failing because a peer died: name the rank and stop
         raise
@@ -146,8 +159,8 @@ def _launch_id(world: int) -> str:
     return token[0]
 
 
-def _train(settings: RunSettings, out: Path, rank: int, world: int) -> None:
-    run = build_run(settings, out, rank, world)
+def _train(settings: RunSettings, plan: RunPlan, rank: int, world: int) -> None:
+    run, out = build_run(settings, plan, rank, world), plan.out
     start_step, elapsed = _maybe_resume(run)
     loggers = make_loggers(settings, out, resumed_step=start_step if settings.train.resume else None, rank=rank)
     progress = Progress(Clock(elapsed), start_step, (time.perf_counter(), start_step))
@@ -216,15 +229,15 @@ def run_step(run: Run, loggers: list, step: int, progress: Progress) -> bool:
     return True
 
 
-def build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
+def build_run(settings: RunSettings, plan: RunPlan, rank: int, world: int) -> Run:
     log = print if rank == 0 else (lambda _msg: None)
     ds_config = load_ds_config(settings.train, settings.optim, world, hidden_size=model_dimensions(settings.model)[0])
-    family = family_for(settings.task.name)
+    family, out, objective = plan.family, plan.out, plan.objective
     data = family.prepare(data=settings.data, task=settings.task, log=log)
     torch.manual_seed(settings.train.seed)
     with model_init_context(ds_config):  # ZeRO-3: partitioned as built, never whole on any rank
         model = build_model(settings.model, data.tokenizer.get_vocab_size(), options=settings.loss.options(),
-                            half_precision=settings.train.precision == "bf16")
+                            attention=plan.attention)
     family.configure_model(model, data, task=settings.task)
     pretrained = settings.task.init_from or (hf_source(settings.model.name) if is_hf(settings.model.name)
                                              and has_weights(settings.model.name) else None)
@@ -241,7 +254,6 @@ def build_run(settings: RunSettings, out: Path, rank: int, world: int) -> Run:
         f"vocab {model.config.vocab_size}, attention {model.config._attn_implementation}, "
         f"ZeRO stage {zero_stage(ds_config)}, {settings.train.precision}, {world} rank(s)")
     engine = build_engine(model, ds_config, settings.optim)
-    objective = build_objective(settings.loss, settings.train.max_steps)
     log(f"loss: {objective.name} (bounded={objective.bounded}); data: {len(data.train)} train and {len(data.val)} val "
         f"sequences of {settings.data.seq_len} tokens")
     flops = flops_per_token(model, settings.data.seq_len)
@@ -313,59 +325,58 @@ def batch_for(run: Run, step: int, micro: int) -> tuple[torch.Tensor, torch.Tens
     return x.to(_device(run)), y.to(_device(run))
 
 
-def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool = False) -> dict[str, torch.Tensor]:
-    """One optimizer step over grad_accum micro-batches; returns detached component sums.
+@dataclass
+class StepSums:
+    """One optimizer step, for its training record: the loss components summed over the micro-batches and, on
+    timed (log) steps, the seconds in forward, backward and the optimizer, the model-state bytes held while the
+    optimizer steps, and the gradient norm where DeepSpeed reports none (ZeRO-0)."""
 
-    ``timed`` (log steps only: each timing is a device sync) adds the seconds spent in forward,
-    backward and the optimizer step, summed over the micro-batches, and the gradient norm where
-    DeepSpeed does not report one (ZeRO-0).
-    """
-    sums: dict[str, torch.Tensor] = {}
-    times = dict.fromkeys(("time_forward_s", "time_backward_s", "time_optimizer_s"), 0.0)
-    tick = Stopwatch(timed)
-    accum = run.settings.train.grad_accum
+    components: dict[str, torch.Tensor] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("forward", "backward", "optimizer"), 0.0))
+    held: dict[str, int] = field(default_factory=dict)
+    grad_norm: torch.Tensor | None = None
+
+
+def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool = False) -> StepSums:
+    """One optimizer step over grad_accum micro-batches; ``timed`` (log steps only: each timing is a device sync)
+    also measures what :class:`StepSums` holds for log steps."""
+    sums, tick, accum = StepSums(), Stopwatch(timed), run.settings.train.grad_accum
     for micro in range(accum):
         x, y = batch_for(run, step, micro)
         tick.start()
         out = run.engine(x, y, lam, bounded=run.objective.bounded, component_grad_norms=want_norms)
-        times["time_forward_s"] += tick.lap()
+        sums.seconds["forward"] += tick.lap()
         run.engine.backward(out.loss)
-        times["time_backward_s"] += tick.lap()
-        held: dict[str, int] = {}
+        sums.seconds["backward"] += tick.lap()
         last = timed and micro == accum - 1
         if last and run.engine.zero_optimization_stage() == 0:
-            sums["grad_norm_zero0"] = full_grad_norm(run.engine.module)  # reduced over ranks by backward
-        with counting_model_states(run.engine, held) if last else contextlib.nullcontext():
+            sums.grad_norm = full_grad_norm(run.engine.module)  # reduced over ranks by backward
+        with counting_model_states(run.engine, sums.held) if last else contextlib.nullcontext():
             run.engine.step()
-        if held:
-            sums["state_total"], sums["state_params"] = torch.tensor(held["total"]), torch.tensor(held["params"])
-        times["time_optimizer_s"] += tick.lap()
+        sums.seconds["optimizer"] += tick.lap()
         for key, value in out.components().items():
-            sums[key] = sums.get(key, 0.0) + value.detach().float()
-    if timed:
-        sums.update({k: torch.tensor(v) for k, v in times.items()})
+            sums.components[key] = sums.components.get(key, 0.0) + value.detach().float()
     return sums
 
 
-def _train_record(run: Run, step: int, sums: dict[str, torch.Tensor], **extra: float) -> dict[str, Any]:
+def _train_record(run: Run, step: int, sums: StepSums, **extra: float) -> dict[str, Any]:
     """Average the step's components over micro-batches and ranks (a sync point: log steps only)."""
-    means = {k: v for k, v in sums.items() if not k.startswith(("time_", "state_")) and k != "grad_norm_zero0"}
-    keys = sorted(means)
-    vec = torch.stack([means[k] for k in keys]).to(_device(run))
+    keys = sorted(sums.components)
+    vec = torch.stack([sums.components[k] for k in keys]).to(_device(run))
     dist.all_reduce(vec)
     n = run.world * run.settings.train.grad_accum
     record: dict[str, Any] = {"step": step, "split": "train"}
     for key, value in zip(keys, vec.tolist(), strict=True):
         record[key] = value / n  # grad_norm_log/bounded: mean over ranks and micro-steps of ‖∂L/∂h‖
     grad_norm = run.engine.get_global_grad_norm()
-    if grad_norm is None and "grad_norm_zero0" in sums:
-        grad_norm = sums["grad_norm_zero0"]
+    if grad_norm is None:
+        grad_norm = sums.grad_norm
     record["grad_norm"] = float(grad_norm) if grad_norm is not None else None
     record["lambda"] = extra.pop("lam")
     record.update(extra)
-    record.update(efficiency_record(run.engine, sums, step=step, tokens_per_s=record["tokens_per_s"],
-                                    flops_per_token=run.flops_per_token, peak_tflops=run.peak_tflops, world=run.world,
-                                    energy=run.energy))
+    record.update(efficiency_record(run.engine, seconds=sums.seconds, held=sums.held, step=step,
+                                    tokens_per_s=record["tokens_per_s"], flops_per_token=run.flops_per_token,
+                                    peak_tflops=run.peak_tflops, world=run.world, energy=run.energy))
     return record
 
 

@@ -328,21 +328,21 @@ def full_grad_norm(model: torch.nn.Module) -> torch.Tensor:
     return torch.sqrt(sum(g.pow(2).sum() for g in grads)) if grads else torch.zeros(())
 
 
-def efficiency_record(engine, sums: dict[str, torch.Tensor], *, step: int, tokens_per_s: float, flops_per_token: int,
-                      peak_tflops: float | None, world: int, energy: EnergyMeter) -> dict[str, Any]:
+def efficiency_record(engine, *, seconds: dict[str, float], held: dict[str, int], step: int, tokens_per_s: float,
+                      flops_per_token: int, peak_tflops: float | None, world: int, energy: EnergyMeter) -> dict[str, Any]:
     """What users compare runs and hardware by: model FLOPs, TFLOP/s and MFU per device, the time split
     of this step (rank 0's), memory (the largest rank's; model states counted while gradients, weights
     and optimizer states are all live, as the optimizer steps), the parameter norm, energy per step (CUDA)."""
     tflops = flops_per_token * tokens_per_s / world / 1e12
-    held = [float(sums[k]) / 2**20 if k in sums else 0.0 for k in ("state_total", "state_params")]
-    worst = torch.tensor([peak_memory_mb(), *held], device=engine.device)
+    held_mb = [held.get(k, 0) / 2**20 for k in ("total", "params")]
+    worst = torch.tensor([peak_memory_mb(), *held_mb], device=engine.device)
     dist.all_reduce(worst, op=dist.ReduceOp.MAX)
     peak_mem, state_mb, params_mb = worst.tolist()
     return {
         "flops_per_token": flops_per_token,
         "tflops_per_device": tflops,
         "mfu": tflops / peak_tflops if peak_tflops else None,
-        **{k: float(v) for k, v in sums.items() if k.startswith("time_")},
+        **{f"time_{k}_s": v for k, v in seconds.items()},
         "param_norm": parameter_norm(engine.module),
         "peak_mem_mb": peak_mem,
         "model_state_mb": state_mb,

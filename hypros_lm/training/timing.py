@@ -14,7 +14,7 @@ import torch
 from hypros_lm.config import RunSettings
 from hypros_lm.errors import InvalidValue
 from hypros_lm.training.engine import init_distributed, release_shared_memory_buffers
-from hypros_lm.training.loop import build_run, train_step
+from hypros_lm.training.loop import build_run, check_run, train_step
 
 WARMUP = 2  # steps of each objective before measuring
 
@@ -26,7 +26,7 @@ def interleaved_timing(settings: RunSettings, *, steps: int, out: Path) -> dict[
     rank, _, world = init_distributed()
     if world != 1:
         raise InvalidValue(f"an interleaved timing runs in one process, not {world} ranks: start it without a launcher")
-    run = build_run(settings, out, rank, world)
+    run = build_run(settings, check_run(settings, out=out), rank, world)
     lam = float(run.objective.schedule(settings.train.max_steps // 2))
     times: dict[str, list[float]] = {"log": [], "method": []}
     for i in range(2 * (steps + WARMUP)):

@@ -110,7 +110,7 @@ def test_assignment_depends_on_the_seed_and_keeps_the_minimum_and_copies_togethe
 def test_training_on_a_single_file_holds_out_its_validation(txt_file, tmp_path, cache_dir):
     out = tmp_path / "run"
     proc = run_python(["--model", "nano", "--data", str(txt_file), "--seq-len", "32", "--micro-batch-size", "4",
-                       "--max-steps", "2", "--data.vocab_size", "600", "--telemetry.wandb", "disabled",
+                       "--max-steps", "2", "--data.vocab_size", "600",
                        "--train.eval_every", "2", "--train.eval_batches", "1", "--out", str(out)], cache_dir)
     line = next(x for x in proc.stdout.splitlines() if " train and " in x and "val sequences" in x)
     train_n, val_n = (int(x) for x in re.search(r"(\d+) train and (\d+) val sequences", line).groups())
@@ -123,7 +123,7 @@ def test_a_folder_whose_validation_is_training_text_is_refused(jsonl_folder, tmp
     run_python(["--data", str(jsonl_folder), "--out", str(out), "--data.vocab_size", "600", "--splits", "train",
                 "validation=train", "--no-progress"], cache_dir, script=PREPARE)
     proc = run_python(["--model", "nano", "--data", str(out), "--seq-len", "32", "--max-steps", "1",
-                       "--telemetry.wandb", "disabled", "--out", str(tmp_path / "run")], cache_dir, check=False)
+                       "--out", str(tmp_path / "run")], cache_dir, check=False)
     assert proc.returncode != 0
     assert "validation documents are also train documents" in proc.stderr, proc.stderr[-1500:]
 

@@ -24,8 +24,8 @@ def test_sst2_finetune_on_two_ranks_then_classify(stage_runs, cache_dir, tmp_pat
     proc = run_deepspeed(["--task", "sst2", "--init-from", str(stage_runs["zero2"]), "--model", "nano", "--seq-len", "48",
                           "--max-steps", "3", "--micro-batch-size", "4", "--loss", "hypros", "--out", str(out),
                           "--task.train_limit", "2000", "--task.score_over", "labels", "--task.label_words", " low, high",
-                          "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2",
-                          "--telemetry.wandb", "disabled"], cache_dir, script=FINETUNE)
+                          "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2"],
+                         cache_dir, script=FINETUNE)
     assert "objective scored over the label set" in proc.stdout and "results are on dev" in proc.stdout
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
     val = read_metrics(out, "val")[-1]
@@ -115,7 +115,7 @@ def test_a_family_registered_in_a_test_trains_through_the_loop(cache_dir, tmp_pa
     out = tmp_path / "run"
     proc = run_python(["--task", "sst2-halves", "--model", "nano", "--seq-len", "48", "--max-steps", "3",
                        "--micro-batch-size", "4", "--loss", "hypros", "--out", str(out), "--train.log_every", "1",
-                       "--train.eval_every", "3", "--train.eval_batches", "2", "--telemetry.wandb", "disabled"],
+                       "--train.eval_every", "3", "--train.eval_batches", "2"],
                       cache_dir, script=script)
     assert "sentence-halves: 800 train and 72 val pairs" in proc.stdout
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]

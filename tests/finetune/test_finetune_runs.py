@@ -16,7 +16,7 @@ def _common(init, out, task, seq_len, steps):
     return ["--task", task, "--init-from", str(init), "--model", "nano", "--seq-len", str(seq_len),
             "--max-steps", str(steps), "--micro-batch-size", "4", "--loss", "hypros", "--out", str(out),
             "--train.log_every", "1", "--train.eval_every", str(steps), "--train.eval_batches", "2",
-            "--telemetry.wandb", "disabled", "--task.max_target_tokens", "24"]
+            "--task.max_target_tokens", "24"]
 
 
 def test_multi30k_finetune_generate_and_score(stage_runs, cache_dir, tmp_path):
@@ -96,7 +96,7 @@ def test_finetune_needs_a_task(cache_dir, tmp_path):
 
 def test_finetune_from_scratch_trains_and_caches_its_tokenizer(cache_dir, tmp_path):
     args = ["--task", "multi30k-en-de", "--max-steps", "2", "--seq-len", "96", "--data.vocab_size", "1500",
-            "--telemetry.wandb", "disabled", "--train.log_every", "1"]
+            "--train.log_every", "1"]
     first = run_python([*args, "--out", str(tmp_path / "a")], cache_dir, script=FINETUNE)
     second = run_python([*args, "--out", str(tmp_path / "b")], cache_dir, script=FINETUNE)
     assert "trained byte-level BPE (1500 tokens)" in first.stdout and "cached BPE" in second.stdout

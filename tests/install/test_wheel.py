@@ -38,7 +38,7 @@ def test_installed_wheel_trains_evaluates_and_runs_a_study(tmp_path, cache_dir):
     where = run(str(python), "-c", "import hypros_lm, sys; print(hypros_lm.__file__)")
     assert str(tmp_path / "venv") in where and str(helpers.REPO) not in where
     run(str(bin_dir / "hypros-pretrain"), "--model", "nano", "--max-steps", "3", "--seq-len", "64",
-        "--micro-batch-size", "4", "--data.vocab_size", "2048", "--telemetry.wandb", "disabled", "--out", "run")
+        "--micro-batch-size", "4", "--data.vocab_size", "2048", "--out", "run")
     assert RunFolder(work / "run").latest() is not None
     out = run(str(bin_dir / "hypros-eval"), "lm", "run", "--batches", "2")
     assert "ppl" in out and (RunFolder(work / "run").evaluation("validation") / EVALUATION_FILE).is_file()
@@ -46,8 +46,7 @@ def test_installed_wheel_trains_evaluates_and_runs_a_study(tmp_path, cache_dir):
     study = {"name": "wheel-mini", "description": "Two runs from an installed wheel.", "task": "pretrain",
              "ranks": 1, "base": {"data": {"name": "wikitext-2-v1", "seq_len": 64, "vocab_size": 2048},
                                   "train": {"max_steps": 3, "micro_batch_size": 4, "ds_config": "zero2",
-                                            "eval_every": 3, "eval_batches": 2, "save_every": 3},
-                                  "telemetry": {"wandb": "disabled"}},
+                                            "eval_every": 3, "eval_batches": 2, "save_every": 3}},
              "variations": {"log": {"loss": {"name": "log"}}, "hypros": {"loss": {"name": "hypros"}}},
              "baselines": {"method": "hypros", "log": "log", "bounded": "log"},
              "models": ["nano"], "seeds": [1], "evaluations": {"test": {"data": "wikitext-2-v1", "split": "test"}},

@@ -24,7 +24,7 @@ STEPS = 5
 # 5 HyProS steps of 4 × 64 tokens; validation (2 micro-batches per rank) at steps 3 and 5
 RUN = ["--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4", "--data.vocab_size", str(VOCAB),
        "--loss", "hypros", "--max-steps", str(STEPS), "--train.log_every", "1", "--train.eval_every", "3",
-       "--train.eval_batches", "2", "--telemetry.wandb", "disabled", "--optim.warmup_steps", "2"]
+       "--train.eval_batches", "2", "--optim.warmup_steps", "2"]
 FINETUNE = REPO / "launch" / "finetune.py"
 
 
@@ -106,8 +106,7 @@ def test_a_pretrained_hf_folder_starts_where_eval_lm_puts_it_and_fine_tunes(stag
     assert start["step"] == 0 and start["loss_log"] == pytest.approx(reported, rel=1e-5)
 
     ft = ["--model", f"hf:{hf}", "--max-steps", "2", "--micro-batch-size", "4", "--loss", "log-then-brier",
-          "--train.log_every", "1", "--train.eval_every", "2", "--train.eval_batches", "1", "--telemetry.wandb",
-          "disabled", "--task.train_limit", "200"]
+          "--train.log_every", "1", "--train.eval_every", "2", "--train.eval_batches", "1", "--task.train_limit", "200"]
     run_python([*ft, "--task", "multi30k-en-de", "--seq-len", "96", "--out", str(tmp_path / "mt")], cache_dir,
                script=FINETUNE)
     run_python([*ft, "--task", "sst2", "--seq-len", "48", "--task.score_over", "labels", "--task.label_words",

@@ -18,7 +18,6 @@ STUDY = {
         "data": {"name": "wikitext-2-v1", "seq_len": 64, "vocab_size": 2048},
         "train": {"max_steps": 4, "micro_batch_size": 4, "log_every": 1, "eval_every": 2, "eval_batches": 2,
                   "save_every": 2},
-        "telemetry": {"wandb": "disabled"},
     },
     "variations": {"log": {"loss": {"name": "log"}}, "hypros": {"loss": {"name": "hypros"}}},
     "baselines": {"log": "log", "bounded": "log", "method": "hypros"},

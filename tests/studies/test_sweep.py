@@ -138,13 +138,13 @@ def _written_report(study, runs, folder, out) -> str:
         d.mkdir(parents=True)
         (d / "study.json").write_text(json.dumps({"study": study.name, "task": "pretrain", "variation": r.variation,
                                                   "model": r.model, "seed": r.seed}))
-        folder = RunFolder(d)
-        folder.settings_file.write_text(yaml.safe_dump({"train": {"max_steps": r.max_steps, "seed": r.seed},
-                                                          "loss": {"name": r.variation}, "model": {"name": r.model}}))
-        folder.environment_file.write_text(json.dumps({"num_parameters": r.params}))
+        run = RunFolder(d)
+        run.settings_file.write_text(yaml.safe_dump({"train": {"max_steps": r.max_steps, "seed": r.seed},
+                                                       "loss": {"name": r.variation}, "model": {"name": r.model}}))
+        run.environment_file.write_text(json.dumps({"num_parameters": r.params}))
         records = [{**x, "split": "train"} for x in r.train] + [{**x, "split": "val"} for x in r.curve]
-        folder.metrics_file.write_text("\n".join(json.dumps(x) for x in records) + "\n")
-        ev = folder.evaluation("test")
+        run.metrics_file.write_text("\n".join(json.dumps(x) for x in records) + "\n")
+        ev = run.evaluation("test")
         ev.mkdir()
         (ev / EVALUATION_FILE).write_text(json.dumps({"loss_log": r.test["nll"], "loss_brier": r.test["brier"],
                                                      "ece_10": r.test["ece_10"], "accuracy": r.test["accuracy"],

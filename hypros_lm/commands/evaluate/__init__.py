@@ -35,9 +35,9 @@ def main(argv: list[str]) -> None:
     importlib.import_module(f"hypros_lm.commands.evaluate.{argv[0]}").main(argv[1:])
 
 
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main, sys.argv[1:])
+def cli(subcommand: str | None = None) -> None:
+    """The console script's entry point (``hypros-eval``), or one subcommand's (``eval/<subcommand>.py``)."""
+    run_main(main, sys.argv[1:] if subcommand is None else [subcommand, *sys.argv[1:]])
 
 
 if __name__ == "__main__":

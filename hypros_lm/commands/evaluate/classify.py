@@ -13,7 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-from hypros_lm.cli import run_main
 from hypros_lm.commands.evaluate.options import add_device_options, add_task_options
 from hypros_lm.data.perturb import parse
 from hypros_lm.errors import InvalidValue
@@ -58,13 +57,3 @@ def main(argv: list[str]) -> None:
         print(f"  {spec}: relative accuracy drop {summary[spec]['relative_degradation']['class_accuracy'] * 100:.1f} %")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"data: {results['clean']['data']}\nwrote {out}")
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()

@@ -13,7 +13,6 @@ with keyboard shortcuts; ratings survive a reload and are saved as JSON by a but
 import argparse
 from pathlib import Path
 
-from hypros_lm.cli import run_main
 from hypros_lm.commands.evaluate.options import add_device_options
 from hypros_lm.studies.compare import build_comparison
 from hypros_lm.tasks import require_family
@@ -41,13 +40,3 @@ def main(argv: list[str]) -> None:
                                  beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                  device=args.device, precision=args.precision)
     print(f"page for raters: {page}\nunblinding key (do not send): {key}")
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()

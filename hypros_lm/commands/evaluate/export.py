@@ -5,7 +5,6 @@
 
 import argparse
 
-from hypros_lm.cli import run_main
 from hypros_lm.runs import export_hf
 
 
@@ -18,13 +17,3 @@ def main(argv: list[str]) -> None:
 
     out = export_hf(args.run_dir, args.out_dir, step=args.step)
     print(f"exported {args.run_dir} -> {out} (load with AutoModelForCausalLM.from_pretrained)")
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()

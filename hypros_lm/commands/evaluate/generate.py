@@ -8,7 +8,6 @@ the target-side token calibration, and robustness under perturbed sources.
 
 import argparse
 
-from hypros_lm.cli import run_main
 from hypros_lm.commands.evaluate.options import add_device_options, add_task_options
 from hypros_lm.data.perturb import parse
 from hypros_lm.runs import load_run
@@ -34,11 +33,10 @@ def main(argv: list[str]) -> None:
         parse(spec)  # bad specs fail before the model loads
     if args.task:
         require_family(args.task, "seq2seq", "eval/generate.py")
-    result = evaluate_task(load_run(args.run_dir), task_name=args.task, split=args.split, limit=args.limit, beams=args.beams,
-                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                           perturbations=tuple(args.perturb), seed=args.seed, out=args.out, device=args.device,
-                           precision=args.precision)
-    samples = result.pop("_samples")
+    result, samples = evaluate_task(load_run(args.run_dir), task_name=args.task, split=args.split, limit=args.limit,
+                                    beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                    perturbations=tuple(args.perturb), seed=args.seed, out=args.out,
+                                    device=args.device, precision=args.precision)
     print(f"{result['task']} on {result['data']}: {result['examples']} examples, beams={result['beams']}")
     for name in ["clean", *args.perturb]:
         scores = {k: v for k, v in result[name].items() if isinstance(v, float)}
@@ -49,13 +47,3 @@ def main(argv: list[str]) -> None:
         print(f"  sacreBLEU signatures: {result['clean']['bleu_signature']} | {result['clean']['chrf_signature']}")
     for src, ref, hyp in samples["clean"]:
         print(f"\n  source:     {src}\n  reference:  {ref}\n  prediction: {hyp}")
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()

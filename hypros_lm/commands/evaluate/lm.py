@@ -11,7 +11,6 @@ adaptive ECE, MCE, the reliability table), reliability.png and entropy_hist.png.
 import argparse
 from pathlib import Path
 
-from hypros_lm.cli import run_main
 from hypros_lm.commands.evaluate.options import add_device_options, add_model_source, parse_model_source
 from hypros_lm.data import load_tokenizer
 from hypros_lm.evaluation.device import choose_device
@@ -61,13 +60,3 @@ def main(argv: list[str]) -> None:
     print(f"  ECE(10) {result['ece_10']:.4f} | ECE(15) {result['ece_15']:.4f} | adaptive ECE(10) "
           f"{result['ece_adaptive_10']:.4f} | MCE(10) {result['mce_10']:.4f}")
     print(f"  wrote {out}/metrics.json, reliability.png, entropy_hist.png")
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()

@@ -8,7 +8,6 @@ import argparse
 import json
 from pathlib import Path
 
-from hypros_lm.cli import run_main
 from hypros_lm.evaluation.figures import lambda_and_grad_norms, learning_curves, reliability_diagram, run_label
 from hypros_lm.runs import EVALUATION_FILE, RunFolder
 
@@ -31,13 +30,3 @@ def main(argv: list[str]) -> None:
         written.append(reliability_diagram(tables, args.out, name=f"reliability_{args.eval_split}.png"))
     for path in written:
         print(f"wrote {path}")
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()

@@ -10,7 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-from hypros_lm.cli import run_main
 from hypros_lm.errors import MissingFile
 from hypros_lm.studies.ratings import ratings_report, summarize
 
@@ -33,13 +32,3 @@ def main(argv: list[str]) -> None:
         (args.out / "ratings.md").write_text(text)
         (args.out / "ratings.json").write_text(json.dumps(summary, indent=2))
         print(f"wrote {args.out / 'ratings.md'}")
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()

@@ -6,7 +6,6 @@
 import argparse
 from pathlib import Path
 
-from hypros_lm.cli import run_main
 from hypros_lm.studies.report import write_report
 from hypros_lm.studies.spec import load_study
 
@@ -22,13 +21,3 @@ def main(argv: list[str]) -> None:
     study = load_study(args.study or Path("studies") / f"{args.folder.name}.yaml")
     path = write_report(study, args.folder, args.out or args.folder / "report", note=args.note)
     print(f"wrote {path}")
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()

@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-from hypros_lm.cli import run_main
 from hypros_lm.commands.evaluate.options import add_device_options, add_model_source, parse_model_source
 from hypros_lm.errors import InvalidValue
 from hypros_lm.evaluation.device import choose_device
@@ -61,13 +60,3 @@ def main(argv: list[str]) -> None:
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / 'results.json'} and {out / 'summary.txt'}" + (f" (limit {args.limit} per task)" if args.limit else ""))
-
-
-
-def cli() -> None:
-    """The console script's entry point."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()
