@@ -1,6 +1,6 @@
 """Language-model evaluation over token blocks: every score, perplexity and calibration, sharded over ranks.
 
-The model is called as ``model(x, y, per_token=True)`` so the scores come from the fused head's own
+The model is called as ``model(x, y, mode="tokens")`` so the scores come from the fused head's own
 forward (ZeRO-3 gathers its weight there) and no N×V tensor is built.
 """
 
@@ -53,7 +53,7 @@ def _evaluate(
     for b in steps:
         first = (b * world + rank) * batch_size
         x, y = blocks.batch([i % len(blocks) for i in range(first, first + batch_size)])
-        tok = model(x.to(device), y.to(device), lam, bounded=bounded, per_token=True)
+        tok = model(x.to(device), y.to(device), mode="tokens")
         sums += torch.stack([*(tok[k].double().sum() for k in SCORES), torch.tensor(float(tok["log"].numel()))])
         for n in ECE_BINS:
             bins[n] = bins[n] + bin_sums(tok["confidence"], tok["correct"], n)
@@ -105,7 +105,7 @@ def rolling_windows(ids: list[int], *, prefix_id: int, max_len: int) -> list[tup
 def window_nll(model, window: tuple[torch.Tensor, torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
     """Per-token NLL (float64) of one window's scored targets, from the fused per-token pass."""
     inputs, targets = window
-    return model(inputs[None].to(device), targets[None].to(device), per_token=True)["log"].double().cpu()
+    return model(inputs[None].to(device), targets[None].to(device), mode="tokens")["log"].double().cpu()
 
 
 def rolling_nll(model, ids: list[int], *, prefix_id: int, max_len: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -55,7 +55,7 @@ class EngineLM(LM):
         inputs = torch.tensor(tokens[:-1], device=self._device)[None]
         targets = torch.tensor(tokens[1:], device=self._device)
         targets[: len(tokens) - 1 - len(continuation)] = -100  # score the continuation only
-        scores = self.model(inputs, targets[None], per_token=True)
+        scores = self.model(inputs, targets[None], mode="tokens")
         return -float(scores["log"].double().sum()), bool(scores["correct"].all())
 
     def _sharded(self, items: list[Any], score: Callable[[Any], Any]) -> list[Any]:

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from hypros_lm.errors import InvalidValue
 from hypros_lm.metrics.calibration import BinSums, ece_from_bins
-from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, check_options
-from hypros_lm.scoring.head import score_hidden
+from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, check_options, token_scores
+from hypros_lm.scoring.head import HeadMode, head_logits, score_hidden
 
 # forward arguments that belong to the loss, not to the model body
 _LOSS_ARGUMENTS = ("labels", "shift_labels", "num_items_in_batch", "ignore_index", "logits_to_keep", "return_dict")
@@ -204,7 +204,7 @@ def _probe(lm: nn.Module, tokens: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             own = type(lm).forward(lm, input_ids=ids, labels=ids, use_cache=False)
             named = {"input_ids": ids, "labels": ids}
             _, hidden = body_hidden_states(lm, named, {})
-            fused_logits = head(hidden, hypros_state=lm.hypros)
+            fused_logits = head(hidden, hypros_state=lm.hypros, hypros_mode="logits")
             plain = replace(lm.hypros, lam=0.0, options=replace(lm.hypros.options, z_loss=0.0, label_smoothing=0.0),
                             score_columns=None)  # the model's own loss
             fused = _score(lm, named, {}, state=plain, record=False)
@@ -220,19 +220,26 @@ def _wrap_head(head: nn.Linear) -> None:
     head.hypros_wrapped = True
 
 
-def _head_forward(head: nn.Linear, hidden: Tensor, *, hypros_targets: Tensor | None = None,
-                  hypros_state: ScoringState | None = None, num_items_in_batch: Tensor | int | None = None,
-                  **options: Any) -> Tensor | ScoreOutput:
-    """Plain logits, or, given the scoring state, what :func:`~hypros_lm.scoring.head.score_hidden` returns for the
-    targets and options (the training stack passes ``lam``, ``bounded``, ``per_token``, ``columns`` and
-    ``component_grad_norms`` per call)."""
+def _head_forward(head: nn.Linear, hidden: Tensor, *, hypros_state: ScoringState | None = None,
+                  hypros_mode: HeadMode = "score", hypros_targets: Tensor | None = None,
+                  num_items_in_batch: Tensor | int | None = None, **options: Any) -> Tensor | ScoreOutput | dict[str, Tensor]:
+    """Plain logits (the model's own head), or, given the scoring state, what ``hypros_mode`` asks for
+    (:data:`~hypros_lm.scoring.head.HeadMode`): the fused score of the targets (the training stack passes
+    ``lam``, ``bounded`` and ``component_grad_norms`` per call), their per-token scores, or the transformed
+    logits (of the ``columns`` given, or all)."""
     if hypros_state is None:
         return type(head).forward(head, hidden)
     s = hypros_state
+    transform = {"bias": head.bias, "softcap": s.softcap, "logit_scale": s.logit_scale}
+    if hypros_mode == "logits":
+        return head_logits(hidden, head.weight, **transform, **options)
+    if hypros_mode == "tokens":
+        return token_scores(hidden, head.weight, hypros_targets, ignore_index=s.ignore_index,
+                            chunk_size=s.options.chunk_size, **transform)
     return score_hidden(
-        hidden, head.weight, hypros_targets, options.pop("lam", s.lam), options=s.options, bias=head.bias,
+        hidden, head.weight, hypros_targets, options.pop("lam", s.lam), options=s.options,
         bounded=options.pop("bounded", s.bounded), ignore_index=s.ignore_index, num_items_in_batch=num_items_in_batch,
-        softcap=s.softcap, logit_scale=s.logit_scale, score_columns=s.score_columns, **options,
+        score_columns=s.score_columns, **transform, **options,
     )
 
 

@@ -4,7 +4,7 @@ Every model the stack trains, a ladder rung (a ``LlamaForCausalLM``) or any ``hf
 own class (``AutoModelForCausalLM``), patched by the drop-in integration
 (:func:`hypros_lm.integrations.transformers.patch_causal_lm`), so the fused score runs inside the model's
 own ``lm_head`` forward: one code path for the stack, users' scripts and the export. :class:`HFCausalLM` gives
-it the stack's call, ``model(input_ids, targets, lam, **head_options)``.
+it the stack's call, ``model(input_ids, targets, lam, mode=..., **head_options)``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.integrations.patch import body_hidden_states, check_patch, patch_causal_lm, router_aux_loss
 from hypros_lm.scoring import ScoreOutput, ScoringOptions
 from hypros_lm.scoring.fused import DEFAULT_SCORING
+from hypros_lm.scoring.head import HeadMode
 
 PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -141,12 +142,20 @@ class HFCausalLM(nn.Module):
         # an older run folder (DeepSpeed's resume, load_run) loads under today's names
         self._register_load_state_dict_pre_hook(_rename_legacy)
 
-    def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0,
-                **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
+    def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0, *,
+                mode: HeadMode = "score", **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
+        """The head's ``mode`` on the body's final hidden states: the fused score of ``targets`` (a
+        :class:`ScoreOutput`), their per-token scores (``"tokens"``: a dict of 1-D tensors) or the logits
+        (``"logits"``, of the ``columns`` given or all)."""
+        if mode != "logits" and targets is None:
+            raise InvalidValue(f"mode={mode!r} scores targets, and none were given: pass targets, or mode='logits' "
+                               "for the logits")
         body, hidden = body_hidden_states(self.lm, {"input_ids": input_ids, "use_cache": False})  # no KV cache to score
         head = self.lm.get_output_embeddings()
+        if mode != "score":
+            return head(hidden, hypros_targets=targets, hypros_state=self.lm.hypros, hypros_mode=mode, **head_options)
         out = head(hidden, hypros_targets=targets, hypros_state=self.lm.hypros, lam=lam, **head_options)
-        aux = router_aux_loss(self.lm, body, None) if isinstance(out, ScoreOutput) else None
+        aux = router_aux_loss(self.lm, body, None)
         if aux is not None:  # a mixture of experts' load-balancing term, as the model's own forward adds it
             out = out._replace(loss=out.loss + self.lm.router_aux_loss_coef * aux)
         return out

@@ -1,19 +1,37 @@
-"""What an LM head does with final hidden states, in one place for a patched
-Hugging Face ``lm_head`` (integrations/transformers.py) alike: logits, per-token scores or the fused score."""
+"""What an LM head does with final hidden states, for a patched Hugging Face ``lm_head``
+(integrations/patch.py): the fused score or the logits (the per-token scores are :func:`token_scores`)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from hypros_lm.errors import InvalidValue
-from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score, token_scores
+from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score
+
+
+HeadMode = Literal["score", "tokens", "logits"]
+"""What a patched head returns: the fused score (:class:`ScoreOutput`, training), the per-token scores
+(:func:`~hypros_lm.scoring.fused.token_scores`, a dict of 1-D tensors, evaluation) or the logits (a tensor)."""
+
+
+def head_logits(hidden: Tensor, weight: Tensor, *, bias: Tensor | None = None, softcap: float | None = None,
+                logit_scale: float = 1.0, columns: Tensor | None = None) -> Tensor:
+    """The (B, T, V) logits of the head's transform, or only the given ``columns`` (B, T, len(columns)), e.g. a
+    classifier's label words."""
+    rows = slice(None) if columns is None else columns.to(weight.device)
+    logits = torch.nn.functional.linear(hidden, weight[rows], None if bias is None else bias[rows])
+    if logit_scale != 1.0:
+        logits = logits * logit_scale
+    return logits if softcap is None else softcap * torch.tanh(logits / softcap)
 
 
 def score_hidden(
     hidden: Tensor,
     weight: Tensor,
-    targets: Tensor | None = None,
+    targets: Tensor,
     lam: float | Tensor = 0.0,
     *,
     options: ScoringOptions = DEFAULT_SCORING,
@@ -25,28 +43,12 @@ def score_hidden(
     num_items_in_batch: int | Tensor | None = None,
     component_grad_norms: bool = False,
     calibration_bins: int = 0,
-    per_token: bool = False,
-    columns: Tensor | None = None,
     score_columns: Tensor | None = None,
-) -> ScoreOutput | dict[str, Tensor] | Tensor:
-    """Score (B, T, d) hidden states with a (V, d) head weight and the head's ``options``; ``bias``, ``softcap`` and
-    ``logit_scale`` are the model's own head's.
-
-    Without targets: the (B, T, V) logits, or only the given ``columns`` (B, T, len(columns)), e.g. a
-    classifier's label words. With ``per_token``: the per-token scores of :func:`token_scores` over the
-    non-ignored tokens (evaluation). Otherwise the fused ``(1 − λ)·log + λ·bounded`` score; with
-    ``score_columns`` (a classification task's label words) over those columns only, a softmax over the
-    label set, the targets being token ids among them.
-    """
-    if targets is None:
-        rows = slice(None) if columns is None else columns.to(weight.device)
-        logits = torch.nn.functional.linear(hidden, weight[rows], None if bias is None else bias[rows])
-        if logit_scale != 1.0:
-            logits = logits * logit_scale
-        return logits if softcap is None else softcap * torch.tanh(logits / softcap)
-    if per_token:
-        return token_scores(hidden, weight, targets, bias=bias, ignore_index=ignore_index, softcap=softcap,
-                            logit_scale=logit_scale, chunk_size=options.chunk_size)
+) -> ScoreOutput:
+    """The fused ``(1 − λ)·log + λ·bounded`` score of (B, T, d) hidden states with a (V, d) head weight and the
+    head's ``options``; ``bias``, ``softcap`` and ``logit_scale`` are the model's own head's. With
+    ``score_columns`` (a classification task's label words) over those columns only, a softmax over the label
+    set, the targets being token ids among them."""
     if score_columns is not None:
         weight, targets, bias = _restrict(weight, targets, bias, score_columns, ignore_index)
     return fused_linear_score(

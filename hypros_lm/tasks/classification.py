@@ -290,7 +290,7 @@ def class_probabilities(model, blocks, indices: list[int], *, batch_size: int, d
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         x, _ = blocks.batch(chunk)
-        logits = model(x.to(device), None, columns=columns)  # (B, T, C)
+        logits = model(x.to(device), mode="logits", columns=columns)  # (B, T, C)
         at = torch.as_tensor(blocks.positions[chunk], device=logits.device)
         probs.append(torch.softmax(logits[torch.arange(len(chunk), device=logits.device), at].float(), dim=-1).cpu())
     model.train(was_training)
