@@ -11,7 +11,6 @@ from torch import Tensor
 from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score
 
-
 HeadMode = Literal["score", "tokens", "logits"]
 """What a patched head returns: the fused score (:class:`ScoreOutput`, training), the per-token scores
 (:func:`~hypros_lm.scoring.fused.token_scores`, a dict of 1-D tensors, evaluation) or the logits (a tensor)."""
