@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,25 +23,41 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+def _shared(tmp_path_factory, name: str) -> Path:
+    """A folder every pytest-xdist worker of this session sees (the session's own folder without xdist)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' folders share this parent
+    return root / name
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
-    """One tokenizer/token cache for the whole session (the first run trains and packs, the rest reuse)."""
-    path = tmp_path_factory.mktemp("hypros_cache")
+    """One tokenizer/token cache for the whole session, shared by the xdist workers (the first run trains and
+    packs, the rest reuse; preparation is node-safe, so two workers preparing at once is one preparing)."""
+    path = _shared(tmp_path_factory, "hypros_cache")
+    path.mkdir(parents=True, exist_ok=True)
     os.environ["HYPROS_CACHE_DIR"] = str(path)
     return path
 
 
 @pytest.fixture(scope="session")
 def stage_runs(tmp_path_factory, cache_dir):
-    """The same 4-step HyProS run under ZeRO-0, ZeRO-2 and ZeRO-3, 2 ranks each, on real WikiText-2."""
+    """The same 4-step HyProS run under ZeRO-0, ZeRO-2 and ZeRO-3, 2 ranks each, on real WikiText-2: trained
+    once per session, by whichever xdist worker asks first."""
+    from filelock import FileLock
+
     from tests.helpers import TINY_RUN, run_deepspeed
 
-    runs = {}
-    for stage in ("zero0", "zero2", "zero3"):
-        out = tmp_path_factory.mktemp(stage)
-        run_deepspeed([*TINY_RUN, "--loss", "hypros", "--max-steps", "4", "--ds-config", stage, "--out", str(out)],
-                      cache_dir)
-        runs[stage] = out
+    root = _shared(tmp_path_factory, "stage_runs")
+    runs = {stage: root / stage for stage in ("zero0", "zero2", "zero3")}
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / ".lock"):
+        for stage, out in runs.items():
+            if not (root / f"{stage}.done").is_file():
+                run_deepspeed([*TINY_RUN, "--loss", "hypros", "--max-steps", "4", "--ds-config", stage,
+                               "--out", str(out)], cache_dir)
+                (root / f"{stage}.done").touch()
     return runs
 
 
