@@ -18,6 +18,9 @@ TINY_RUN = [
     "--data.vocab_size", "2048", "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2",
     "--train.component_grad_every", "2", "--optim.warmup_steps", "2",
 ]
+# The session's stage runs (conftest.stage_runs): 4 HyProS steps; a test comparing against them adds only
+# --ds-config, --out and how it cuts or spreads the same run.
+STAGE_RUN = [*TINY_RUN, "--loss", "hypros", "--max-steps", "4"]
 
 
 def free_port() -> int:
@@ -34,8 +37,10 @@ def test_env(cache_dir: Path) -> dict[str, str]:
 
 
 def run_deepspeed(args: list[str], cache_dir: Path, *, ranks: int = 2, script: Path = PRETRAIN,
-                  timeout: int = 300, env: dict[str, str] | None = None, port: int | None = None) -> subprocess.CompletedProcess:
-    """Run a script under the real deepspeed launcher with `ranks` CPU ranks on a free port."""
+                  timeout: int = 300, env: dict[str, str] | None = None, port: int | None = None,
+                  release: bool = True) -> subprocess.CompletedProcess:
+    """Run a script under the real deepspeed launcher with `ranks` CPU ranks on a free port (``release``: remove
+    what DeepSpeed left in /dev/shm for it afterwards)."""
     deepspeed = Path(sys.executable).parent / "deepspeed"
     port = port or free_port()
     cmd = [str(deepspeed), "--num_gpus", str(ranks), "--master_port", str(port), str(script), *args]
@@ -43,7 +48,8 @@ def run_deepspeed(args: list[str], cache_dir: Path, *, ranks: int = 2, script: P
     try:
         proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
     finally:
-        release_shared_memory(port)
+        if release:
+            release_shared_memory(port)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 
@@ -54,6 +60,11 @@ def release_shared_memory(port: int) -> None:
     leaves 67 MB per rank behind."""
     for buffer in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"):
         buffer.unlink(missing_ok=True)
+
+
+def leftover_shared_memory(run: Path) -> list[str]:
+    """What the launch of a stage run left in /dev/shm, before the tests' own clean-up."""
+    return json.loads((run.parent / f"{run.name}.shm.json").read_text())
 
 
 def run_python(args: list[str], cache_dir: Path, *, script: Path = PRETRAIN, check: bool = True,

@@ -56,7 +56,8 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "Trainer": ("llama", "qwen3", "gpt2"),  # test_hf_trainer: accumulation 4 × 2 = 1 × 8, λ and components logged
     "TRL SFT": ("qwen2", "gemma3_text", "phi3"),  # test_trl: λ = 0 = TRL's own loss, entropy and accuracy
     "PEFT": ("llama", "qwen3_moe"),  # test_peft: LoRA either order = float64 reference, adapter gradients
-    "ZeRO-3": ("llama", "gpt2", "gpt_neox", "qwen2"),  # models/test_hf_stack: the stack under ZeRO-3 = ZeRO-0
+    # models/test_hf_stack: the stack under ZeRO-3 = ZeRO-0 (llama: the stage runs, training/test_launcher)
+    "ZeRO-3": ("llama", "gpt2", "gpt_neox", "qwen2"),
     "FSDP2": ("llama",),  # test_fsdp_compile: fully_shard on 2 ranks = one process
     "torch.compile": ("qwen2", "gemma2"),  # test_fsdp_compile: compiled = eager, ignored rows present
 }

@@ -1,4 +1,4 @@
-"""`--model hf:<config or folder>` through the whole stack, on real WikiText-2: four architectures under the
+"""`--model hf:<config or folder>` through the whole stack, on real WikiText-2: three architectures under the
 deepspeed launcher (ZeRO-3 = ZeRO-0), a cut-and-resumed run = the uninterrupted one, the export as the same
 class reproducing the run's validation loss, and a pretrained start."""
 
@@ -18,7 +18,9 @@ from tests.integrations.hf_models import COVERAGE, small_config
 
 pytestmark = pytest.mark.slow
 TIED = {"gpt2"}
-ARCHITECTURES = {arch: arch in TIED for arch in COVERAGE["ZeRO-3"]}  # model type -> tied embeddings
+# model type -> tied embeddings; llama is the ladder's class, under ZeRO-3 = ZeRO-0 in the stage runs
+# (tests/training/test_launcher.py) and exported from them (tests/evaluation/test_export_and_eval.py)
+ARCHITECTURES = {arch: arch in TIED for arch in COVERAGE["ZeRO-3"] if arch != "llama"}
 VOCAB = 2048
 STEPS = 5
 # 5 HyProS steps of 4 × 64 tokens; validation (2 micro-batches per rank) at steps 3 and 5
@@ -59,7 +61,8 @@ def _train_losses(run_dir) -> list[float]:
 def test_hf_architectures_train_under_zero3_as_under_zero0(arch_runs, model_type):
     z0, z3 = (arch_runs[model_type, stage] for stage in ("zero0", "zero3"))
     assert [r["step"] for r in read_metrics(z3)] == list(range(1, STEPS + 1))
-    assert _train_losses(z3) == pytest.approx(_train_losses(z0), rel=1e-5)
+    for key in ("loss", "grad_norm", "param_norm"):  # gpt2: the tied embedding gathered by both of its modules
+        assert [r[key] for r in read_metrics(z3)] == pytest.approx([r[key] for r in read_metrics(z0)], rel=1e-5), key
     assert [r["loss_log"] for r in read_metrics(z3, "val")] == pytest.approx(
         [r["loss_log"] for r in read_metrics(z0, "val")], rel=1e-5)
     assert _train_losses(z3)[-1] < _train_losses(z3)[0]  # it learns

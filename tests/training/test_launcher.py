@@ -7,7 +7,7 @@ import math
 import pytest
 
 from hypros_lm.runs import RunFolder
-from tests.helpers import TINY_RUN, read_metrics, run_deepspeed, run_python
+from tests.helpers import STAGE_RUN, TINY_RUN, leftover_shared_memory, read_metrics, run_deepspeed, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -47,18 +47,16 @@ def test_zero3_head_gives_the_same_losses_as_zero0(stage_runs):
 
 
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])  # zero3: a model partitioned by zero.Init, restored
-def test_resumed_run_reproduces_uninterrupted_losses(tmp_path, cache_dir, stage):
-    args = [*TINY_RUN, "--loss", "hypros", "--max-steps", "6", "--train.save_every", "2", "--ds-config", stage]
-    run_deepspeed([*args, "--out", str(tmp_path / "full")], cache_dir)
-    run_deepspeed([*args, "--out", str(tmp_path / "cut"), "--train.stop_at", "3"], cache_dir)
-    assert [r["step"] for r in read_metrics(tmp_path / "cut")] == [1, 2, 3]
-    proc = run_deepspeed([*args, "--out", str(tmp_path / "cut"), "--resume"], cache_dir)
-    assert "resume:" in proc.stdout and "step 3" in proc.stdout
-    full, resumed = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
-    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
+def test_resumed_run_reproduces_uninterrupted_losses(stage_runs, tmp_path, cache_dir, stage):
+    args = [*STAGE_RUN, "--ds-config", stage, "--out", str(tmp_path)]
+    run_deepspeed([*args, "--train.stop_at", "2"], cache_dir)
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2] and RunFolder(tmp_path).has_checkpoint(2)
+    run_deepspeed([*args, "--resume"], cache_dir)
+    full, resumed = read_metrics(stage_runs[stage]), read_metrics(tmp_path)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     for key in ("loss", "loss_log", "loss_brier", "lambda", "lr", "grad_norm"):
         assert [r[key] for r in resumed] == [r[key] for r in full], key  # identical on CPU
-    val_losses = [[r["loss"] for r in read_metrics(tmp_path / name, "val")] for name in ("cut", "full")]
+    val_losses = [[r["loss"] for r in read_metrics(run, "val")] for run in (tmp_path, stage_runs[stage])]
     assert val_losses[0] == val_losses[1]
 
 
@@ -78,12 +76,7 @@ def test_zero3_offload_accumulation_checkpointing_and_wandb_offline(tmp_path, ca
     assert list((tmp_path / "wandb").glob("offline-run-*"))
 
 
-def test_a_finished_run_leaves_no_shared_memory_behind(tmp_path, cache_dir):
+@pytest.mark.parametrize("stage", ["zero0", "zero2", "zero3"])
+def test_a_finished_run_leaves_no_shared_memory_behind(stage_runs, stage):
     """DeepSpeed's CPU all-reduce keeps 67 MB buffers in /dev/shm (memory) per rank and never removes them."""
-    from pathlib import Path
-
-    from tests.helpers import free_port
-
-    port = free_port()
-    run_deepspeed([*TINY_RUN, "--max-steps", "1", "--train.eval_every", "0", "--out", str(tmp_path)], cache_dir, port=port)
-    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
+    assert leftover_shared_memory(stage_runs[stage]) == []

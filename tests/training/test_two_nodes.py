@@ -15,12 +15,11 @@ import pytest
 
 from hypros_lm.runs import RunFolder
 from tests import helpers
-from tests.helpers import PRETRAIN, REPO, TINY_RUN, free_port, read_metrics, run_deepspeed
+from tests.helpers import PRETRAIN, REPO, STAGE_RUN, TINY_RUN, free_port, read_metrics
 
 pytestmark = pytest.mark.slow
 
 PREPARE = REPO / "launch" / "prepare_data.py"
-RUN = [*TINY_RUN, "--ds-config", "zero3", "--train.eval_every", "0", "--train.save_every", "3"]
 
 
 def start_two_nodes(args: list[str], cache_dir: Path, tmp_path: Path, *,
@@ -62,20 +61,20 @@ def two_node_run(args: list[str], cache_dir: Path, tmp_path: Path, *, script: Pa
     return texts
 
 
-def test_cold_cache_two_nodes_equal_one_node_with_two_ranks(tmp_path, tmp_path_factory):
+def test_cold_cache_two_nodes_equal_one_node_with_two_ranks(stage_runs, tmp_path, tmp_path_factory):
     cold = tmp_path_factory.mktemp("cold-cache")  # neither node finds anything prepared
+    run = [*STAGE_RUN, "--ds-config", "zero3"]
     out = tmp_path / "two"
-    two_node_run([*RUN, "--max-steps", "6", "--out", str(out)], cold, tmp_path)
-    one = tmp_path / "one"
-    run_deepspeed([*RUN, "--max-steps", "6", "--out", str(one)], tmp_path_factory.mktemp("other-cache"))
-    assert [r["loss"] for r in read_metrics(out)] == pytest.approx([r["loss"] for r in read_metrics(one)], rel=1e-5)
+    two_node_run([*run, "--out", str(out)], cold, tmp_path)
+    one = read_metrics(stage_runs["zero3"])  # the same run on one node with two ranks
+    assert [r["loss"] for r in read_metrics(out)] == pytest.approx([r["loss"] for r in one], rel=1e-5)
     prepared = list((cold / "prepared").iterdir())
     assert len([p for p in prepared if p.is_dir()]) == 1 and not list((cold / "prepared").glob(".*.lock"))
 
-    # stopped at step 3 and started again: the same losses as the uninterrupted two-node run
+    # stopped at step 2 and started again: the same losses as the uninterrupted two-node run
     cut = tmp_path / "cut"
-    two_node_run([*RUN, "--max-steps", "6", "--train.stop_at", "3", "--out", str(cut)], cold, tmp_path)
-    two_node_run([*RUN, "--max-steps", "6", "--resume", "--out", str(cut)], cold, tmp_path)
+    two_node_run([*run, "--train.stop_at", "2", "--out", str(cut)], cold, tmp_path)
+    two_node_run([*run, "--resume", "--out", str(cut)], cold, tmp_path)
     assert [r["loss"] for r in read_metrics(cut)] == pytest.approx([r["loss"] for r in read_metrics(out)], rel=1e-6)
 
 

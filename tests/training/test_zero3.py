@@ -12,33 +12,25 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tied_runs(tmp_path_factory, cache_dir):
-    """The same 3-step run with tied embeddings under ZeRO-0 and ZeRO-3, 2 ranks each, in fp32 and bf16."""
+    """The same 3-step bf16 run with tied embeddings under ZeRO-0 and ZeRO-3, 2 ranks each (fp32: the tied
+    gpt2 of tests/models/test_hf_stack.py)."""
     runs = {}
-    for precision in ("fp32", "bf16"):
-        for stage in ("zero0", "zero3"):
-            out = tmp_path_factory.mktemp(f"tied-{precision}-{stage}")
-            run_deepspeed([*TINY_RUN, "--max-steps", "3", "--precision", precision, "--model.tie_embeddings", "true",
-                           "--train.eval_every", "0", "--ds-config", stage, "--out", str(out)], cache_dir)
-            runs[precision, stage] = read_metrics(out)
+    for stage in ("zero0", "zero3"):
+        out = tmp_path_factory.mktemp(f"tied-bf16-{stage}")
+        run_deepspeed([*TINY_RUN, "--max-steps", "3", "--precision", "bf16", "--model.tie_embeddings", "true",
+                       "--train.eval_every", "0", "--ds-config", stage, "--out", str(out)], cache_dir)
+        runs[stage] = read_metrics(out)
     return runs
 
 
 def test_zero3_holds_at_most_055_of_zero0_model_states_per_rank(tied_runs):
     """In bf16 mixed precision (as DeepSpeed's estimators assume), counted once all states are live
     (the last step: Adam's moments exist after the first)."""
-    z0, z3 = (tied_runs["bf16", s][-1] for s in ("zero0", "zero3"))
+    z0, z3 = (tied_runs[s][-1] for s in ("zero0", "zero3"))
     assert z3["model_state_mb"] <= 0.55 * z0["model_state_mb"], (z3["model_state_mb"], z0["model_state_mb"])
     assert z3["model_state_params_mb"] == pytest.approx(z0["model_state_params_mb"] / 2, rel=0.05)  # bf16 shards
-    assert [r["loss"] for r in tied_runs["bf16", "zero3"]] == pytest.approx(
-        [r["loss"] for r in tied_runs["bf16", "zero0"]], rel=2e-3)  # bf16: other reduction order and precision
-
-
-def test_zero3_built_partitioned_trains_like_zero0_with_tied_embeddings(tied_runs):
-    """Initial weights written one parameter at a time into the partitioned model, the tied embedding
-    gathered by both of its modules: the same run as a whole model, step for step (fp32)."""
-    z0, z3 = tied_runs["fp32", "zero0"], tied_runs["fp32", "zero3"]
-    for key in ("loss", "grad_norm", "param_norm"):
-        assert [r[key] for r in z3] == pytest.approx([r[key] for r in z0], rel=1e-5), key
+    assert [r["loss"] for r in tied_runs["zero3"]] == pytest.approx(
+        [r["loss"] for r in tied_runs["zero0"]], rel=2e-3)  # bf16: other reduction order and precision
 
 
 def test_init_from_loads_into_the_partitioned_model(stage_runs, cache_dir, tmp_path):
