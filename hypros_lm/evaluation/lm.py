@@ -108,11 +108,6 @@ def window_nll(model, window: tuple[torch.Tensor, torch.Tensor], device: torch.d
     return model(inputs[None].to(device), targets[None].to(device), mode="tokens")["log"].double().cpu()
 
 
-def rolling_nll(model, ids: list[int], *, prefix_id: int, max_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Per-token NLL of a whole text, (len(ids),) float64, over :func:`rolling_windows`."""
-    return torch.cat([window_nll(model, w, device) for w in rolling_windows(ids, prefix_id=prefix_id, max_len=max_len)])
-
-
 def evaluate_and_write(model, tokenizer, *, data: str, split: str, seq_len: int, batches: int, batch_size: int,
                        out, label: str, progress: bool = True, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Evaluate on a split (tokenized with the model's tokenizer, cached) and write metrics.json,

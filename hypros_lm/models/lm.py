@@ -69,15 +69,9 @@ def llama_config(settings: ModelSettings, vocab_size: int) -> LlamaConfig:
     """A rung of the ladder as the transformers Llama config it is trained as."""
     size = MODEL_SIZES[settings.name]
     return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=size.hidden_size,
-        num_hidden_layers=size.num_layers,
-        num_attention_heads=size.num_heads,
-        num_key_value_heads=size.num_heads,
-        intermediate_size=size.intermediate_size,
-        max_position_embeddings=size.max_positions,
-        tie_word_embeddings=settings.tie_embeddings,
-        use_cache=False,
+        vocab_size=vocab_size, hidden_size=size.hidden_size, num_hidden_layers=size.num_layers,
+        num_attention_heads=size.num_heads, num_key_value_heads=size.num_heads, intermediate_size=size.intermediate_size,
+        max_position_embeddings=size.max_positions, tie_word_embeddings=settings.tie_embeddings, use_cache=False,
     )
 
 
@@ -102,13 +96,9 @@ def matmul_parameters(model: nn.Module) -> int:
     """Parameters that take part in matrix multiplies: every weight matrix of the model, but not the input
     embedding tables (lookups: token and, in GPT-2, position embeddings) unless one is tied to the head, and
     not the 1-D norm gains and biases. Counted from the model itself, so it holds for any architecture."""
-    head = _output_weight(model)
+    head = model.lm.get_output_embeddings().weight
     lookups = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} - {id(head)}
     return sum(param_shape(p).numel() for p in model.parameters() if len(param_shape(p)) >= 2 and id(p) not in lookups)
-
-
-def _output_weight(model: HFCausalLM) -> Tensor:
-    return model.lm.get_output_embeddings().weight
 
 
 def flops_per_token(model: nn.Module, seq_len: int) -> int:

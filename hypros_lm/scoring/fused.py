@@ -146,24 +146,11 @@ class _FusedLinearScore(torch.autograd.Function):
 
 
 def fused_linear_score(
-    hidden: Tensor,
-    weight: Tensor,
-    targets: Tensor,
-    *,
-    lam: float | Tensor,
-    bounded: Bounded = "brier",
-    bias: Tensor | None = None,
-    ignore_index: int = -100,
-    reduction: Reduction = "mean",
-    num_items_in_batch: int | Tensor | None = None,
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    logit_scale: float = 1.0,
-    softcap: float | None = None,
-    chunk_size: int | None = None,
-    vocab_block_size: int | None = None,
-    component_grad_norms: bool = False,
-    grad_in_forward: bool = True,
+    hidden: Tensor, weight: Tensor, targets: Tensor, *, lam: float | Tensor, bounded: Bounded = "brier",
+    bias: Tensor | None = None, ignore_index: int = -100, reduction: Reduction = "mean",
+    num_items_in_batch: int | Tensor | None = None, label_smoothing: float = 0.0, z_loss: float = 0.0,
+    logit_scale: float = 1.0, softcap: float | None = None, chunk_size: int | None = None,
+    vocab_block_size: int | None = None, component_grad_norms: bool = False, grad_in_forward: bool = True,
     calibration_bins: int = 0,
 ) -> ScoreOutput:
     """``(1 − λ)·log + λ·bounded`` (+ ``z_loss``·lse²) per token for the logits
@@ -205,17 +192,10 @@ def fused_linear_score(
                                            torch.cat(collected["correct"])[valid], calibration_bins).stacked()
     denom = sums["n_tokens"].clamp(min=1).float()
     norms = sums["comp_norms"] if (needs_grad and component_grad_norms and grad_in_forward) else None
+    means = {k: sums[k] / denom for k in ("log", "brier", "spherical", "accuracy", "entropy")}
     return ScoreOutput(
-        loss=loss,
-        log=sums["log"] / denom,
-        brier=sums["brier"] / denom,
-        spherical=sums["spherical"] / denom,
-        accuracy=sums["accuracy"] / denom,
-        entropy=sums["entropy"] / denom,
-        n_tokens=sums["n_tokens"],
-        grad_norm_log=None if norms is None else norms[0],
-        grad_norm_bounded=None if norms is None else norms[1],
-        z_loss=sums["z_loss"] / denom if z_loss else None,
+        loss=loss, **means, n_tokens=sums["n_tokens"], grad_norm_log=None if norms is None else norms[0],
+        grad_norm_bounded=None if norms is None else norms[1], z_loss=sums["z_loss"] / denom if z_loss else None,
         calibration=sums.get("calibration"),
     )
 
@@ -233,15 +213,8 @@ def _token_weights(valid: Tensor, reduction: str, num_items_in_batch: int | Tens
 
 @torch.no_grad()
 def token_scores(
-    hidden: Tensor,
-    weight: Tensor,
-    targets: Tensor,
-    *,
-    bias: Tensor | None = None,
-    ignore_index: int = -100,
-    logit_scale: float = 1.0,
-    softcap: float | None = None,
-    chunk_size: int | None = None,
+    hidden: Tensor, weight: Tensor, targets: Tensor, *, bias: Tensor | None = None, ignore_index: int = -100,
+    logit_scale: float = 1.0, softcap: float | None = None, chunk_size: int | None = None,
     vocab_block_size: int | None = None,
 ) -> dict[str, Tensor]:
     """Per-token scores for evaluation, from the same chunked pass (no N×V tensor, no gradients).

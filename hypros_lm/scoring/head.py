@@ -28,20 +28,10 @@ def head_logits(hidden: Tensor, weight: Tensor, *, bias: Tensor | None = None, s
 
 
 def score_hidden(
-    hidden: Tensor,
-    weight: Tensor,
-    targets: Tensor,
-    lam: float | Tensor = 0.0,
-    *,
-    options: ScoringOptions = DEFAULT_SCORING,
-    bias: Tensor | None = None,
-    bounded: str = "brier",
-    ignore_index: int = -100,
-    softcap: float | None = None,
-    logit_scale: float = 1.0,
-    num_items_in_batch: int | Tensor | None = None,
-    component_grad_norms: bool = False,
-    calibration_bins: int = 0,
+    hidden: Tensor, weight: Tensor, targets: Tensor, lam: float | Tensor = 0.0, *,
+    options: ScoringOptions = DEFAULT_SCORING, bias: Tensor | None = None, bounded: str = "brier",
+    ignore_index: int = -100, softcap: float | None = None, logit_scale: float = 1.0,
+    num_items_in_batch: int | Tensor | None = None, component_grad_norms: bool = False, calibration_bins: int = 0,
     score_columns: Tensor | None = None,
 ) -> ScoreOutput:
     """The fused ``(1 − λ)·log + λ·bounded`` score of (B, T, d) hidden states with a (V, d) head weight and the

@@ -34,19 +34,9 @@ def naive_token_scores(logits: Tensor, targets: Tensor, *, label_smoothing: floa
 
 
 def naive_linear_score(
-    hidden: Tensor,
-    weight: Tensor,
-    targets: Tensor,
-    lam: float,
-    bounded: str = "brier",
-    ignore_index: int = -100,
-    *,
-    label_smoothing: float = 0.0,
-    bias: Tensor | None = None,
-    logit_scale: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
-    dtype: torch.dtype | None = None,
+    hidden: Tensor, weight: Tensor, targets: Tensor, lam: float, bounded: str = "brier", ignore_index: int = -100, *,
+    label_smoothing: float = 0.0, bias: Tensor | None = None, logit_scale: float = 1.0, softcap: float | None = None,
+    z_loss: float = 0.0, dtype: torch.dtype | None = None,
 ) -> dict[str, Tensor]:
     """Means over non-ignored tokens; ``loss`` is differentiable w.r.t. hidden, weight (and bias);
     ``per_token`` is each token's combined score (0 where ignored).

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from hypros_lm.data import data_dir
 from hypros_lm.evaluation.zeroshot import attach_line_labels, boolq_string_labels, write_tasks
@@ -127,7 +128,7 @@ def test_fused_evaluation_and_lm_eval_rolling_loglikelihood_agree(stage_runs):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from hypros_lm.evaluation.lm import rolling_nll
+    from hypros_lm.evaluation.lm import rolling_windows, window_nll
     from hypros_lm.evaluation.zeroshot import _wikitext_pages
     from hypros_lm.runs import load_run, to_hf
 
@@ -140,7 +141,7 @@ def test_fused_evaluation_and_lm_eval_rolling_loglikelihood_agree(stage_runs):
     (theirs,) = lm.loglikelihood_rolling([request], disable_tqdm=True)
     ids = lm.tok_encode(text)
     assert len(ids) > 20 * max_len and len(ids) % max_len  # many windows, and a short last one
-    ours = rolling_nll(run.model, ids, prefix_id=lm.prefix_token_id, max_len=max_len)
+    ours = torch.cat([window_nll(run.model, w) for w in rolling_windows(ids, prefix_id=lm.prefix_token_id, max_len=max_len)])
     assert len(ours) == len(ids)
     assert -ours.sum().item() == pytest.approx(theirs, rel=1e-4)
 
