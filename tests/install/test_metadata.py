@@ -29,7 +29,9 @@ def test_license_is_apache_2_in_the_file_and_the_metadata():
 def test_constraints_are_the_tested_environment_and_what_setup_installs():
     pins = _pins()
     assert len(pins) > 50 and "torch" not in pins  # torch comes first, from setup.sh's HYPROS_TORCH_SPEC
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    installed: dict[str, str] = {}
+    for dist in metadata.distributions():  # the first on sys.path is the one imported (as metadata.version says);
+        installed.setdefault(canonicalize_name(dist.metadata["Name"]), dist.version)  # later: vendored copies
     drift = {name: (version, installed[name]) for name, version in pins.items() if installed.get(name, version) != version}
     assert not drift, f"constraints.txt differs from this environment (pinned, installed): {drift}; run scripts/lock.sh"
     requires = [Requirement(r) for r in metadata.requires("hypros-lm")]
