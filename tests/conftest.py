@@ -45,22 +45,22 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def stage_runs(tmp_path_factory, cache_dir):
     """The same 4-step HyProS run under ZeRO-0, ZeRO-2 and ZeRO-3, 2 ranks each, on real WikiText-2: trained
-    once per session, by whichever xdist worker asks first. Beside each, ``<stage>.shm.json`` lists what its
-    launch left in /dev/shm (``helpers.leftover_shared_memory``)."""
+    once per session, by whichever xdist worker asks first. Beside each, a record of what its launch left in
+    /dev/shm (``helpers.shared_memory_record``, read by ``helpers.leftover_shared_memory``)."""
     from filelock import FileLock
 
-    from tests.helpers import STAGE_RUN, free_port, release_shared_memory, run_deepspeed
+    from tests.helpers import STAGE_RUN, free_port, release_shared_memory, run_deepspeed, shared_memory_buffers, shared_memory_record
 
     root = _shared(tmp_path_factory, "stage_runs")
     runs = {stage: root / stage for stage in ("zero0", "zero2", "zero3")}
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(root / ".lock"):
         for stage, out in runs.items():
-            record = root / f"{stage}.shm.json"
+            record = shared_memory_record(out)
             if not record.is_file():
                 port = free_port()
                 run_deepspeed([*STAGE_RUN, "--ds-config", stage, "--out", str(out)], cache_dir, port=port, release=False)
-                left = sorted(p.name for p in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
+                left = [p.name for p in shared_memory_buffers(port)]
                 release_shared_memory(port)
                 record.write_text(json.dumps(left))
     return runs

@@ -54,17 +54,27 @@ def run_deepspeed(args: list[str], cache_dir: Path, *, ranks: int = 2, script: P
     return proc
 
 
+def shared_memory_buffers(port: int) -> list[Path]:
+    """What DeepSpeed's CPU all-reduce keeps in /dev/shm for a launch on this port."""
+    return sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
+
+
 def release_shared_memory(port: int) -> None:
     """Remove what DeepSpeed's CPU all-reduce left in /dev/shm for a launch on this port: the project's
     loop removes its own, but a script that is not the loop (the Hugging Face example), or a killed rank,
     leaves 67 MB per rank behind."""
-    for buffer in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"):
+    for buffer in shared_memory_buffers(port):
         buffer.unlink(missing_ok=True)
+
+
+def shared_memory_record(run: Path) -> Path:
+    """Where the stage-run fixture writes what the launch of ``run`` left in /dev/shm, beside the run folder."""
+    return run.parent / f"{run.name}.shm.json"
 
 
 def leftover_shared_memory(run: Path) -> list[str]:
     """What the launch of a stage run left in /dev/shm, before the tests' own clean-up."""
-    return json.loads((run.parent / f"{run.name}.shm.json").read_text())
+    return json.loads(shared_memory_record(run).read_text())
 
 
 def run_python(args: list[str], cache_dir: Path, *, script: Path = PRETRAIN, check: bool = True,
