@@ -86,8 +86,8 @@ def test_multiple_choice_brier_on_documents_with_3_4_and_5_choices(stage_runs, t
 
 @pytest.mark.slow
 def test_zeroshot_runs_lm_eval_offline_on_a_trained_model(stage_runs, cache_dir, tmp_path):
-    proc = run_python([str(stage_runs["zero2"]), "--tasks", "lambada_openai", "arc_easy", "piqa", "wikitext",
-                       "--limit", "8", "--out", str(tmp_path)], cache_dir, script=REPO / "eval" / "zeroshot.py")
+    run_python([str(stage_runs["zero2"]), "--tasks", "lambada_openai", "arc_easy", "piqa", "wikitext",
+                "--limit", "8", "--out", str(tmp_path)], cache_dir, script=REPO / "eval" / "zeroshot.py")
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     assert set(results) == {"lambada_openai_offline", "arc_easy_offline", "piqa_offline", "wikitext_offline"}
     assert 0 <= results["arc_easy_offline"]["acc,none"] <= 1
@@ -95,7 +95,6 @@ def test_zeroshot_runs_lm_eval_offline_on_a_trained_model(stage_runs, cache_dir,
     assert results["lambada_openai_offline"]["perplexity,none"] > 1
     assert results["wikitext_offline"]["bits_per_byte,none"] > 0
     assert len((tmp_path / "summary.txt").read_text().splitlines()) == 4
-    assert "piqa_offline" in proc.stdout
 
 
 def test_unknown_task_is_a_clear_error(stage_runs, cache_dir, tmp_path):

@@ -12,7 +12,7 @@ import torch
 from hypros_lm.data import prepare_data
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import HFCausalLM
-from hypros_lm.runs import export_hf, load_run
+from hypros_lm.runs import RunFolder, export_hf, load_run
 from tests.helpers import REPO, evaluation_metrics, read_metrics, run_deepspeed, run_python
 from tests.integrations.hf_models import COVERAGE, small_config
 
@@ -46,9 +46,9 @@ def arch_runs(configs, cache_dir, tmp_path_factory):
     for model_type in ARCHITECTURES:
         for stage in ("zero0", "zero3"):
             out = tmp_path_factory.mktemp(f"{model_type}_{stage}")
-            proc = run_deepspeed([*RUN, "--model", f"hf:{configs / model_type}", "--ds-config", stage, "--out", str(out)],
-                                 cache_dir)
-            assert f"model: hf:{configs / model_type}" in proc.stdout
+            run_deepspeed([*RUN, "--model", f"hf:{configs / model_type}", "--ds-config", stage, "--out", str(out)],
+                          cache_dir)
+            assert RunFolder(out).read_settings().model.name == f"hf:{configs / model_type}"
             runs[model_type, stage] = out
     return runs
 
@@ -73,8 +73,9 @@ def test_hf_architectures_train_under_zero3_as_under_zero0(arch_runs, model_type
 def test_a_cut_and_resumed_hf_run_equals_the_uninterrupted_one(arch_runs, configs, cache_dir, tmp_path):
     args = [*RUN, "--model", f"hf:{configs / 'gpt2'}", "--ds-config", "zero3", "--out", str(tmp_path)]
     run_deepspeed([*args, "--train.stop_at", "3"], cache_dir)
-    resumed = run_deepspeed([*args, "--resume"], cache_dir)
-    assert "resume:" in resumed.stdout and "(step 3)" in resumed.stdout
+    cut = read_metrics(tmp_path)
+    run_deepspeed([*args, "--resume"], cache_dir)
+    assert read_metrics(tmp_path)[:3] == cut  # resumed at step 3: the records up to it kept, wall-clock included
     full = arch_runs["gpt2", "zero3"]
     assert _train_losses(tmp_path) == pytest.approx(_train_losses(full), rel=1e-6)
     assert read_metrics(tmp_path, "val")[-1]["loss"] == pytest.approx(read_metrics(full, "val")[-1]["loss"], rel=1e-6)
@@ -96,28 +97,45 @@ def test_the_export_is_the_same_class_and_reproduces_the_validation_loss(arch_ru
     assert scores["loss_log"] == pytest.approx(read_metrics(run, "val")[-1]["loss_log"], rel=1e-5)
 
 
-def test_a_pretrained_hf_folder_starts_where_eval_lm_puts_it_and_fine_tunes(stage_runs, cache_dir, tmp_path):
-    hf = export_hf(stage_runs["zero2"], tmp_path / "demo-hf")  # the project's own trained model, as an HF folder
-    run_python(["--hf-dir", str(hf), "--data", "wikitext-2-v1", "--seq-len", "64", "--batches", "2", "--batch-size", "4",
-                "--out", str(tmp_path / "eval")], cache_dir, script=REPO / "eval" / "lm.py")
+@pytest.fixture(scope="module")
+def pretrained_hf(stage_runs, tmp_path_factory):
+    """The project's own trained model (the ZeRO-2 stage run) exported as a Hugging Face folder."""
+    return export_hf(stage_runs["zero2"], tmp_path_factory.mktemp("pretrained") / "demo-hf")
+
+
+@pytest.fixture(scope="module")
+def finetunes(pretrained_hf, cache_dir, tmp_path_factory):
+    """Two-step fine-tunes from the pretrained folder: MT and SST-2 (scored over its labels), name -> run folder."""
+    root = tmp_path_factory.mktemp("finetunes")
+    ft = ["--model", f"hf:{pretrained_hf}", "--max-steps", "2", "--micro-batch-size", "4", "--loss", "log-then-brier",
+          "--train.log_every", "1", "--train.eval_every", "2", "--train.eval_batches", "1", "--task.train_limit", "200"]
+    tasks = {"mt": ["--task", "multi30k-en-de", "--seq-len", "96"],
+             "sst2": ["--task", "sst2", "--seq-len", "48", "--task.score_over", "labels", "--task.label_words", " low, high"]}
+    for name, task in tasks.items():
+        run_python([*ft, *task, "--out", str(root / name)], cache_dir, script=FINETUNE)
+    return {name: root / name for name in tasks}
+
+
+def test_a_pretrained_hf_folder_starts_where_eval_lm_puts_it(pretrained_hf, cache_dir, tmp_path):
+    run_python(["--hf-dir", str(pretrained_hf), "--data", "wikitext-2-v1", "--seq-len", "64", "--batches", "2",
+                "--batch-size", "4", "--out", str(tmp_path / "eval")], cache_dir, script=REPO / "eval" / "lm.py")
     reported = evaluation_metrics(tmp_path / "eval")["loss_log"]
     cont = tmp_path / "continued"
-    proc = run_python([*RUN, "--model", f"hf:{hf}", "--max-steps", "2", "--train.eval_at_start", "true",
-                       "--out", str(cont)], cache_dir)
-    assert f"init: weights from {hf}" in proc.stdout and "trained byte-level BPE" not in proc.stdout
+    run_python([*RUN, "--model", f"hf:{pretrained_hf}", "--max-steps", "2", "--train.eval_at_start", "true",
+                "--out", str(cont)], cache_dir)
+    assert RunFolder(cont).read_settings().data.tokenizer == str(pretrained_hf)  # not a BPE trained afresh
     start = read_metrics(cont, "val")[0]
     assert start["step"] == 0 and start["loss_log"] == pytest.approx(reported, rel=1e-5)
 
-    ft = ["--model", f"hf:{hf}", "--max-steps", "2", "--micro-batch-size", "4", "--loss", "log-then-brier",
-          "--train.log_every", "1", "--train.eval_every", "2", "--train.eval_batches", "1", "--task.train_limit", "200"]
-    run_python([*ft, "--task", "multi30k-en-de", "--seq-len", "96", "--out", str(tmp_path / "mt")], cache_dir,
-               script=FINETUNE)
-    run_python([*ft, "--task", "sst2", "--seq-len", "48", "--task.score_over", "labels", "--task.label_words",
-                " low, high", "--out", str(tmp_path / "sst2")], cache_dir, script=FINETUNE)
-    for name in ("mt", "sst2"):
-        assert [r["step"] for r in read_metrics(tmp_path / name)] == [1, 2]
-    zs = run_python([str(tmp_path / "mt"), "--tasks", "lambada_openai", "--limit", "8", "--out", str(tmp_path / "zs")],
-                    cache_dir, script=REPO / "eval" / "zeroshot.py")
-    assert "lambada_openai" in zs.stdout
+
+@pytest.mark.parametrize("name", ["mt", "sst2"])
+def test_a_pretrained_hf_folder_fine_tunes(finetunes, name):
+    train = read_metrics(finetunes[name])
+    assert [r["step"] for r in train] == [1, 2] and all(r["loss"] > 0 for r in train)
+
+
+def test_a_fine_tune_of_it_evaluates_zero_shot(finetunes, cache_dir, tmp_path):
+    run_python([str(finetunes["mt"]), "--tasks", "lambada_openai", "--limit", "8", "--out", str(tmp_path / "zs")],
+               cache_dir, script=REPO / "eval" / "zeroshot.py")
     results = json.loads((tmp_path / "zs" / "results.json").read_text())["results"]["lambada_openai_offline"]
     assert results["sample_len"] == 8 and 0 <= results["acc,none"] <= 1 and results["perplexity,none"] > 1

@@ -38,9 +38,8 @@ def test_init_from_loads_into_the_partitioned_model(stage_runs, cache_dir, tmp_p
     losses = {}
     for stage in ("zero0", "zero3"):
         out = tmp_path / stage
-        proc = run_deepspeed([*TINY_RUN, "--max-steps", "2", "--train.eval_every", "0", "--ds-config", stage,
-                              "--init-from", str(stage_runs["zero2"]), "--out", str(out)], cache_dir)
-        assert f"init: weights from {stage_runs['zero2']}" in proc.stdout
+        run_deepspeed([*TINY_RUN, "--max-steps", "2", "--train.eval_every", "0", "--ds-config", stage,
+                       "--init-from", str(stage_runs["zero2"]), "--out", str(out)], cache_dir)
         losses[stage] = [r["loss"] for r in read_metrics(out)]
     assert losses["zero3"] == pytest.approx(losses["zero0"], rel=1e-5)
     fresh = read_metrics(stage_runs["zero0"])[0]["loss"]  # the same batch from fresh weights
