@@ -84,8 +84,8 @@ def linear_scoring_loss(
     bounded, lam_value = _resolve_score(score, lam)
     out = fused_linear_score(
         input, linear_weight, target, lam=lam_value, bounded=bounded, bias=bias, ignore_index=ignore_index,
-        reduction=reduction, num_items_in_batch=num_items_in_batch, label_smoothing=label_smoothing, z_loss=z_loss,
-        logit_scale=logit_scale, softcap=softcap, chunk_size=chunk_size,
+        reduction=reduction, num_items_in_batch=num_items_in_batch, logit_scale=logit_scale, softcap=softcap,
+        options=ScoringOptions(label_smoothing=label_smoothing, z_loss=z_loss, chunk_size=chunk_size),
     )
     return (out.loss, components_of(out)) if return_components else out.loss
 

@@ -145,16 +145,65 @@ class _FusedLinearScore(torch.autograd.Function):
                 None, None, None, None)
 
 
+def check_options(*, lam: float | Tensor, num_items_in_batch: int | Tensor | None = None,
+                  valid: Tensor | None = None) -> None:
+    """Values that would give a loss of another objective, or none, refused with the value and its range before
+    any work. A λ or item count held on an accelerator is not read back (that would wait on the device at every
+    call). ``valid``: which targets are scored (an item count of 0 is allowed only when none is)."""
+    if _on_host(lam) and not 0.0 <= float(lam) <= 1.0:
+        raise InvalidValue(f"lam={float(lam):g} must lie in [0, 1]: the loss is (1 − λ)·log + λ·bounded, a proper "
+                           f"score only for λ in that range (a LambdaSchedule gives such values)")
+    if num_items_in_batch is not None and _on_host(num_items_in_batch) and float(num_items_in_batch) <= 0:
+        if float(num_items_in_batch) < 0 or valid is None or bool(valid.any()):
+            held = "" if valid is None else f", which holds {int(valid.sum())} here"
+            raise InvalidValue(f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of "
+                               f"scored tokens across the accumulated batch{held} (or pass None to average over this "
+                               f"batch)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringOptions:
+    """How a head scores, fixed for a model or a run and validated once: built from the loss settings (``--loss.*``),
+    from :func:`~hypros_lm.integrations.transformers.patch_causal_lm`'s keywords or from the loss API's, and kept
+    where the head is; λ, the targets and what to return come with each call. The three entry points take these
+    options under these names (tests/scoring/test_options.py)."""
+
+    label_smoothing: float = 0.0
+    """Label smoothing ε of the log-loss part, in [0, 1)."""
+    z_loss: float = 0.0
+    """Coefficient c of the z-loss c·lse² added to the score (PaLM used 1e-4); 0 turns it off."""
+    chunk_size: int | None = None
+    """Tokens per chunk of the fused head (None: as many as a 512 MiB working budget holds)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise InvalidValue(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
+        if not 0.0 <= float(self.z_loss) < float("inf"):
+            raise InvalidValue(f"z_loss={self.z_loss} must be a finite coefficient ≥ 0 (e.g. 1e-4, as in PaLM); 0 turns "
+                               f"it off")
+        size = self.chunk_size
+        if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
+            raise InvalidValue(f"chunk_size={size!r} must be a whole number of tokens ≥ 1, or None for the default")
+
+
+def _on_host(value: float | Tensor) -> bool:
+    return not isinstance(value, Tensor) or value.device.type == "cpu"
+
+
+DEFAULT_SCORING = ScoringOptions()
+"""No label smoothing, no z-loss, the default chunking: a head's options where none are given."""
+
+
 def fused_linear_score(
     hidden: Tensor, weight: Tensor, targets: Tensor, *, lam: float | Tensor, bounded: Bounded = "brier",
     bias: Tensor | None = None, ignore_index: int = -100, reduction: Reduction = "mean",
-    num_items_in_batch: int | Tensor | None = None, label_smoothing: float = 0.0, z_loss: float = 0.0,
-    logit_scale: float = 1.0, softcap: float | None = None, chunk_size: int | None = None,
-    vocab_block_size: int | None = None, component_grad_norms: bool = False, grad_in_forward: bool = True,
-    calibration_bins: int = 0,
+    num_items_in_batch: int | Tensor | None = None, options: ScoringOptions = DEFAULT_SCORING, logit_scale: float = 1.0,
+    softcap: float | None = None, vocab_block_size: int | None = None, component_grad_norms: bool = False,
+    grad_in_forward: bool = True, calibration_bins: int = 0,
 ) -> ScoreOutput:
     """``(1 − λ)·log + λ·bounded`` (+ ``z_loss``·lse²) per token for the logits
-    ``softcap·tanh(logit_scale·(hidden @ weight.T + bias)/softcap)``, without materialising the (N, V) logits.
+    ``softcap·tanh(logit_scale·(hidden @ weight.T + bias)/softcap)``, without materialising the (N, V) logits,
+    with the head's ``options`` (label smoothing, z-loss, chunking; validated when they were built).
 
     hidden: (..., d) final hidden states; weight: (V, d) LM-head weight; targets: (...) token ids
     or ``ignore_index``. λ may be a float or a 0-d tensor. ``reduction``: ``mean`` over the
@@ -167,13 +216,13 @@ def fused_linear_score(
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
-    _check_inputs(hidden, weight, targets, bounded=bounded, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                  bias=bias, reduction=reduction, softcap=softcap)
-    check_options(lam=lam, z_loss=z_loss, chunk_size=chunk_size, num_items_in_batch=num_items_in_batch,
-                   valid=targets != ignore_index)
+    _check_inputs(hidden, weight, targets, bounded=bounded, ignore_index=ignore_index, bias=bias, reduction=reduction,
+                  softcap=softcap)
+    check_options(lam=lam, num_items_in_batch=num_items_in_batch, valid=targets != ignore_index)
     opts = _options(weight.shape[0], lam=float(lam), bounded=bounded, ignore_index=ignore_index,
-                    label_smoothing=float(label_smoothing), chunk_size=chunk_size, vocab_block_size=vocab_block_size,
-                    component_grad_norms=component_grad_norms, z_loss=float(z_loss), logit_scale=float(logit_scale),
+                    label_smoothing=float(options.label_smoothing), chunk_size=options.chunk_size,
+                    vocab_block_size=vocab_block_size, component_grad_norms=component_grad_norms,
+                    z_loss=float(options.z_loss), logit_scale=float(logit_scale),
                     softcap=float(softcap) if softcap else None, keep_per_token_loss=reduction == "none")
     token_weight = _token_weights(targets != ignore_index, reduction, num_items_in_batch)
     needs_grad = torch.is_grad_enabled() and any(
@@ -195,7 +244,7 @@ def fused_linear_score(
     means = {k: sums[k] / denom for k in ("log", "brier", "spherical", "accuracy", "entropy")}
     return ScoreOutput(
         loss=loss, **means, n_tokens=sums["n_tokens"], grad_norm_log=None if norms is None else norms[0],
-        grad_norm_bounded=None if norms is None else norms[1], z_loss=sums["z_loss"] / denom if z_loss else None,
+        grad_norm_bounded=None if norms is None else norms[1], z_loss=sums["z_loss"] / denom if options.z_loss else None,
         calibration=sums.get("calibration"),
     )
 
@@ -224,7 +273,7 @@ def token_scores(
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
-    _check_inputs(hidden, weight, targets, bounded="brier", ignore_index=ignore_index, label_smoothing=0.0, bias=bias,
+    _check_inputs(hidden, weight, targets, bounded="brier", ignore_index=ignore_index, bias=bias,
                   reduction="none", softcap=softcap)
     opts = _options(weight.shape[0], lam=0.0, bounded="brier", ignore_index=ignore_index, label_smoothing=0.0,
                     chunk_size=chunk_size, vocab_block_size=vocab_block_size, component_grad_norms=False,
@@ -235,53 +284,9 @@ def token_scores(
     return {k: torch.cat(v)[valid] for k, v in collected.items()}
 
 
-def check_options(*, lam: float | Tensor, z_loss: float = 0.0, chunk_size: int | None = None,
-                  num_items_in_batch: int | Tensor | None = None, valid: Tensor | None = None) -> None:
-    """Values that would give a loss of another objective, or none, refused with the value and its range before
-    any work. A λ or item count held on an accelerator is not read back (that would wait on the device at every
-    call). ``valid``: which targets are scored (an item count of 0 is allowed only when none is)."""
-    if _on_host(lam) and not 0.0 <= float(lam) <= 1.0:
-        raise InvalidValue(f"lam={float(lam):g} must lie in [0, 1]: the loss is (1 − λ)·log + λ·bounded, a proper "
-                           f"score only for λ in that range (a LambdaSchedule gives such values)")
-    if not 0.0 <= float(z_loss) < float("inf"):
-        raise InvalidValue(f"z_loss={z_loss} must be a finite coefficient ≥ 0 (e.g. 1e-4, as in PaLM); 0 turns it off")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1):
-        raise InvalidValue(f"chunk_size={chunk_size!r} must be a whole number of tokens ≥ 1, or None for the default")
-    if num_items_in_batch is not None and _on_host(num_items_in_batch) and float(num_items_in_batch) <= 0:
-        if float(num_items_in_batch) < 0 or valid is None or bool(valid.any()):
-            held = "" if valid is None else f", which holds {int(valid.sum())} here"
-            raise InvalidValue(f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of "
-                               f"scored tokens across the accumulated batch{held} (or pass None to average over this "
-                               f"batch)")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScoringOptions:
-    """How a head scores, fixed for a model or a run and validated once: built from the loss settings (``--loss.*``),
-    from :func:`~hypros_lm.integrations.transformers.patch_causal_lm`'s keywords or from the loss API's, and kept
-    where the head is; λ, the targets and what to return come with each call. The three entry points take these
-    options under these names (tests/scoring/test_options.py)."""
-
-    label_smoothing: float = 0.0
-    """Label smoothing ε of the log-loss part, in [0, 1)."""
-    z_loss: float = 0.0
-    """Coefficient c of the z-loss c·lse² added to the score (PaLM used 1e-4); 0 turns it off."""
-    chunk_size: int | None = None
-    """Tokens per chunk of the fused head (None: as many as a 512 MiB working budget holds)."""
-
-    def __post_init__(self) -> None:
-        check_options(lam=0.0, z_loss=self.z_loss, chunk_size=self.chunk_size)
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise InvalidValue(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
-
-
-def _on_host(value: float | Tensor) -> bool:
-    return not isinstance(value, Tensor) or value.device.type == "cpu"
-
-
 def _check_inputs(
-    hidden: Tensor, weight: Tensor, targets: Tensor, *, bounded: str, ignore_index: int, label_smoothing: float,
-    bias: Tensor | None, reduction: str, softcap: float | None,
+    hidden: Tensor, weight: Tensor, targets: Tensor, *, bounded: str, ignore_index: int, bias: Tensor | None,
+    reduction: str, softcap: float | None,
 ) -> None:
     if bounded not in ("brier", "spherical"):
         raise InvalidValue(f"bounded={bounded!r} is not a bounded score; use 'brier' or 'spherical'")
@@ -295,8 +300,6 @@ def _check_inputs(
         raise InvalidValue(f"bias has shape {tuple(bias.shape)}; expected ({weight.shape[0]},), one per vocabulary row")
     if targets.shape[0] != hidden.shape[0]:
         raise InvalidValue(f"{targets.shape[0]} targets for {hidden.shape[0]} hidden states; they must match")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise InvalidValue(f"label_smoothing={label_smoothing} must lie in [0, 1)")
     if reduction not in ("mean", "sum", "none"):
         raise InvalidValue(f"reduction={reduction!r}; use 'mean', 'sum' or 'none'")
     if softcap is not None and not softcap > 0:
@@ -309,6 +312,3 @@ def _check_inputs(
             f"ignore_index={ignore_index}; check the tokenizer's vocabulary against the model's"
         )
 
-
-DEFAULT_SCORING = ScoringOptions()
-"""No label smoothing, no z-loss, the default chunking: a head's options where none are given."""

@@ -42,9 +42,8 @@ def score_hidden(
         weight, targets, bias = _restrict(weight, targets, bias, score_columns, ignore_index)
     return fused_linear_score(
         hidden, weight, targets, lam=lam, bounded=bounded, bias=bias, ignore_index=ignore_index,
-        num_items_in_batch=num_items_in_batch, label_smoothing=options.label_smoothing, z_loss=options.z_loss,
-        softcap=softcap, logit_scale=logit_scale, chunk_size=options.chunk_size, component_grad_norms=component_grad_norms,
-        calibration_bins=calibration_bins,
+        num_items_in_batch=num_items_in_batch, options=options, softcap=softcap, logit_scale=logit_scale,
+        component_grad_norms=component_grad_norms, calibration_bins=calibration_bins,
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hypros_lm import LambdaSchedule, LinearScoringLoss, linear_scoring_loss
-from hypros_lm.scoring import fused_linear_score, naive_linear_score
+from hypros_lm.scoring import ScoringOptions, fused_linear_score, naive_linear_score
 
 # (N, d, V, chunk, vocab block): one block and several blocks (the second walk recomputes logits)
 SHAPES = [(29, 8, 41, 8, None), (50, 6, 70, 16, 32)]
@@ -38,9 +38,10 @@ def test_options_match_the_float64_reference(shape, options, bounded, grad_in_fo
     n, d, v, chunk, block = shape
     opts = dict(options)
     h, w, b, t = _inputs(n, d, v, bias=opts.pop("bias", False))
-    out = fused_linear_score(h, w, t, lam=0.4, bounded=bounded, bias=b, chunk_size=chunk, vocab_block_size=block,
-                             grad_in_forward=grad_in_forward, **opts)
-    ref = naive_linear_score(h, w, t, 0.4, bounded, bias=b, **opts)
+    head = {k: opts.pop(k) for k in ("z_loss", "label_smoothing") if k in opts}  # the head's options, passed whole
+    out = fused_linear_score(h, w, t, lam=0.4, bounded=bounded, bias=b, options=ScoringOptions(chunk_size=chunk, **head),
+                             vocab_block_size=block, grad_in_forward=grad_in_forward, **opts)
+    ref = naive_linear_score(h, w, t, 0.4, bounded, bias=b, **opts, **head)
     leaves = [x for x in (h, w, b) if x is not None]
     got = torch.autograd.grad(out.loss, leaves)
     want = torch.autograd.grad(ref["loss"], leaves)
@@ -55,8 +56,8 @@ def test_gradcheck_with_bias_and_softcap():
     h, w, b, t = _inputs(9, 4, 11, bias=True, seed=1)
     for gif in (True, False):
         def fn(h_, w_, b_, gif=gif):
-            return fused_linear_score(h_, w_, t, lam=0.3, bias=b_, softcap=2.5, logit_scale=1.3, z_loss=0.05,
-                                      chunk_size=4, vocab_block_size=5, grad_in_forward=gif).loss
+            return fused_linear_score(h_, w_, t, lam=0.3, bias=b_, softcap=2.5, logit_scale=1.3, vocab_block_size=5,
+                                      options=ScoringOptions(z_loss=0.05, chunk_size=4), grad_in_forward=gif).loss
         assert torch.autograd.gradcheck(fn, (h, w, b))
 
 

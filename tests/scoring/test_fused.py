@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hypros_lm.scoring import fused_linear_score, naive_linear_score
+from hypros_lm.scoring import ScoringOptions, fused_linear_score, naive_linear_score
 
 # (N, d, V, chunk_size, vocab_block_size): V divisible by the block and not, odd shapes, one block
 SHAPES = [
@@ -39,7 +39,7 @@ def _reference(h, w, t, lam, bounded, **kw):
 def test_float32_matches_float64_reference(shape, lam, bounded):
     n, d, v, chunk, block = shape
     h, w, t = _inputs(n, d, v, torch.float32)
-    out = fused_linear_score(h, w, t, lam=lam, bounded=bounded, chunk_size=chunk, vocab_block_size=block)
+    out = fused_linear_score(h, w, t, lam=lam, bounded=bounded, options=ScoringOptions(chunk_size=chunk), vocab_block_size=block)
     gh, gw = torch.autograd.grad(out.loss, (h, w))
     ref, rh, rw = _reference(h, w, t, lam, bounded)
     for key in ("log", "brier", "spherical", "entropy", "accuracy"):
@@ -55,7 +55,7 @@ def test_bfloat16_error_within_naive_bfloat16_error(lam, bounded):
     """bf16 inputs: error against the fp64 truth no worse than a naive bf16 computation's, plus slack."""
     n, d, v = 252, 32, 507
     h, w, t = _inputs(n, d, v, torch.bfloat16)
-    out = fused_linear_score(h, w, t, lam=lam, bounded=bounded, chunk_size=64, vocab_block_size=123)
+    out = fused_linear_score(h, w, t, lam=lam, bounded=bounded, options=ScoringOptions(chunk_size=64), vocab_block_size=123)
     gh, gw = torch.autograd.grad(out.loss, (h, w))
     assert gh.dtype == torch.bfloat16 and gw.dtype == torch.bfloat16
     ref, rh, rw = _reference(h, w, t, lam, bounded)
@@ -76,7 +76,8 @@ def test_gradcheck_float64():
         for grad_in_forward in (True, False):
             def fn(h_, w_, bounded=bounded, gif=grad_in_forward):
                 return fused_linear_score(
-                    h_, w_, t, lam=0.3, bounded=bounded, chunk_size=4, vocab_block_size=5, label_smoothing=0.1, grad_in_forward=gif,
+                    h_, w_, t, lam=0.3, bounded=bounded, options=ScoringOptions(chunk_size=4, label_smoothing=0.1),
+                    vocab_block_size=5, grad_in_forward=gif,
                 ).loss
 
             assert torch.autograd.gradcheck(fn, (h, w))
@@ -86,7 +87,7 @@ def test_recompute_in_backward_equals_grad_in_forward():
     h, w, t = _inputs(40, 12, 70, torch.float32)
     grads = []
     for gif in (True, False):
-        out = fused_linear_score(h, w, t, lam=0.3, chunk_size=16, vocab_block_size=32, grad_in_forward=gif)
+        out = fused_linear_score(h, w, t, lam=0.3, options=ScoringOptions(chunk_size=16), vocab_block_size=32, grad_in_forward=gif)
         grads.append(torch.autograd.grad(out.loss * 3.0, (h, w)))  # non-unit upstream gradient
     torch.testing.assert_close(grads[0], grads[1])
 
@@ -99,7 +100,7 @@ def test_tied_weights_gradients_accumulate_both_uses():
     t = torch.randint(0, v, (n,))
     t[3] = -100
     h = torch.tanh(F.embedding(ids, w))
-    out = fused_linear_score(h, w, t, lam=0.3, chunk_size=7, vocab_block_size=16)
+    out = fused_linear_score(h, w, t, lam=0.3, options=ScoringOptions(chunk_size=7), vocab_block_size=16)
     (g,) = torch.autograd.grad(out.loss, (w,))
     w2 = w.detach().clone().requires_grad_()
     ref = naive_linear_score(torch.tanh(F.embedding(ids, w2)), w2, t, 0.3)
@@ -109,7 +110,7 @@ def test_tied_weights_gradients_accumulate_both_uses():
 
 def test_label_smoothing_matches_cross_entropy():
     h, w, t = _inputs(33, 8, 41, torch.float64)
-    out = fused_linear_score(h, w, t, lam=0.0, label_smoothing=0.2, chunk_size=10, vocab_block_size=9)
+    out = fused_linear_score(h, w, t, lam=0.0, options=ScoringOptions(label_smoothing=0.2, chunk_size=10), vocab_block_size=9)
     expected = F.cross_entropy(h @ w.T, t, ignore_index=-100, label_smoothing=0.2)
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-12)
     # the reported log component stays the plain NLL
@@ -127,7 +128,8 @@ def test_lambda_as_tensor_and_no_grad_path():
 
 def test_component_grad_norms_match_autograd():
     h, w, t = _inputs(30, 8, 40, torch.float64)
-    out = fused_linear_score(h, w, t, lam=0.3, bounded="spherical", chunk_size=8, vocab_block_size=16, component_grad_norms=True)
+    out = fused_linear_score(h, w, t, lam=0.3, bounded="spherical", options=ScoringOptions(chunk_size=8), vocab_block_size=16,
+                             component_grad_norms=True)
     for lam, got in ((0.0, out.grad_norm_log), (1.0, out.grad_norm_bounded)):
         ref = naive_linear_score(h, w, t, lam, "spherical")
         (gh,) = torch.autograd.grad(ref["loss"], (h,))
@@ -144,7 +146,7 @@ def test_extreme_logits_stay_finite(bounded):
     h.requires_grad_()
     w.requires_grad_()
     t = torch.randint(0, v, (n,))
-    out = fused_linear_score(h, w, t, lam=0.5, bounded=bounded, chunk_size=5, vocab_block_size=8)
+    out = fused_linear_score(h, w, t, lam=0.5, bounded=bounded, options=ScoringOptions(chunk_size=5), vocab_block_size=8)
     gh, gw = torch.autograd.grad(out.loss, (h, w))
     for x in (out.loss, out.log, out.brier, out.spherical, out.entropy, gh, gw):
         assert torch.isfinite(x).all()
@@ -197,7 +199,7 @@ def test_cuda_bfloat16_path_matches_reference(bounded):
     w = (torch.randn(v, d) * 0.1).to("cuda", torch.bfloat16).requires_grad_()
     t = torch.randint(0, v, (n,), device="cuda")
     t[::7] = -100
-    out = fused_linear_score(h, w, t, lam=0.3, bounded=bounded, chunk_size=256, vocab_block_size=2048)
+    out = fused_linear_score(h, w, t, lam=0.3, bounded=bounded, options=ScoringOptions(chunk_size=256), vocab_block_size=2048)
     gh, gw = torch.autograd.grad(out.loss, (h, w))
     ref, rh, rw = _reference(h.cpu(), w.cpu(), t.cpu(), 0.3, bounded)
     assert out.loss.item() == pytest.approx(ref["loss"].item(), abs=2e-3)

@@ -12,6 +12,7 @@ from hypros_lm.config import known_keys
 from hypros_lm.integrations.transformers import patch_causal_lm
 from hypros_lm.scoring import LossSettings, ScoringOptions, fused_linear_score
 from hypros_lm.scoring.api import LinearScoringLoss, linear_scoring_loss
+from hypros_lm.scoring.head import score_hidden
 from tests.helpers import TINY_RUN, read_metrics, run_python
 
 OPTIONS = {f.name for f in dataclasses.fields(ScoringOptions)}
@@ -26,13 +27,14 @@ def test_the_api_the_patch_and_the_stack_take_the_same_scoring_options():
     accepted = {
         "linear_scoring_loss": _keywords(linear_scoring_loss),
         "LinearScoringLoss": set(LinearScoringLoss.OPTIONS),
-        "fused_linear_score": _keywords(fused_linear_score),
         "patch_causal_lm": _keywords(patch_causal_lm),
         "LossSettings (--loss.*)": {f.name for f in dataclasses.fields(LossSettings)},
         "the command line": {key.removeprefix("loss.") for key in known_keys() if key.startswith("loss.")},
     }
     missing = {where: sorted(OPTIONS - names) for where, names in accepted.items() if not OPTIONS <= names}
     assert not missing, f"scoring options not taken (under these names): {missing}"
+    for kernel in (fused_linear_score, score_hidden):  # below the entry points the options travel whole
+        assert "options" in _keywords(kernel) and not OPTIONS & _keywords(kernel), kernel.__name__
     assert LossSettings(z_loss=1e-4, label_smoothing=0.1, chunk_size=64).options() == ScoringOptions(
         z_loss=1e-4, label_smoothing=0.1, chunk_size=64)
 

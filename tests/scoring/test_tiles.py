@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from hypros_lm.scoring import fused_linear_score, naive_linear_score
+from hypros_lm.scoring import ScoringOptions, fused_linear_score, naive_linear_score
 from hypros_lm.scoring import tiles as tiles_module
 from hypros_lm.scoring.tiles import TILES
 
@@ -38,7 +38,8 @@ def _fused(case: dict, mode: str, monkeypatch) -> tuple:
     h, w, b, t = _inputs()
     kw = dict(case)
     bias = b if kw.pop("bias", False) else None
-    out = fused_linear_score(h, w, t, bias=bias, chunk_size=64, **kw)
+    options = ScoringOptions(chunk_size=64, z_loss=kw.pop("z_loss", 0.0), label_smoothing=kw.pop("label_smoothing", 0.0))
+    out = fused_linear_score(h, w, t, bias=bias, options=options, **kw)
     params = (h, w) if bias is None else (h, w, bias)
     return out, torch.autograd.grad(out.loss, params)
 
@@ -118,7 +119,7 @@ def test_bfloat16_inputs_at_a_262k_vocabulary_within_the_dtype_budget(bounded, l
     h, w, _, t = _inputs(n=n, d=d, v=v, dtype=torch.bfloat16, seed=1)
     with torch.no_grad():
         w.mul_(0.2)
-    out = fused_linear_score(h, w, t, lam=lam, bounded=bounded, chunk_size=8)
+    out = fused_linear_score(h, w, t, lam=lam, bounded=bounded, options=ScoringOptions(chunk_size=8))
     gh, gw = torch.autograd.grad(out.loss, (h, w))
     assert gh.dtype == torch.bfloat16 and gw.dtype == torch.bfloat16
     h64, w64 = (x.detach().double().requires_grad_() for x in (h, w))
