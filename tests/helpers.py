@@ -12,12 +12,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN = REPO / "launch" / "pretrain.py"
 
-# A few-step nano run on real WikiText-2; tests add --out and what they vary.
-TINY_RUN = [
-    "--model", "nano", "--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4",
-    "--data.vocab_size", "2048", "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2",
-    "--train.component_grad_every", "2", "--optim.warmup_steps", "2",
-]
+
+
+def tiny_run(model: str = "nano") -> list[str]:
+    """The arguments of a few-step run of ``model`` on real WikiText-2 (4 × 64 tokens a micro-batch, a 2048-token
+    BPE, validation at step 3 on 2 micro-batches); tests add --out and what they vary."""
+    return ["--model", model, "--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4",
+            "--data.vocab_size", "2048", "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2",
+            "--train.component_grad_every", "2", "--optim.warmup_steps", "2"]
+
+
+TINY_RUN = tiny_run()
 # The session's stage runs (conftest.stage_runs): 4 HyProS steps; a test comparing against them adds only
 # --ds-config, --out and how it cuts or spreads the same run.
 STAGE_RUN = [*TINY_RUN, "--loss", "hypros", "--max-steps", "4"]

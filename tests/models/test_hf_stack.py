@@ -13,7 +13,7 @@ from hypros_lm.data import prepare_data
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import HFCausalLM
 from hypros_lm.runs import RunFolder, export_hf, load_run
-from tests.helpers import REPO, evaluation_metrics, read_metrics, run_deepspeed, run_python
+from tests.helpers import REPO, evaluation_metrics, read_metrics, run_deepspeed, run_python, tiny_run
 from tests.integrations.hf_models import COVERAGE, small_config
 
 pytestmark = pytest.mark.slow
@@ -21,12 +21,14 @@ TIED = {"gpt2"}
 # model type -> tied embeddings; llama is the ladder's class, under ZeRO-3 = ZeRO-0 in the stage runs
 # (tests/training/test_launcher.py) and exported from them (tests/evaluation/test_export_and_eval.py)
 ARCHITECTURES = {arch: arch in TIED for arch in COVERAGE["ZeRO-3"] if arch != "llama"}
-VOCAB = 2048
+VOCAB = 2048  # tiny_run's BPE
 STEPS = 5
-# 5 HyProS steps of 4 × 64 tokens; validation (2 micro-batches per rank) at steps 3 and 5
-RUN = ["--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4", "--data.vocab_size", str(VOCAB),
-       "--loss", "hypros", "--max-steps", str(STEPS), "--train.log_every", "1", "--train.eval_every", "3",
-       "--train.eval_batches", "2", "--optim.warmup_steps", "2"]
+
+
+def _run(model: str) -> list[str]:
+    """5 HyProS steps of 4 × 64 tokens; validation (2 micro-batches per rank) at steps 3 and 5."""
+    return [*tiny_run(model), "--loss", "hypros", "--max-steps", str(STEPS)]
+
 FINETUNE = REPO / "launch" / "finetune.py"
 
 
@@ -46,7 +48,7 @@ def arch_runs(configs, cache_dir, tmp_path_factory):
     for model_type in ARCHITECTURES:
         for stage in ("zero0", "zero3"):
             out = tmp_path_factory.mktemp(f"{model_type}_{stage}")
-            run_deepspeed([*RUN, "--model", f"hf:{configs / model_type}", "--ds-config", stage, "--out", str(out)],
+            run_deepspeed([*_run(f"hf:{configs / model_type}"), "--ds-config", stage, "--out", str(out)],
                           cache_dir)
             assert RunFolder(out).read_settings().model.name == f"hf:{configs / model_type}"
             runs[model_type, stage] = out
@@ -71,7 +73,7 @@ def test_hf_architectures_train_under_zero3_as_under_zero0(arch_runs, model_type
 
 
 def test_a_cut_and_resumed_hf_run_equals_the_uninterrupted_one(arch_runs, configs, cache_dir, tmp_path):
-    args = [*RUN, "--model", f"hf:{configs / 'gpt2'}", "--ds-config", "zero3", "--out", str(tmp_path)]
+    args = [*_run(f"hf:{configs / 'gpt2'}"), "--ds-config", "zero3", "--out", str(tmp_path)]
     run_deepspeed([*args, "--train.stop_at", "3"], cache_dir)
     cut = read_metrics(tmp_path)
     run_deepspeed([*args, "--resume"], cache_dir)
@@ -121,7 +123,7 @@ def test_a_pretrained_hf_folder_starts_where_eval_lm_puts_it(pretrained_hf, cach
                 "--batch-size", "4", "--out", str(tmp_path / "eval")], cache_dir, script=REPO / "eval" / "lm.py")
     reported = evaluation_metrics(tmp_path / "eval")["loss_log"]
     cont = tmp_path / "continued"
-    run_python([*RUN, "--model", f"hf:{pretrained_hf}", "--max-steps", "2", "--train.eval_at_start", "true",
+    run_python([*_run(f"hf:{pretrained_hf}"), "--max-steps", "2", "--train.eval_at_start", "true",
                 "--out", str(cont)], cache_dir)
     assert RunFolder(cont).read_settings().data.tokenizer == str(pretrained_hf)  # not a BPE trained afresh
     start = read_metrics(cont, "val")[0]

@@ -15,13 +15,10 @@ from hypros_lm.files import write_atomic
 from hypros_lm.models import HFCausalLM, ModelSettings, build_model, initial_value
 from hypros_lm.runs import LATEST, RunFolder, export_hf, load_run
 from hypros_lm.training.engine import assign_parameters
-from tests.helpers import read_metrics, run_python
+from tests.helpers import TINY_RUN, read_metrics, run_python
 
 # 5 HyProS steps of 4 × 64 tokens of WikiText-2, ZeRO-2, one process; a checkpoint at steps 3 and 5
-RUN = ["--model", "nano", "--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4",
-       "--data.vocab_size", "2048", "--loss", "hypros", "--max-steps", "5", "--train.log_every", "1",
-       "--train.eval_every", "3", "--train.eval_batches", "2", "--optim.warmup_steps", "2", "--ds-config", "zero2",
-       "--train.save_every", "3"]
+RUN = [*TINY_RUN, "--loss", "hypros", "--max-steps", "5", "--ds-config", "zero2", "--train.save_every", "3"]
 # what this run logged at commit 6eb2134, when a rung was its own module (DecoderLM: a Llama body and a ScoringHead)
 RECORDED = {
     "loss": [7.307374477386475, 5.828484058380127, 2.75199031829834, 1.30650794506073, 1.0425537824630737],
