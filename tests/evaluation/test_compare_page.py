@@ -102,6 +102,8 @@ def test_rating_page_in_headless_chromium(stage_runs, cache_dir, tmp_path):
     summary = summarize(saved, out / "key.json")
     pooled = summary["pooled"]
     assert (pooled["wins_0"], pooled["wins_1"], pooled["ties"]) == (wins.count(0), wins.count(1), PLAN.count("tie"))
-    proc = run_python([str(saved[0]), "--key", str(out / "key.json"), "--out", str(tmp_path / "report")], cache_dir,
-                      script=REPO / "eval" / "ratings.py")
-    assert "| **pooled** | 6 |" in proc.stdout and "One rater" in proc.stdout
+    run_python([str(saved[0]), "--key", str(out / "key.json"), "--out", str(tmp_path / "report")], cache_dir,
+               script=REPO / "eval" / "ratings.py")
+    report = (tmp_path / "report" / "ratings.md").read_text()
+    assert "| **pooled** | 6 |" in report and "One rater" in report
+    assert json.loads((tmp_path / "report" / "ratings.json").read_text())["pooled"] == pooled

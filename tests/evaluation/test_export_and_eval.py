@@ -44,9 +44,8 @@ def test_load_rejects_another_model_size(stage_runs, tmp_path):
 
 def test_eval_lm_writes_metrics_and_figures(stage_runs, cache_dir, tmp_path):
     out = tmp_path / "eval"
-    proc = run_python([str(stage_runs["zero2"]), "--split", "test", "--batches", "3", "--batch-size", "4",
-                       "--out", str(out)], cache_dir, script=REPO / "eval" / "lm.py")
-    assert "ECE(10)" in proc.stdout
+    run_python([str(stage_runs["zero2"]), "--split", "test", "--batches", "3", "--batch-size", "4",
+                "--out", str(out)], cache_dir, script=REPO / "eval" / "lm.py")
     metrics = evaluation_metrics(out)
     assert metrics["val_tokens"] == 3 * 4 * 64
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss_log"]))
