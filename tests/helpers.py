@@ -11,14 +11,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN = REPO / "launch" / "pretrain.py"
-
+TINY_VOCAB = 2048  # the tiny runs' BPE
 
 
 def tiny_run(model: str = "nano") -> list[str]:
-    """The arguments of a few-step run of ``model`` on real WikiText-2 (4 × 64 tokens a micro-batch, a 2048-token
-    BPE, validation at step 3 on 2 micro-batches); tests add --out and what they vary."""
+    """The arguments of a few-step run of ``model`` on real WikiText-2 (4 × 64 tokens a micro-batch, a BPE of
+    TINY_VOCAB tokens, validation at step 3 on 2 micro-batches); tests add --out and what they vary."""
     return ["--model", model, "--data", "wikitext-2-v1", "--seq-len", "64", "--micro-batch-size", "4",
-            "--data.vocab_size", "2048", "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2",
+            "--data.vocab_size", str(TINY_VOCAB), "--train.log_every", "1", "--train.eval_every", "3", "--train.eval_batches", "2",
             "--train.component_grad_every", "2", "--optim.warmup_steps", "2"]
 
 

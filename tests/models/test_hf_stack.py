@@ -13,7 +13,7 @@ from hypros_lm.data import prepare_data
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.models import HFCausalLM
 from hypros_lm.runs import RunFolder, export_hf, load_run
-from tests.helpers import REPO, evaluation_metrics, read_metrics, run_deepspeed, run_python, tiny_run
+from tests.helpers import REPO, TINY_VOCAB, evaluation_metrics, read_metrics, run_deepspeed, run_python, tiny_run
 from tests.integrations.hf_models import COVERAGE, small_config
 
 pytestmark = pytest.mark.slow
@@ -21,15 +21,13 @@ TIED = {"gpt2"}
 # model type -> tied embeddings; llama is the ladder's class, under ZeRO-3 = ZeRO-0 in the stage runs
 # (tests/training/test_launcher.py) and exported from them (tests/evaluation/test_export_and_eval.py)
 ARCHITECTURES = {arch: arch in TIED for arch in COVERAGE["ZeRO-3"] if arch != "llama"}
-VOCAB = 2048  # tiny_run's BPE
 STEPS = 5
+FINETUNE = REPO / "launch" / "finetune.py"
 
 
 def _run(model: str) -> list[str]:
     """5 HyProS steps of 4 × 64 tokens; validation (2 micro-batches per rank) at steps 3 and 5."""
     return [*tiny_run(model), "--loss", "hypros", "--max-steps", str(STEPS)]
-
-FINETUNE = REPO / "launch" / "finetune.py"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +35,7 @@ def configs(tmp_path_factory):
     """A config.json folder per architecture (no weights, no tokenizer: the run trains its BPE)."""
     root = tmp_path_factory.mktemp("hf_configs")
     for model_type, tied in ARCHITECTURES.items():
-        small_config(model_type, vocab=VOCAB, tie=tied).save_pretrained(root / model_type)
+        small_config(model_type, vocab=TINY_VOCAB, tie=tied).save_pretrained(root / model_type)
     return root
 
 

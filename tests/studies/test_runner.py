@@ -27,6 +27,7 @@ STUDY = {
     "eval_batches": 2,
     "timing": {"steps": 3},
 }
+STUDY_SCRIPT = REPO / "launch" / "study.py"
 
 
 def _write(tmp_path, **changes):
@@ -53,9 +54,6 @@ def test_bad_study_files_are_named(tmp_path):
 def test_shipped_studies_expand(path, tmp_path):
     runs = expand(load_study(path), tmp_path)
     assert len({r.name for r in runs}) == len(runs) > 0
-
-
-STUDY_SCRIPT = REPO / "launch" / "study.py"
 
 
 def _files(folder) -> dict[str, int]:
@@ -164,7 +162,7 @@ def test_runner_trains_and_evaluates_an_hf_model(tmp_path, cache_dir):
                  models=[f"hf:{tmp_path / 'qwen-small'}"], timing=None)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
     out = tmp_path / "runs"
-    run_python([str(tmp_path / "s.yaml"), "--out", str(out)], cache_dir, script=REPO / "launch" / "study.py", timeout=600)
+    run_python([str(tmp_path / "s.yaml"), "--out", str(out)], cache_dir, script=STUDY_SCRIPT, timeout=600)
     assert [r["step"] for r in read_metrics(out / "log-qwen-small-s1")] == [1, 2, 3, 4]
     metrics = evaluation_metrics(RunFolder(out / "log-qwen-small-s1").evaluation("test"))
     assert metrics["val_tokens"] > 0 and metrics["loss_log"] == pytest.approx(read_metrics(out / "log-qwen-small-s1", "val")
