@@ -28,3 +28,11 @@ class NotWritable(UserError, PermissionError):
 
 class MissingPackage(UserError, ImportError):
     """An optional dependency that is not installed (the message says which extra brings it)."""
+
+
+class Diverged(UserError, FloatingPointError):
+    """Training produced a non-finite loss, gradient norm or parameter norm (the message names the step and the fix)."""
+
+
+class DamagedFile(UserError, OSError):
+    """A file that is no longer what was written (truncated, altered): its checksum differs from the recorded one."""

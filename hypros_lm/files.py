@@ -1,5 +1,6 @@
-"""Files shared between processes: writing so that nothing half-written is ever read, checking a folder can be
-written, waiting for a file another process writes, and the launcher's rank."""
+"""Files shared between processes: writing so that nothing half-written is ever read, checksums that show a file
+is still what was written, checking a folder can be written, waiting for a file another process writes, and the
+launcher's rank."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hypros_lm.errors import NotWritable
+from hypros_lm.errors import MissingPackage, NotWritable
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -26,6 +27,25 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+CHECKSUM = "xxh3_128"
+"""The checksum of checkpoint files: xxHash's XXH3 (128 bits) reads at memory speed, where SHA-256 would add about
+half a save's time to each save (docs/benchmarks/checksums-cpu.txt). It finds truncation, partial copies and bit rot;
+it is not meant to resist someone altering a file on purpose."""
+
+
+def file_checksum(path: Path, *, block: int = 1 << 24) -> str:
+    """``"xxh3_128:<hex>"`` of a file's bytes."""
+    try:
+        import xxhash
+    except ImportError as err:
+        raise MissingPackage("checkpoint checksums need xxhash: pip install xxhash (or the project's [train] extra)") from err
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return f"{CHECKSUM}:{digest.hexdigest()}"
 
 
 def ensure_writable(folder: Path, setting: str) -> None:

@@ -4,7 +4,9 @@ reading a finished run back (its settings, tokenizer and consolidated weights), 
 Saving: DeepSpeed writes each rank's shards into ``checkpoints/<tag>.partial/``; only when every rank
 has finished does rank 0 add ``meta.json``, rename the folder to ``checkpoints/<tag>/`` and atomically
 replace ``checkpoints/latest``. A crash mid-write leaves a ``.partial`` folder that is never loaded (and
-is cleared by the next save), so a checkpoint that looks complete is complete.
+is cleared by the next save), so a checkpoint that looks complete is complete. ``meta.json`` also records each
+file's checksum (:data:`hypros_lm.files.CHECKSUM`), checked before any load: a checkpoint damaged after it was
+written (a partial copy, a full disk, bit rot) is named, and ``--resume`` falls back to the newest intact one.
 
 Reading: ZeRO-1/2/3 checkpoints hold the fp32 weights in per-rank partitions; DeepSpeed's own
 ``get_fp32_state_dict_from_zero_checkpoint`` consolidates them. A ZeRO-0 checkpoint has the full weights
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 import random
 import shutil
 from dataclasses import dataclass
@@ -30,8 +33,8 @@ from tokenizers import Tokenizer
 
 from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data import eos_id, load_tokenizer
-from hypros_lm.errors import InvalidValue, MissingFile
-from hypros_lm.files import write_atomic
+from hypros_lm.errors import DamagedFile, InvalidValue, MissingFile
+from hypros_lm.files import file_checksum, write_atomic
 from hypros_lm.models import HFCausalLM, build_model, is_hf
 from hypros_lm.models.hf import current_names, pretrained_weights
 
@@ -96,13 +99,17 @@ class RunFolder:
             raise MissingFile(f"{pointer} names {folder.name}, which is missing or incomplete (no {META})")
         return folder
 
+    def complete(self) -> list[Path]:
+        """The complete checkpoints, newest first."""
+        return sorted((p for p in self.checkpoints.glob("step_*") if (p / META).is_file()), reverse=True)
+
     def find(self, step: int | None = None) -> Path:
         """The complete checkpoint of ``step`` (else the latest), or an error naming the complete ones."""
         if step is None and self.latest() is not None:
             return self.latest()
         if step is not None and self.has_checkpoint(step):
             return self.checkpoint(step)
-        have = sorted(p.name for p in self.checkpoints.glob("step_*") if (p / META).is_file())
+        have = sorted(p.name for p in self.complete())
         wanted = f"for step {step}" if step is not None else f"(no {self.checkpoints / LATEST}); is it a run folder?"
         raise MissingFile(f"{self.path} has no complete checkpoint {wanted}; complete ones: {have}")
 
@@ -189,11 +196,32 @@ def safe_load(path: Path, *, mmap: bool = False) -> Any:
                            f"by hypros-lm") from None
 
 
-def verify_checkpoint_files(folder: Path) -> None:
-    """Check every .pt file of a checkpoint with :func:`safe_load` (memory-mapped: no tensor data is read)
-    before DeepSpeed's own loaders, which unpickle without that check, see them."""
+def verify_checkpoint_files(folder: Path, *, rank: int = 0, world: int = 1) -> None:
+    """Check a checkpoint's files before anything reads them: their checksums against ``meta.json`` (rank ``rank``
+    of ``world`` checks every world-th file; :class:`~hypros_lm.errors.DamagedFile` names the first that differs),
+    then every .pt file with :func:`safe_load` (memory-mapped: no tensor data is read) before DeepSpeed's own
+    loaders, which unpickle without that check, see them. A checkpoint saved before checksums loads with a note."""
+    recorded = json.loads((folder / META).read_text()).get("checksums")
+    if recorded is None:
+        warnings.warn(f"checkpoint {folder} records no checksums (saved before they were): not verified", stacklevel=2)
+    for name, expected in sorted((recorded or {}).items())[rank::world]:
+        path = folder / name
+        actual = file_checksum(path) if path.is_file() else "missing"
+        if actual != expected:
+            raise DamagedFile(f"checkpoint {folder} is damaged: {name} has checksum {actual}, {META} recorded "
+                              f"{expected} (changed after the save: a partial copy, a full disk, bit rot); use an intact "
+                              f"copy of it or an earlier checkpoint")
     for path in sorted(folder.glob("*.pt")):
         safe_load(path, mmap=True)
+
+
+def _checksums(folder: Path, rank: int, world: int) -> dict[str, str]:
+    """Every file's checksum, each rank hashing every world-th file, gathered on all ranks (collective)."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != META)
+    mine = {name: file_checksum(folder / name) for name in names[rank::world]}
+    gathered: list[dict[str, str]] = [{} for _ in range(world)]
+    dist.all_gather_object(gathered, mine)
+    return {name: value for part in gathered for name, value in part.items()}
 
 
 def save_checkpoint(engine, ckpt_dir: Path, step: int, client_state: dict[str, Any], *, keep: int) -> Path:
@@ -207,9 +235,10 @@ def save_checkpoint(engine, ckpt_dir: Path, step: int, client_state: dict[str, A
     engine.save_checkpoint(str(ckpt_dir), tag=partial, client_state=client_state, save_latest=False)
     torch.save(_rng_state(), ckpt_dir / partial / f"rng_rank{rank:03d}.pt")
     dist.barrier()
+    checksums = _checksums(ckpt_dir / partial, rank, dist.get_world_size())
     final = ckpt_dir / tag
     if rank == 0:
-        meta = {"step": step, "world_size": dist.get_world_size(), **client_state}
+        meta = {"step": step, "world_size": dist.get_world_size(), **client_state, "checksums": checksums}
         write_atomic(ckpt_dir / partial / META, json.dumps(meta, indent=2, default=str))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(ckpt_dir / partial, final)
@@ -233,13 +262,38 @@ def load_checkpoint(engine, folder: Path) -> dict[str, Any]:
             f"checkpoint {folder} was written by {meta['world_size']} ranks; this run has "
             f"{dist.get_world_size()}. Resume with the same number of ranks"
         )
-    verify_checkpoint_files(folder)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    verdicts: list[str | None] = [None] * world
+    try:
+        verify_checkpoint_files(folder, rank=rank, world=world)
+    except DamagedFile as err:
+        verdicts[rank] = str(err)
+    dist.all_gather_object(verdicts, verdicts[rank])  # every rank stops, or none
+    if any(verdicts):
+        raise DamagedFile(next(v for v in verdicts if v))
     _, client_state = engine.load_checkpoint(str(folder.parent), tag=folder.name)
     if client_state is None:
         raise MissingFile(f"DeepSpeed could not load the checkpoint in {folder}")
     rng_file = folder / f"rng_rank{dist.get_rank():03d}.pt"
     _set_rng_state(safe_load(rng_file))
     return {**client_state, "step": meta["step"]}
+
+
+def resume_latest(engine, run: RunFolder, *, log) -> tuple[Path, dict[str, Any]] | None:
+    """Collective: restore the newest intact checkpoint (``latest``, else an older one, with a warning naming what
+    was skipped); None before the first checkpoint; where none is intact, the newest one's error."""
+    latest = run.latest()
+    if latest is None:
+        return None
+    candidates = [latest, *(p for p in run.complete() if p.name < latest.name)]
+    for i, folder in enumerate(candidates):
+        try:
+            return folder, load_checkpoint(engine, folder)
+        except DamagedFile as err:
+            if i == len(candidates) - 1:
+                raise DamagedFile(f"no intact checkpoint to resume from in {run.checkpoints}; {err}") from None
+            log(f"warning: skipping checkpoint {folder.name}, resuming from {candidates[i + 1].name}: {err}")
+    return None
 
 
 @dataclass

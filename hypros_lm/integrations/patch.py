@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import sys
 import types
 import warnings
@@ -61,10 +62,16 @@ class ScoringState:
         self.evaluation["bins"] = self.evaluation["bins"] + bins if "bins" in self.evaluation else bins
 
     def pop_components(self) -> dict[str, float]:
-        """Token-weighted means of each component since the last call (empty if nothing was scored)."""
+        """Token-weighted means of each component since the last call (empty if nothing was scored); a warning
+        names those that are not finite (the model diverged)."""
         sums, self.sums = self.sums, {}
         n = float(sums.pop("n_tokens", 0.0))
-        return {k: float(v) / n for k, v in sums.items()} if n else {}
+        means = {k: float(v) / n for k, v in sums.items()} if n else {}
+        broken = {k: v for k, v in means.items() if not math.isfinite(v)}
+        if broken:
+            warnings.warn(f"hypros_lm: the fused head scored non-finite {broken}: the model diverged; lower the learning "
+                          f"rate or clip gradients, and resume from a checkpoint before this", stacklevel=2)
+        return means
 
     def pop_evaluation(self) -> dict[str, float]:
         """Token Brier, spherical score and ECE of the evaluation forwards since the last call."""

@@ -23,6 +23,8 @@ forward, so a head weight read from outside it would be an empty shard (TRL #336
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from hypros_lm.errors import InvalidValue, MissingPackage
@@ -77,7 +79,8 @@ class HyProSCallback(_callback_base()):
 
     After every optimizer step it checks that the patched head scored each of the step's training forwards:
     a trainer that computed its own loss (TRL's fused head, a ``compute_loss_func``) stops training with an
-    error that names what replaced the patch, instead of logging λ over another objective.
+    error that names what replaced the patch, instead of logging λ over another objective. A logged component that
+    is not finite (the model diverged) is warned about and stops training.
 
     The Trainer calls callbacks in order, its reporting ones (wandb, TensorBoard) before those given
     in ``callbacks=``; :func:`add_hypros_callback` puts this one first so that they report λ too.
@@ -122,7 +125,10 @@ class HyProSCallback(_callback_base()):
             return
         scoring = find_state(model)
         if "loss" in logs:  # a training log
-            extra = {"hypros/lambda": self.lam, **{f"hypros/{k}": v for k, v in scoring.pop_components().items()}}
+            components = scoring.pop_components()  # warns where one is not finite
+            extra = {"hypros/lambda": self.lam, **{f"hypros/{k}": v for k, v in components.items()}}
+            if not all(map(math.isfinite, components.values())):
+                control.should_training_stop = True  # a diverged run stops (its checkpoints so far are the good ones)
         else:  # an evaluation log: "<prefix>_loss" and the rest under that prefix
             prefix = next((k[: -len("_loss")] for k in logs if k.endswith("_loss")), None)
             scores = scoring.pop_evaluation() if prefix is not None else {}

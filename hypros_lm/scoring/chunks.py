@@ -70,13 +70,14 @@ class _Stats:
     """Running per-token statistics over vocabulary blocks (see the module docstring)."""
 
     def __init__(self, rows: int, like: Tensor):
-        self.m = None
+        self.m = self.argmax = None
         self.s1 = self.s2 = self.u = self.sum_z = like.new_zeros(rows)
         self.z_y = like.new_zeros(rows)
 
     def add(self, z: Tensor, block_start: int, targets: Tensor, want_sum: bool) -> None:
         """Merge a block of logits (left unchanged) into the running statistics."""
-        m, s1, s2, u, sum_z = TILES.call(tiles.statistics, z, want_sum)
+        m, first, s1, s2, u, sum_z = TILES.call(tiles.statistics, z, want_sum)
+        first = first + block_start
         if want_sum:
             self.sum_z = self.sum_z + sum_z
         local = targets - block_start
@@ -84,8 +85,9 @@ class _Stats:
         picked = z.gather(1, local.clamp(0, z.shape[1] - 1)[:, None]).squeeze(1)
         self.z_y = torch.where(inside, picked, self.z_y)
         if self.m is None:
-            self.m, self.s1, self.s2, self.u = m, s1, s2, u
+            self.m, self.argmax, self.s1, self.s2, self.u = m, first, s1, s2, u
             return
+        self.argmax = torch.where(m > self.m, first, self.argmax)  # a tie keeps the earlier block's (lower) index
         m_new = torch.maximum(self.m, m)
         shift_old, shift_blk = self.m - m_new, m - m_new  # ≤ 0: rescale both sides to the new max
         a, b = torch.exp(shift_old), torch.exp(shift_blk)
@@ -95,7 +97,7 @@ class _Stats:
         self.m = m_new
 
 
-def _chunk_scores(st: _Stats, vocab_size: int, opts: Options) -> dict[str, Tensor]:
+def _chunk_scores(st: _Stats, targets: Tensor, vocab_size: int, opts: Options) -> dict[str, Tensor]:
     """Per-token scores from the finished statistics."""
     lse = st.m + torch.log(st.s1)
     e_y = torch.exp(st.z_y - st.m)
@@ -116,7 +118,7 @@ def _chunk_scores(st: _Stats, vocab_size: int, opts: Options) -> dict[str, Tenso
         "log": log, "brier": brier, "spherical": spherical, "z_loss": lse * lse,
         "combined": combined,
         "entropy": torch.log(st.s1) - st.u / st.s1,
-        "correct": (st.z_y >= st.m).to(lse.dtype),  # the target attains the max logit
+        "correct": (st.argmax == targets).to(lse.dtype),  # the argmax rule: the target is the first maximum
     }
 
 
@@ -187,7 +189,7 @@ class _Walk:
         for a, b in self.blocks:
             z = self.logits(h_mm, a, b, _view(self.buf_z, c, b - a))  # (C, B)
             st.add(z, a, targets, want_sum=bool(self.opts.label_smoothing))
-        return st, _chunk_scores(st, self.vocab, self.opts)
+        return st, _chunk_scores(st, targets, self.vocab, self.opts)
 
     def gradient(self, h_mm: Tensor, sc: dict[str, Tensor], coefs, targets: Tensor, valid: Tensor,
                  components=None) -> tuple[Tensor, Tensor | None]:

@@ -1,6 +1,6 @@
 """The elementwise work on one (token chunk × vocabulary block) tile of logits, between the head's matmuls.
 
-Three pure functions: the model's logit transform, the tile's statistics (max, Σe, Σe², Σe·(z−m), Σz) and the
+Three pure functions: the model's logit transform, the tile's statistics (max and argmax, Σe, Σe², Σe·(z−m), Σz) and the
 logit gradient G = p·(α + β·p) − δ, times the transform's chain-rule factor. Eagerly each is a string of
 memory-bound passes over the tile (a 1024 × 50k fp32 tile is 200 MB); ``torch.compile`` turns each into one
 vectorised loop (C++ on CPU, Triton on CUDA), which is what brings the head to its matmul floor
@@ -46,13 +46,13 @@ def transform_(z: Tensor, bias: Tensor | None, scale: float, cap: float | None) 
         z.div_(cap).tanh_().mul_(cap)
 
 
-def statistics(z: Tensor, want_sum: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Per row of a tile of logits: m = max z, Σe, Σe², Σe·(z − m) with e = e^(z − m), and Σz when asked.
-    The tile is read, not written."""
-    m = z.amax(dim=1)
+def statistics(z: Tensor, want_sum: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Per row of a tile of logits: m = max z, its first column (argmax), Σe, Σe², Σe·(z − m) with e = e^(z − m),
+    and Σz when asked. The tile is read, not written."""
+    m, first = z.max(dim=1)  # the first maximum at ties, as torch.argmax
     zc = z - m[:, None]
     e = torch.exp(zc)
-    return m, e.sum(1), _rowdot(e, e), _rowdot(e, zc), (z.sum(1) if want_sum else None)
+    return m, first, e.sum(1), _rowdot(e, e), _rowdot(e, zc), (z.sum(1) if want_sum else None)
 
 
 def chain_factor(z: Tensor, scale: float, cap: float | None) -> Tensor | float:

@@ -37,10 +37,11 @@ from hypros_lm.models import (
     resolve_attention,
 )
 from hypros_lm.models.hf import hf_source
-from hypros_lm.runs import RunFolder, load_checkpoint, read_weights, save_checkpoint
+from hypros_lm.runs import RunFolder, read_weights, resume_latest, save_checkpoint
 from hypros_lm.scoring import Objective, build_objective
 from hypros_lm.scoring.schedules import learning_rate
 from hypros_lm.tasks import TaskFamily, family_for
+from hypros_lm.training.divergence import check_step
 from hypros_lm.training.engine import (
     assign_parameters,
     build_engine,
@@ -203,6 +204,8 @@ def run_step(run: Run, loggers: list, step: int, progress: Progress) -> bool:
     final = step == t.max_steps or step == t.stop_at
     log_step = step % t.log_every == 0 or final
     sums = train_step(run, step, lam, want_norms, timed=log_step)
+    check_step(run.engine, step=step, loss_sum=sums.components["loss"], micro_steps=t.grad_accum,
+               grad_norm=_grad_norm(run.engine, sums))  # a diverged run stops here, before it is evaluated or saved
     if log_step:
         now, (then, then_step) = time.perf_counter(), progress.last_log
         record = _train_record(run, step, sums, lam=lam, lr=lr, elapsed_s=clock.elapsed(),
@@ -215,7 +218,7 @@ def run_step(run: Run, loggers: list, step: int, progress: Progress) -> bool:
                              "lambda": lam, **evaluate(run, lam)}, clock, start_step)
         if run.lm_eval is not None:
             scores = run.lm_eval.evaluate(run.engine, run.data.tokenizer, max_len=settings.data.seq_len,
-                                          device=_device(run))
+                                          device=run.engine.device)
             _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "lm_eval", **scores},
                   clock, start_step)
         progress.last_log = (time.perf_counter(), step)  # evaluation time is not training throughput
@@ -304,17 +307,13 @@ def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world
 def _maybe_resume(run: Run) -> tuple[int, float]:
     if not run.settings.train.resume:
         return 0, 0.0
-    folder = RunFolder(run.out).latest()
-    if folder is None:
+    resumed = resume_latest(run.engine, RunFolder(run.out), log=run.log)
+    if resumed is None:
         run.log(f"resume: no checkpoint in {RunFolder(run.out).checkpoints}, starting fresh")
         return 0, 0.0
-    state = load_checkpoint(run.engine, folder)
+    folder, state = resumed
     run.log(f"resume: {folder} (step {state['step']})")
     return state["step"], float(state.get("elapsed_s", 0.0))
-
-
-def _device(run: Run) -> torch.device:
-    return run.engine.device
 
 
 def batch_for(run: Run, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -322,14 +321,14 @@ def batch_for(run: Run, step: int, micro: int) -> tuple[torch.Tensor, torch.Tens
     t = run.settings.train
     first = (((step - 1) * t.grad_accum + micro) * run.world + run.rank) * t.micro_batch_size
     x, y = run.data.train.batch(run.order.indices(first, t.micro_batch_size))
-    return x.to(_device(run)), y.to(_device(run))
+    return x.to(run.engine.device), y.to(run.engine.device)
 
 
 @dataclass
 class StepSums:
-    """One optimizer step, for its training record: the loss components summed over the micro-batches and, on
-    timed (log) steps, the seconds in forward, backward and the optimizer, the model-state bytes held while the
-    optimizer steps, and the gradient norm where DeepSpeed reports none (ZeRO-0)."""
+    """One optimizer step, for its training record and the divergence check: the loss components summed over the
+    micro-batches, the gradient norm where DeepSpeed reports none (ZeRO-0) and, on timed (log) steps, the seconds in
+    forward, backward and the optimizer and the model-state bytes held while the optimizer steps."""
 
     components: dict[str, torch.Tensor] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("forward", "backward", "optimizer"), 0.0))
@@ -339,7 +338,7 @@ class StepSums:
 
 def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool = False) -> StepSums:
     """One optimizer step over grad_accum micro-batches; ``timed`` (log steps only: each timing is a device sync)
-    also measures what :class:`StepSums` holds for log steps."""
+    also measures the seconds and memory :class:`StepSums` holds for log steps."""
     sums, tick, accum = StepSums(), Stopwatch(timed), run.settings.train.grad_accum
     for micro in range(accum):
         x, y = batch_for(run, step, micro)
@@ -348,9 +347,9 @@ def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool
         sums.seconds["forward"] += tick.lap()
         run.engine.backward(out.loss)
         sums.seconds["backward"] += tick.lap()
-        last = timed and micro == accum - 1
-        if last and run.engine.zero_optimization_stage() == 0:
+        if micro == accum - 1 and run.engine.zero_optimization_stage() == 0:
             sums.grad_norm = full_grad_norm(run.engine.module)  # reduced over ranks by backward
+        last = timed and micro == accum - 1
         with counting_model_states(run.engine, sums.held) if last else contextlib.nullcontext():
             run.engine.step()
         sums.seconds["optimizer"] += tick.lap()
@@ -362,15 +361,13 @@ def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool
 def _train_record(run: Run, step: int, sums: StepSums, **extra: float) -> dict[str, Any]:
     """Average the step's components over micro-batches and ranks (a sync point: log steps only)."""
     keys = sorted(sums.components)
-    vec = torch.stack([sums.components[k] for k in keys]).to(_device(run))
+    vec = torch.stack([sums.components[k] for k in keys]).to(run.engine.device)
     dist.all_reduce(vec)
     n = run.world * run.settings.train.grad_accum
     record: dict[str, Any] = {"step": step, "split": "train"}
     for key, value in zip(keys, vec.tolist(), strict=True):
         record[key] = value / n  # grad_norm_log/bounded: mean over ranks and micro-steps of ‖∂L/∂h‖
-    grad_norm = run.engine.get_global_grad_norm()
-    if grad_norm is None:
-        grad_norm = sums.grad_norm
+    grad_norm = _grad_norm(run.engine, sums)
     record["grad_norm"] = float(grad_norm) if grad_norm is not None else None
     record["lambda"] = extra.pop("lam")
     record.update(extra)
@@ -380,12 +377,18 @@ def _train_record(run: Run, step: int, sums: StepSums, **extra: float) -> dict[s
     return record
 
 
+def _grad_norm(engine, sums: StepSums) -> torch.Tensor | float | None:
+    """The step's gradient norm: DeepSpeed's (ZeRO ≥ 1, or with clipping), else the one measured before the step."""
+    norm = engine.get_global_grad_norm()
+    return sums.grad_norm if norm is None else norm
+
+
 def evaluate(run: Run, lam: float) -> dict[str, float]:
     """Every score and calibration metric on a fixed validation slice, sharded over ranks (and what the
     task family adds, e.g. class-level metrics)."""
     t = run.settings.train
     return run.family.evaluate(run.engine, run.data, batches=t.eval_batches, batch_size=t.micro_batch_size, lam=lam,
-                               bounded=run.objective.bounded, rank=run.rank, world=run.world, device=_device(run))
+                               bounded=run.objective.bounded, rank=run.rank, world=run.world, device=run.engine.device)
 
 
 def _emit(run: Run, loggers: list, record: dict[str, Any], clock: Clock, start_step: int) -> None:

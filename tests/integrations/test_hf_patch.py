@@ -212,3 +212,24 @@ def test_a_copy_of_a_patched_model_scores_with_its_own_weights():
     assert twin(**batch).loss.item() != pytest.approx(model(**batch).loss.item(), rel=1e-3)
     twin(**batch).loss.backward()
     assert twin.lm_head.weight.grad is not None and model.lm_head.weight.grad is None
+
+
+def test_a_diverged_model_is_named_by_the_head_and_stops_the_trainer():
+    """Weights gone to nan: the patched head's logged components warn, and HyProSCallback stops the Trainer at its log."""
+    from transformers import TrainerControl, TrainerState
+
+    from hypros_lm.integrations.transformers import HyProSCallback
+
+    model = patch_causal_lm(build("llama"), lam=0.5)
+    batch = padded_batch(0, 2)
+    model.train()
+    model(**batch).loss.backward()
+    state = model.hypros
+    assert all(torch.isfinite(torch.tensor(list(state.pop_components().values()))))
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model(**batch)
+    control, callback = TrainerControl(), HyProSCallback("hypros")
+    with pytest.warns(UserWarning, match=r"the fused head scored non-finite \{'log': nan.*the model diverged"):
+        callback.on_log(None, TrainerState(global_step=3), control, logs={"loss": float("nan")}, model=model)
+    assert control.should_training_stop

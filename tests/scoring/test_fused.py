@@ -205,3 +205,38 @@ def test_cuda_bfloat16_path_matches_reference(bounded):
     assert out.loss.item() == pytest.approx(ref["loss"].item(), abs=2e-3)
     assert (gh.double().cpu() - rh).abs().max().item() <= 2e-2 * rh.abs().max().item() + 1e-6
     assert (gw.double().cpu() - rw).abs().max().item() <= 2e-2 * rw.abs().max().item() + 1e-6
+
+
+@pytest.mark.parametrize("compile_tiles", ["never", "always"])
+def test_accuracy_and_calibration_bins_follow_the_argmax_rule_at_ties(compile_tiles, monkeypatch):
+    """A token is correct when its target is logits.argmax() (the first maximum): a collapsed model (every logit
+    equal) is right only where the target is token 0, not everywhere; ties that straddle vocabulary blocks too."""
+    from hypros_lm.scoring import token_scores
+
+    monkeypatch.setenv("HYPROS_COMPILE_TILES", compile_tiles)
+    n, d, v = 1000, 8, 300
+    t = torch.randint(0, v, (n,))
+    t[::9] = 0
+    out = fused_linear_score(torch.zeros(n, d), torch.randn(v, d), t, lam=0.5,
+                             options=ScoringOptions(chunk_size=128), vocab_block_size=64, calibration_bins=10)
+    expected = (t == 0).double().mean().item()  # torch.zeros(n, v).argmax(-1) is 0 everywhere
+    assert out.accuracy.item() == pytest.approx(expected) and expected < 0.2
+    count, confidence, correct = out.calibration
+    assert correct.sum().item() == pytest.approx(expected * n) and count.sum().item() == n
+    assert confidence.sum().item() == pytest.approx(n / v, rel=1e-5)  # the top-1 probability of a uniform row
+
+    # ties between two columns in different blocks (and the same block), the target at either
+    h = torch.eye(4, dtype=torch.float64).repeat(4, 1)  # 16 tokens, one hot over d = 4
+    w = torch.zeros(v, 4, dtype=torch.float64)
+    w[[10, 200], 0] = 5.0  # row 0's maximum at 10 and 200 (blocks 0 and 3)
+    w[[70, 71], 1] = 5.0  # row 1's at 70 and 71 (one block)
+    w[299, 2] = 5.0  # row 2's at 299 alone; row 3 is all zeros: argmax 0
+    t = torch.tensor([10, 70, 299, 0, 200, 71, 298, 1] * 2)
+    logits = h @ w.T
+    reference = (logits.argmax(-1) == t).double()
+    assert reference.tolist()[:8] == [1, 1, 1, 1, 0, 0, 0, 0]
+    got = fused_linear_score(h, w, t, lam=0.0, options=ScoringOptions(chunk_size=5), vocab_block_size=64)
+    assert got.accuracy.item() == pytest.approx(reference.mean().item())
+    per_token = token_scores(h, w, t, chunk_size=5, vocab_block_size=64)
+    torch.testing.assert_close(per_token["correct"], reference)
+    assert naive_linear_score(h, w, t, 0.0)["accuracy"].item() == pytest.approx(reference.mean().item())

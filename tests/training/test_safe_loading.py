@@ -3,12 +3,14 @@ with a clear error, and the callable never runs (resume, evaluation, --init-from
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 import torch
 
-from hypros_lm.runs import RunFolder, load_run, safe_load
+from hypros_lm.files import file_checksum
+from hypros_lm.runs import META, RunFolder, load_run, safe_load
 from tests.helpers import TINY_RUN, run_python
 
 
@@ -34,6 +36,13 @@ def _checkpoint(run_dir):
     return RunFolder(run_dir).latest()
 
 
+def _record_checksum(path):
+    meta = path.parent / META
+    recorded = json.loads(meta.read_text())
+    recorded["checksums"][path.name] = file_checksum(path)
+    meta.write_text(json.dumps(recorded))
+
+
 def test_the_saved_rng_state_loads_as_plain_data(run_dir):
     state = safe_load(_checkpoint(run_dir) / "rng_rank000.pt")
     assert isinstance(state["python"]["internal"], torch.Tensor) and state["python"]["internal"].numel() == 625
@@ -51,6 +60,7 @@ def test_a_pickled_callable_is_refused_and_never_runs(run_dir, tmp_path, cache_d
     original = torch.load(target, weights_only=False)  # our own file: trusted here
     original["evil"] = _Payload(marker)
     torch.save(original, target)
+    _record_checksum(target)  # a checksum shows damage, not intent: whoever alters a file can record its sum too
     with pytest.raises(ValueError, match=r"holds pickled objects other than tensors and plain values \(.*posix.system"):
         load_run(copy)
     proc = run_python([*TINY_RUN, "--max-steps", "2", "--train.eval_every", "0", "--ds-config", "zero2", "--resume",
