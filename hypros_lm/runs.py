@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import warnings
 import random
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
