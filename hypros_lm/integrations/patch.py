@@ -112,6 +112,7 @@ def patch_causal_lm(
     if not hasattr(lm, "base_model") or not callable(getattr(lm, "get_output_embeddings", None)):
         raise InvalidValue(f"patch_causal_lm takes a transformers *ForCausalLM; {type(lm).__name__} has no base_model "
                            "body and output embedding")
+    body_of(lm)  # or a clear refusal
     head = lm.get_output_embeddings()
     if not isinstance(head, nn.Linear):
         raise InvalidValue(f"{type(lm).__name__}'s output embedding is a {type(head).__name__}, not nn.Linear: the fused "
@@ -147,13 +148,33 @@ def causal_lm(model: nn.Module) -> nn.Module:
     return model
 
 
+def body_of(lm: nn.Module) -> nn.Module:
+    """The body of a causal LM: the module whose output the output embedding reads. ``base_model`` where it is not
+    the model itself (it resolves ``base_model_prefix``, and falls back to the model where that attribute is absent:
+    ``Llama4ForCausalLM``'s prefix is ``language_model``, its body ``model``), else ``get_decoder()``, the ``model``
+    attribute, or the one child that is a ``PreTrainedModel``; never the causal LM."""
+    from transformers import PreTrainedModel
+
+    decoder = lm.get_decoder() if callable(getattr(lm, "get_decoder", None)) else None
+    for candidate in (getattr(lm, "base_model", None), decoder, getattr(lm, "model", None)):
+        if isinstance(candidate, nn.Module) and candidate is not lm:
+            return candidate
+    children = [name for name, child in lm.named_children() if isinstance(child, PreTrainedModel)]
+    if len(children) == 1:
+        return getattr(lm, children[0])
+    raise InvalidValue(f"patch_causal_lm cannot tell {type(lm).__name__}'s body: base_model and get_decoder() are the model "
+                       f"itself, it has no 'model' attribute, and {len(children)} of its children are PreTrainedModels "
+                       f"({children}); score its final hidden states yourself with hypros_lm.linear_scoring_loss")
+
+
 def declared_logit_transform(config) -> tuple[float, float | None]:
     """(logit scale, soft-cap) that a config declares between the head's output and the logits:
-    ``final_logit_softcapping`` (Gemma-2/3); a multiplier under ``logit_scale`` (Cohere), ``output_multiplier``
+    ``final_logit_softcapping`` (Gemma-2/3) or ``logits_soft_cap`` (RecurrentGemma); a multiplier under ``logit_scale`` (Cohere), ``output_multiplier``
     or ``lm_head_multiplier`` (Falcon-H1); ``logits_scaling`` as a divisor (Granite, MiniCPM3; a multiplier
     for HyperCLOVA X). The probe of :func:`check_patch` catches what no list of names does."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    softcap = getattr(text, "final_logit_softcapping", None)
+    softcap = next((getattr(text, name) for name in ("final_logit_softcapping", "logits_soft_cap")
+                    if getattr(text, name, None) is not None), None)
     for name in ("logit_scale", "output_multiplier", "lm_head_multiplier"):
         if getattr(text, name, None) is not None:
             return float(getattr(text, name)), softcap
@@ -178,7 +199,13 @@ def check_patch(model: nn.Module, *, tokens: int = 16) -> tuple[bool, str]:
                        f"by ZeRO-3/FSDP), so the fused head was not probed against the model's own; it relies on the "
                        f"head being the config's declared transform of an nn.Linear ({declared}). Call "
                        f"hypros_lm.integrations.transformers.check_patch(model) once the weights are loaded to verify")
-    own_logits, own_loss, fused_logits, fused_loss = _probe(lm, tokens)
+    try:
+        own_logits, own_loss, fused_logits, fused_loss = _probe(lm, tokens)
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as err:
+        raise InvalidValue(f"patch_causal_lm refuses {type(lm).__name__} (model_type={lm.config.model_type!r}): its probe "
+                           f"of 2 × {tokens} tokens failed ({type(err).__name__}: {str(err).splitlines()[0]}) with the body "
+                           f"{type(body_of(lm)).__name__} and the head {declared}; score its final hidden states yourself "
+                           f"with hypros_lm.linear_scoring_loss") from err
     tolerance = 1e-4 if fused_logits.dtype in (torch.float32, torch.float64) else 3e-2
     largest = float(own_logits.abs().max().clamp(min=1.0))
     gap = float((fused_logits - own_logits).abs().max())
@@ -276,7 +303,8 @@ def body_hidden_states(model: nn.Module, named: dict[str, Any], extra: dict[str,
     if _takes_router_logits(type(model)):
         routed = body_args.get("output_router_logits")
         body_args["output_router_logits"] = getattr(model.config, "output_router_logits", False) if routed is None else routed
-    body_out = model.base_model(**_accepted(model.base_model, body_args))
+    body = body_of(model)
+    body_out = body(**_accepted(body, body_args))
     return body_out, body_out[0]
 
 
@@ -293,6 +321,11 @@ def _score(model: nn.Module, named: dict[str, Any], extra: dict[str, Any], *, st
     state = state or model.hypros
     labels, shift_labels = named.get("labels"), extra.get("shift_labels")
     return_dict = named.get("return_dict", extra.get("return_dict"))
+    inputs = named.get("input_ids", named.get("inputs_embeds"))
+    if labels is not None and inputs is not None and tuple(labels.shape) != tuple(inputs.shape[: labels.dim()]):
+        raise InvalidValue(f"labels of shape {tuple(labels.shape)} for input_ids of shape {tuple(inputs.shape[:2])}: a "
+                           f"causal LM takes one label per input token (the ids themselves, -100 where ignored) and shifts "
+                           f"them itself; pass shift_labels for labels already shifted")
     body_out, hidden = body_hidden_states(model, named, extra)
     if shift_labels is None:  # position i predicts label i + 1, as transformers' ForCausalLMLoss
         shift_labels = nn.functional.pad(labels, (0, 1), value=state.ignore_index)[..., 1:]
@@ -319,15 +352,14 @@ def _score(model: nn.Module, named: dict[str, Any], extra: dict[str, Any], *, st
 
 
 def router_aux_loss(model: nn.Module, body_out: Any, attention_mask: Tensor | None) -> Tensor | None:
-    """A mixture-of-experts model's load-balancing loss, computed by its own module's function as its forward does."""
+    """A mixture-of-experts model's load-balancing loss, computed by its own module's function as its forward does
+    (None where the model has no such function or coefficient)."""
     router_logits = getattr(body_out, "router_logits", None)
     if router_logits is None:
         return None
     balance = getattr(sys.modules[type(model).__module__], "load_balancing_loss_func", None)
     if balance is None or not hasattr(model, "router_aux_loss_coef"):
-        raise InvalidValue(f"{type(model).__name__} returns router logits, but its module has no load_balancing_loss_func "
-                           "(or the model no router_aux_loss_coef): the fused loss cannot add its auxiliary loss as the "
-                           "model's forward does; set config.output_router_logits=False to train without it")
+        return None  # its own forward adds none either (DeepSeek-V3 balances without one); the probe checks the claim
     text = model.config.get_text_config()
     experts = getattr(model, "num_experts", None) or getattr(text, "num_local_experts", None) or text.num_experts
     return balance(router_logits, experts, getattr(model, "num_experts_per_tok", text.num_experts_per_tok), attention_mask)

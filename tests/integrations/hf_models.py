@@ -36,6 +36,16 @@ def small_config(model_type: str, *, vocab: int = VOCAB, tie: bool = False):
         "mixtral": lambda: tf.MixtralConfig(**llama_like, num_local_experts=4, **moe),
         "qwen3_moe": lambda: tf.Qwen3MoeConfig(**{**llama_like, "intermediate_size": 64}, head_dim=8, num_experts=4,
                                                moe_intermediate_size=32, decoder_sparse_step=1, **moe),
+        "llama4_text": lambda: tf.Llama4TextConfig(**{**llama_like, "intermediate_size": 32}, intermediate_size_mlp=64,
+                                                   head_dim=8, num_local_experts=2, interleave_moe_layer_step=2,
+                                                   attention_chunk_size=16),
+        "recurrent_gemma": lambda: tf.RecurrentGemmaConfig(**{k: v for k, v in llama_like.items() if k != "max_position_embeddings"},
+                                                           head_dim=8, lru_width=32, attention_window_size=16,
+                                                           block_types=["recurrent", "attention"], logits_soft_cap=5.0),
+        "deepseek_v3": lambda: tf.DeepseekV3Config(**{**llama_like, "num_key_value_heads": 4}, moe_intermediate_size=16,
+                                                   n_routed_experts=4, num_experts_per_tok=2, first_k_dense_replace=1,
+                                                   q_lora_rank=16, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
+                                                   v_head_dim=8, n_group=2, topk_group=1, output_router_logits=True),
         "opt": lambda: tf.OPTConfig(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
                                     word_embed_proj_dim=32, max_position_embeddings=128, dropout=0.0, **common),
         "gpt2": lambda: tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, resid_pdrop=0.0, embd_pdrop=0.0,
@@ -47,7 +57,7 @@ def small_config(model_type: str, *, vocab: int = VOCAB, tie: bool = False):
 
 
 ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "olmo2", "granite", "cohere",
-                 "mixtral", "qwen3_moe", "opt", "gpt2", "gpt_neox")
+                 "mixtral", "qwen3_moe", "llama4_text", "recurrent_gemma", "deepseek_v3", "opt", "gpt2", "gpt_neox")
 """The architectures the integration is tested on, each built from transformers' own classes."""
 
 COVERAGE: dict[str, tuple[str, ...]] = {

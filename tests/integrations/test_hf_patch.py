@@ -233,3 +233,62 @@ def test_a_diverged_model_is_named_by_the_head_and_stops_the_trainer():
     with pytest.warns(UserWarning, match=r"the fused head scored non-finite \{'log': nan.*the model diverged"):
         callback.on_log(None, TrainerState(global_step=3), control, logs={"loss": float("nan")}, model=model)
     assert control.should_training_stop
+
+
+def test_a_body_under_an_unusual_name_is_found_and_an_ambiguous_one_refused():
+    """The body is the module the head reads, whatever the class calls it: a subclass whose base_model_prefix names
+    nothing and whose body sits under another attribute is patched exactly; with two candidate bodies it is refused
+    with a message, never a shape error."""
+    from transformers import LlamaForCausalLM, LlamaModel
+
+    class Renamed(LlamaForCausalLM):
+        base_model_prefix = "backbone"  # absent: base_model falls back to the model itself
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.trunk = self.model
+            del self.model
+
+        @property
+        def model(self):  # the class's own forward still reads self.model; the patch must not rely on it
+            return self.trunk
+
+    config = build("llama").config
+    torch.manual_seed(0)
+    odd = Renamed(config)
+    assert odd.base_model is odd
+    batch = padded_batch(0, 3)
+    own = odd(**batch).loss
+    patched = patch_causal_lm(copy.deepcopy(odd))
+    assert patched(**batch).loss.item() == pytest.approx(own.item(), rel=1e-5)
+
+    class TwoBodies(LlamaForCausalLM):
+        base_model_prefix = "backbone"
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.trunk, self.draft = self.model, LlamaModel(config)
+            del self.model  # no 'model' attribute to go by
+
+        def get_input_embeddings(self):
+            return self.trunk.embed_tokens
+
+    with pytest.raises(ValueError, match=r"cannot tell TwoBodies's body: .* 2 of its children are PreTrainedModels \(\['trunk', 'draft'\]\)"):
+        patch_causal_lm(TwoBodies(config))
+
+
+def test_a_probe_that_fails_is_refused_saying_what_failed():
+    model = build("llama")
+    model.model.forward = lambda **_: (_ for _ in ()).throw(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    with pytest.raises(ValueError, match=r"refuses LlamaForCausalLM .*its probe of 2 × 16 tokens failed \(RuntimeError: mat1 "
+                                         r"and mat2 shapes cannot be multiplied\) with the body LlamaModel"):
+        patch_causal_lm(model)
+    assert getattr(model, "hypros", None) is None  # left as it was given
+
+
+def test_labels_of_another_shape_than_the_input_ids_are_named_as_such():
+    model = patch_causal_lm(build("llama"))
+    batch = padded_batch(0, 3)
+    with pytest.raises(ValueError, match=r"^labels of shape \(3, 36\) for input_ids of shape \(3, 40\): a causal LM takes one "
+                                         r"label per input token"):
+        model(input_ids=batch["input_ids"], labels=batch["labels"][:, :-4])
