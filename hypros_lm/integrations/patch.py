@@ -169,9 +169,10 @@ def body_of(lm: nn.Module) -> nn.Module:
 
 def declared_logit_transform(config) -> tuple[float, float | None]:
     """(logit scale, soft-cap) that a config declares between the head's output and the logits:
-    ``final_logit_softcapping`` (Gemma-2/3) or ``logits_soft_cap`` (RecurrentGemma); a multiplier under ``logit_scale`` (Cohere), ``output_multiplier``
-    or ``lm_head_multiplier`` (Falcon-H1); ``logits_scaling`` as a divisor (Granite, MiniCPM3; a multiplier
-    for HyperCLOVA X). The probe of :func:`check_patch` catches what no list of names does."""
+    ``final_logit_softcapping`` (Gemma-2/3) or ``logits_soft_cap`` (RecurrentGemma); a multiplier under
+    ``logit_scale`` (Cohere), ``output_multiplier`` or ``lm_head_multiplier`` (Falcon-H1); ``logits_scaling`` as a
+    divisor (Granite, MiniCPM3; a multiplier for HyperCLOVA X). The probe of :func:`check_patch` catches what no list
+    of names does."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     softcap = next((getattr(text, name) for name in ("final_logit_softcapping", "logits_soft_cap")
                     if getattr(text, name, None) is not None), None)

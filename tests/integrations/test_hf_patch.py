@@ -273,7 +273,8 @@ def test_a_body_under_an_unusual_name_is_found_and_an_ambiguous_one_refused():
         def get_input_embeddings(self):
             return self.trunk.embed_tokens
 
-    with pytest.raises(ValueError, match=r"cannot tell TwoBodies's body: .* 2 of its children are PreTrainedModels \(\['trunk', 'draft'\]\)"):
+    refusal = r"cannot tell TwoBodies's body: .* 2 of its children are PreTrainedModels \(\['trunk', 'draft'\]\)"
+    with pytest.raises(ValueError, match=refusal):
         patch_causal_lm(TwoBodies(config))
 
 
