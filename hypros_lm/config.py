@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from hypros_lm import resources
 from hypros_lm.data import DataSettings
 from hypros_lm.errors import InvalidValue, MissingFile
+from hypros_lm.files import read_yaml
 from hypros_lm.models import ModelSettings, hf_tokenizer, is_hf
 from hypros_lm.scoring import LossSettings
 
@@ -285,7 +284,7 @@ def load_settings(argv: list[str] | None = None, *, config: str | Path | None = 
             path = resources.find("configs", str(config), suffixes=(".yaml",))
         except FileNotFoundError as err:
             raise MissingFile(f"--config {err}") from None
-        for key, value in _flatten(yaml.safe_load(path.read_text()), str(path)):
+        for key, value in _flatten(read_yaml(path), str(path)):
             _apply(tree, key, value)
     for key, value in overrides:
         _apply(tree, key, value)

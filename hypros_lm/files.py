@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hypros_lm.errors import MissingPackage, NotWritable
+from hypros_lm.errors import InvalidValue, MissingPackage, NotWritable
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -46,6 +46,20 @@ def file_checksum(path: Path, *, block: int = 1 << 24) -> str:
         while chunk := f.read(block):
             digest.update(chunk)
     return f"{CHECKSUM}:{digest.hexdigest()}"
+
+
+def read_yaml(path: Path) -> object:
+    """A YAML file's contents, or one line naming the file, line and column where it is not valid YAML."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise InvalidValue(f"{where}: not valid YAML ({problem}); fix the file there (an unclosed bracket or quote, a tab "
+                           f"in the indentation, a missing ': ')") from None
 
 
 def ensure_writable(folder: Path, setting: str) -> None:

@@ -28,13 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from tokenizers import Tokenizer
 
 from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data import eos_id, load_tokenizer
 from hypros_lm.errors import DamagedFile, InvalidValue, MissingFile
-from hypros_lm.files import file_checksum, write_atomic
+from hypros_lm.files import file_checksum, read_yaml, write_atomic
 from hypros_lm.models import HFCausalLM, build_model, is_hf
 from hypros_lm.models.hf import current_names, pretrained_weights
 
@@ -131,7 +130,7 @@ class RunFolder:
 
     def settings_dict(self) -> dict[str, Any]:
         """The saved settings as plain YAML values (:func:`read_settings` gives them typed)."""
-        return yaml.safe_load(self.check().settings_file.read_text())
+        return read_yaml(self.check().settings_file)
 
     def read_settings(self) -> RunSettings:
         return settings_from_dict(self.settings_dict())

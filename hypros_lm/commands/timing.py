@@ -12,11 +12,9 @@ import json
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from hypros_lm.cli import run_main
 from hypros_lm.config import settings_from_dict
-from hypros_lm.files import write_atomic
+from hypros_lm.files import read_yaml, write_atomic
 from hypros_lm.training.timing import interleaved_timing
 
 
@@ -28,7 +26,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.steps < 3:
         parser.error(f"--steps {args.steps}: give at least 3 (the medians need a few steps each)")
-    settings = settings_from_dict(yaml.safe_load(args.config.read_text()))
+    settings = settings_from_dict(read_yaml(args.config))
     settings.train.resume = False
     with tempfile.TemporaryDirectory(prefix="hypros-timing-") as scratch:
         result = interleaved_timing(settings, steps=args.steps, out=Path(scratch))

@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hypros_lm import resources
 from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data.perturb import parse
 from hypros_lm.errors import InvalidValue, MissingFile
+from hypros_lm.files import read_yaml
 from hypros_lm.models.hf import model_label
 from hypros_lm.tasks import family_for
 
@@ -112,7 +111,7 @@ def load_study(path: str | Path) -> Study:
         path = resources.find("studies", str(path), suffixes=(".yaml",))
     except FileNotFoundError as err:
         raise MissingFile(f"study {err}") from None
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path) or {}
     unknown = set(raw) - STUDY_KEYS
     if unknown:
         raise InvalidValue(f"{path}: unknown study key(s) {sorted(unknown)}; known: {sorted(STUDY_KEYS)}")

@@ -34,7 +34,8 @@ def load_ds_config(train: TrainSettings, optim: OptimSettings, world_size: int, 
     try:
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise InvalidValue(f"DeepSpeed config {path} is not valid JSON: {err}") from err
+        raise InvalidValue(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}); fix the DeepSpeed config "
+                           f"there") from None
     stage = cfg.get("zero_optimization", {}).get("stage", 0)
     if stage not in (0, 1, 2, 3):
         raise InvalidValue(f"DeepSpeed config {path}: zero_optimization.stage={stage} must be 0, 1, 2 or 3")

@@ -153,3 +153,25 @@ def test_an_hf_model_whose_head_the_fused_score_would_not_reproduce_is_refused(t
     assign_parameters(model, lambda _name, shape: torch.randn(shape) * 0.5, rank=0)
     with pytest.raises(ValueError, match=r"refuses BertLMHeadModel .*logits differ from the model's own"):
         model.check_head()
+
+
+def test_malformed_settings_study_and_deepspeed_files_are_named_at_their_line_and_column(tmp_path, cache_dir):
+    from hypros_lm.studies.spec import load_study
+    from hypros_lm.training.engine import load_ds_config
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("train:\n  max_steps: 4\nmodel: [1, 2\n")
+    proc = run_python(["--config", str(settings)], cache_dir, check=False)
+    error = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert error[0].startswith(f"hypros-lm error (rank 0): {settings}:4:1: not valid YAML (expected ',' or ']', but got "
+                               "'<stream end>'); fix the file there"), error
+    study = tmp_path / "study.yaml"
+    study.write_text("name: broken\nobjectives: [log, hypros]\n\tmodels: [nano]\n")
+    with pytest.raises(InvalidValue, match=rf"^{study}:3:1: not valid YAML \(found character '\\t' that cannot start any token\)"):
+        load_study(study)
+    ds = tmp_path / "zero_bad.json"
+    ds.write_text('{"zero_optimization": {"stage": 2,}}')
+    settings = load_settings(["--ds-config", str(ds)])
+    with pytest.raises(InvalidValue, match=rf"^{ds}:1:35: not valid JSON \(Expecting property name enclosed in double quotes\)"):
+        load_ds_config(settings.train, settings.optim, 1, hidden_size=64)
