@@ -5,7 +5,8 @@ The loss API needs torch alone::
     from hypros_lm import LambdaSchedule, LinearScoringLoss, linear_scoring_loss
 
 Hugging Face models: ``hypros_lm.integrations.transformers`` (``patch_causal_lm``, ``HyProSCallback``).
-The training stack (DeepSpeed, evaluation, studies) needs ``pip install 'hypros-lm[train]'``.
+The training stack (DeepSpeed, evaluation, studies) needs the ``[train]`` extra (``pip install './hypros-lm[train]'``
+from a checkout: the package is not on the public index).
 
 The names are imported when first used (PEP 562), so that processes which import only a part of the
 package (the corpus preparer's tokenizer workers) do not load torch.

@@ -1,4 +1,4 @@
-"""Shared entry-point plumbing: the project's user errors (:class:`~hypros_lm.errors.UserError`) as one clear line
+"""Shared entry-point plumbing: the project's user errors ([`UserError`][hypros_lm.errors.UserError]) as one clear line
 instead of a traceback; any other exception is a bug and keeps its traceback."""
 
 from __future__ import annotations

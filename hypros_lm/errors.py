@@ -1,6 +1,6 @@
 """The project's one user-error type: input the user can fix (a setting, a path, a missing optional package).
 
-The command line prints a :class:`UserError`'s message in one line and exits 2; any other exception is a bug and
+The command line prints a [`UserError`][hypros_lm.errors.UserError]'s message in one line and exits 2; any other exception is a bug and
 shows its traceback. Each subclass is also the built-in exception it stands for, so ``except ValueError`` in a
 user's script (or ``pytest.raises(FileNotFoundError)``) keeps working.
 """

@@ -1,11 +1,11 @@
-"""Run folders: their layout (:class:`RunFolder`), atomic checkpoints around DeepSpeed's own save/load, and
+"""Run folders: their layout ([`RunFolder`][hypros_lm.runs.RunFolder]), atomic checkpoints around DeepSpeed's own save/load, and
 reading a finished run back (its settings, tokenizer and consolidated weights), exporting it to Hugging Face.
 
 Saving: DeepSpeed writes each rank's shards into ``checkpoints/<tag>.partial/``; only when every rank
 has finished does rank 0 add ``meta.json``, rename the folder to ``checkpoints/<tag>/`` and atomically
 replace ``checkpoints/latest``. A crash mid-write leaves a ``.partial`` folder that is never loaded (and
 is cleared by the next save), so a checkpoint that looks complete is complete. ``meta.json`` also records each
-file's checksum (:data:`hypros_lm.files.CHECKSUM`), checked before any load: a checkpoint damaged after it was
+file's checksum ([`hypros_lm.files.CHECKSUM`][hypros_lm.files.CHECKSUM]), checked before any load: a checkpoint damaged after it was
 written (a partial copy, a full disk, bit rot) is named, and ``--resume`` falls back to the newest intact one.
 
 Reading: ZeRO-1/2/3 checkpoints hold the fp32 weights in per-rank partitions; DeepSpeed's own
@@ -129,7 +129,7 @@ class RunFolder:
         return self
 
     def settings_dict(self) -> dict[str, Any]:
-        """The saved settings as plain YAML values (:func:`read_settings` gives them typed)."""
+        """The saved settings as plain YAML values ([`read_settings()`][hypros_lm.runs.RunFolder.read_settings] gives them typed)."""
         return read_yaml(self.check().settings_file)
 
     def read_settings(self) -> RunSettings:
@@ -197,8 +197,8 @@ def safe_load(path: Path, *, mmap: bool = False) -> Any:
 
 def verify_checkpoint_files(folder: Path, *, rank: int = 0, world: int = 1) -> None:
     """Check a checkpoint's files before anything reads them: their checksums against ``meta.json`` (rank ``rank``
-    of ``world`` checks every world-th file; :class:`~hypros_lm.errors.DamagedFile` names the first that differs),
-    then every .pt file with :func:`safe_load` (memory-mapped: no tensor data is read) before DeepSpeed's own
+    of ``world`` checks every world-th file; [`DamagedFile`][hypros_lm.errors.DamagedFile] names the first that differs),
+    then every .pt file with [`safe_load()`][hypros_lm.runs.safe_load] (memory-mapped: no tensor data is read) before DeepSpeed's own
     loaders, which unpickle without that check, see them. A checkpoint saved before checksums loads with a note."""
     recorded = json.loads((folder / META).read_text()).get("checksums")
     if recorded is None:
@@ -391,7 +391,7 @@ def export_hf(run_dir: str | Path, out_dir: str | Path, *, step: int | None = No
 
 
 def read_weights(source: str | Path) -> dict[str, torch.Tensor]:
-    """The weights of a run folder (any ZeRO stage) or a Hugging Face folder, named as :class:`HFCausalLM`'s
+    """The weights of a run folder (any ZeRO stage) or a Hugging Face folder, named as [`HFCausalLM`][hypros_lm.models.hf.HFCausalLM]'s
     parameters (tied ones under each name)."""
     if RunFolder(source).is_run():
         loaded = load_run(source).model

@@ -20,15 +20,3 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.hypros-installed-*
   touch "$stamp"
 fi
-# The rating page's browser test drives a real headless Chromium (Debian packages, installed as root)
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing chromium and chromium-driver (Debian packages) for the rating page's browser test"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
-      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
-  else
-    echo "setup: chromium/chromedriver missing and not root: the browser test will be skipped" \
-         "(as root: apt-get install chromium chromium-driver)"
-  fi
-fi

@@ -109,7 +109,7 @@ def evaluation_metrics(folder: Path) -> dict:
 
 
 def headless_chromium(download_dir: Path | None = None):
-    """A Selenium driver of Debian's headless Chromium (scripts/setup.sh installs chromium and chromium-driver as
+    """A Selenium driver of Debian's headless Chromium (scripts/test.sh installs chromium and chromium-driver as
     root); skipped where they are missing, except in CI, where set-up installs them."""
     import shutil
 
@@ -117,7 +117,7 @@ def headless_chromium(download_dir: Path | None = None):
 
     binary, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
     if not (binary and driver):
-        message = "Chromium or chromedriver is missing: run scripts/setup.sh as root (apt-get install chromium chromium-driver)"
+        message = "Chromium or chromedriver is missing: run scripts/test.sh as root (apt-get install chromium chromium-driver)"
         if os.environ.get("CI"):
             pytest.fail(message)  # set-up installs them; CI must not skip this test
         pytest.skip(message)

@@ -75,3 +75,41 @@ def test_the_readme_is_short_and_names_the_proposal_not_a_seed():
     seed_as_source = re.compile(r"the seed(?:'s| expected| (?:core|second))", re.I)
     misnamed = [(p.name, m.group(0)) for p in prose for m in seed_as_source.finditer(p.read_text(encoding="utf-8"))]
     assert not misnamed, f"'seed' names a random seed; the method's source is the HyProS proposal: {misnamed}"
+
+
+def install_lines(text: str) -> list[str]:
+    """Every `pip install ...` command of a page (code blocks and inline code), without its comment."""
+    return [m.group(0).split("  #")[0].strip() for m in re.finditer(r"pip install [^`\n]*", text)]
+
+
+def test_every_install_line_names_a_path_a_wheel_or_a_url_never_the_bare_package():
+    """hypros-lm is not on the public index: `pip install hypros-lm` would find nothing, or someone else's package."""
+    lines = [(page.name, line) for page in PAGES for line in install_lines(page.read_text(encoding="utf-8"))]
+    ours = [(page, line) for page, line in lines if re.search(r"hypros[-_]lm", line, re.I)]
+    assert len(ours) >= 8, ours  # the README's and the integration page's
+    for page, line in ours:
+        for arg in line.split()[2:]:
+            arg = arg.strip("'\"")
+            if not re.search(r"hypros[-_]lm", arg, re.I):
+                continue
+            assert arg.startswith(("./", "/", "dist/")) or arg.split("[")[0].endswith(".whl") or " @ " in line \
+                or "://" in arg, f"{page}: `{line}` names the bare package {arg!r}; use a path, a wheel or a URL"
+
+
+def test_the_readme_shows_the_commands_block_and_a_figure_near_the_top():
+    text = README.read_text(encoding="utf-8")
+    block = text.split("## The commands it is used by", 1)[1].split("\n## ", 1)[0]
+    for command in ("deepspeed --num_gpus 2 launch/pretrain.py", "--loss hypros", "launch/prepare_data.py",
+                    "eval/zeroshot.py", "launch/finetune.py", "launch/study.py", "eval/report.py"):
+        assert command in block, command
+    rows = [line for line in block.splitlines() if line.startswith("| ") and ("launch/" in line or "eval/" in line)]
+    assert len(rows) == 7 and all(re.search(r"\[[^]]+\]\(docs/[^)]+\.md\)", row) for row in rows), "a page link each"
+    figure = re.search(r"!\[[^]]+\]\((docs/[^)]+\.png)\)", text)
+    assert figure and (helpers.REPO / figure.group(1)).is_file() and text.index(figure.group(0)) < text.index("## Set-up")
+
+
+def test_the_main_job_installs_no_browser_and_the_tests_do():
+    demo, setup, tests = ((helpers.REPO / "scripts" / name).read_text() for name in ("demo.sh", "setup.sh", "test.sh"))
+    assert "bash scripts/setup.sh" in demo and "test.sh" not in demo
+    assert not re.search(r"apt-get|chromium", setup + demo), "the main job's set-up installs a browser"
+    assert "apt-get install" in tests and "chromium chromium-driver" in tests

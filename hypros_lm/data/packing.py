@@ -1,7 +1,7 @@
 """Which token blocks a step reads, and where caches live.
 
 Which blocks a step reads is a pure function of (seed, step, micro-step, rank), so resuming needs only
-the step. The blocks themselves are memory-mapped token shards (:mod:`hypros_lm.data.prepare`).
+the step. The blocks themselves are memory-mapped token shards ([`hypros_lm.data.prepare`][hypros_lm.data.prepare]).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """From data settings to a tokenizer and train/validation token blocks.
 
-Every corpus is read from a prepared folder (:mod:`hypros_lm.data.prepare`): one the user prepared with
+Every corpus is read from a prepared folder ([`hypros_lm.data.prepare`][hypros_lm.data.prepare]): one the user prepared with
 ``launch/prepare_data.py`` (the way for large corpora), or, for small ones (WikiText-2, local files), the
 same preparer run in-process into the cache by local rank 0 of each node while the other ranks wait for
 its manifest file. A large hub corpus is never tokenized inside a training job.

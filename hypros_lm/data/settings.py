@@ -9,7 +9,7 @@ from hypros_lm.data.holdout import Holdout
 from hypros_lm.errors import InvalidValue
 
 PREPARATION = ("vocab_size", "tokenizer", "tokenizer_sample_chars", "token_budget", "docs_per_shard")
-"""The settings that decide a prepared corpus (:meth:`DataSettings.preparation`)."""
+"""The settings that decide a prepared corpus ([`DataSettings.preparation()`][hypros_lm.data.settings.DataSettings.preparation])."""
 PREPARE_SETTINGS = ("name", "text_field", *PREPARATION, "holdout_fraction", "holdout_min_tokens", "holdout_seed")
 """The data settings ``hypros-prepare`` takes (the others are about training on the prepared folder)."""
 

@@ -1,6 +1,6 @@
 """Where text comes from: hub names, local files, and the offline copies in the data folder.
 
-A data set name resolves, per split, to a :class:`TextSource`:
+A data set name resolves, per split, to a [`TextSource`][hypros_lm.data.sources.TextSource]:
 
 1. an existing local path (a file, or a folder holding ``<split>.{txt,jsonl,parquet}[.gz]``);
 2. a known hub name whose real copy lies in the data folder (``$HYPROS_DATA_DIR``, else

@@ -30,8 +30,8 @@ def evaluate_blocks(model, blocks: TokenBlocks, batches: int, batch_size: int, *
 
 def evaluate_tokens(model, blocks: TokenBlocks, batches: int, batch_size: int,
                     **options: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """:func:`evaluate_blocks` with adaptive ECE and the reliability table, and this rank's per-token confidence,
-    correctness and entropy (for histograms)."""
+    """[`evaluate_blocks()`][hypros_lm.evaluation.lm.evaluate_blocks] with adaptive ECE and the reliability table, and
+    this rank's per-token confidence, correctness and entropy (for histograms)."""
     return _evaluate(model, blocks, batches, batch_size, keep_tokens=True, **options)
 
 

@@ -1,6 +1,6 @@
 """lm-eval's own tasks, extended where lm-eval expects it: a task class named in a task YAML (``class:``).
 
-Imported only by the task files hypros-lm generates (see :mod:`hypros_lm.evaluation.zeroshot`), so
+Imported only by the task files hypros-lm generates (see [`hypros_lm.evaluation.zeroshot`][hypros_lm.evaluation.zeroshot]), so
 importing hypros-lm does not import lm-eval.
 """
 

@@ -2,7 +2,7 @@
 
 Each supported task gets a small generated YAML that ``include``s lm-eval's own built-in task file (by
 absolute path, found from the installed package): same prompts, same metrics, plus the Brier score of
-each multiple-choice document over its own choices (:class:`~hypros_lm.evaluation.lm_eval_tasks.ChoiceBrierTask`,
+each multiple-choice document over its own choices ([`ChoiceBrierTask`][hypros_lm.evaluation.lm_eval_tasks.ChoiceBrierTask],
 aggregated by mean with lm-eval's stderr), online as offline. Offline it also overrides where the data
 comes from.
 Copies that are not in the hub's layout are adapted here, never edited: PIQA's labels live in a

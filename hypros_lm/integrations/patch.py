@@ -1,5 +1,6 @@
-"""The drop-in patch of a Hugging Face causal LM (the core of :mod:`hypros_lm.integrations.transformers`, which
-re-exports it with the Trainer callback): the scoring state, the patched forward and head, and the probe that
+"""The drop-in patch of a Hugging Face causal LM (the core of
+[`hypros_lm.integrations.transformers`][hypros_lm.integrations.transformers], which re-exports it with the Trainer
+callback): the scoring state, the patched forward and head, and the probe that
 checks the patch against the model's own forward."""
 
 from __future__ import annotations
@@ -104,9 +105,10 @@ def patch_causal_lm(
     fused ``(1 − λ)·log + λ·bounded`` (+ z-loss) instead of cross-entropy over materialised logits.
 
     λ = 0 (the default) is the model's own loss. Returns the same model; ``model.hypros`` is its
-    :class:`ScoringState`. Patching twice updates the state only. With ``verify`` (the default) the
-    patch is checked on a short probe where the weights are materialised (:func:`check_patch`): a head
-    the fused score would not reproduce is refused with what differed.
+    [`ScoringState`][hypros_lm.integrations.patch.ScoringState]. Patching twice updates the state only. With
+    ``verify`` (the default) the patch is checked on a short probe where the weights are materialised
+    ([`check_patch()`][hypros_lm.integrations.patch.check_patch]): a head the fused score would not reproduce is
+    refused with what differed.
     """
     lm = causal_lm(model)
     if not hasattr(lm, "base_model") or not callable(getattr(lm, "get_output_embeddings", None)):
@@ -171,8 +173,8 @@ def declared_logit_transform(config) -> tuple[float, float | None]:
     """(logit scale, soft-cap) that a config declares between the head's output and the logits:
     ``final_logit_softcapping`` (Gemma-2/3) or ``logits_soft_cap`` (RecurrentGemma); a multiplier under
     ``logit_scale`` (Cohere), ``output_multiplier`` or ``lm_head_multiplier`` (Falcon-H1); ``logits_scaling`` as a
-    divisor (Granite, MiniCPM3; a multiplier for HyperCLOVA X). The probe of :func:`check_patch` catches what no list
-    of names does."""
+    divisor (Granite, MiniCPM3; a multiplier for HyperCLOVA X). The probe of
+    [`check_patch()`][hypros_lm.integrations.patch.check_patch] catches what no list of names does."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     softcap = next((getattr(text, name) for name in ("final_logit_softcapping", "logits_soft_cap")
                     if getattr(text, name, None) is not None), None)
@@ -249,8 +251,9 @@ def _probe(lm: nn.Module, tokens: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def _wrap_head(head: nn.Linear) -> None:
-    """The head's forward on this instance (:func:`_head_forward`), bound as a method so that a copy of the model
-    (``copy.deepcopy``: an EMA or reference model) scores with its own head's weights, not the original's."""
+    """The head's forward on this instance ([`_head_forward()`][hypros_lm.integrations.patch._head_forward]), bound as
+    a method so that a copy of the model (``copy.deepcopy``: an EMA or reference model) scores with its own head's
+    weights, not the original's."""
     head.forward = types.MethodType(_head_forward, head)
     head.hypros_wrapped = True
 
@@ -259,7 +262,7 @@ def _head_forward(head: nn.Linear, hidden: Tensor, *, hypros_state: ScoringState
                   hypros_mode: HeadMode = "score", hypros_targets: Tensor | None = None,
                   num_items_in_batch: Tensor | int | None = None, **options: Any) -> Tensor | ScoreOutput | dict[str, Tensor]:
     """Plain logits (the model's own head), or, given the scoring state, what ``hypros_mode`` asks for
-    (:data:`~hypros_lm.scoring.head.HeadMode`): the fused score of the targets (the training stack passes
+    ([`HeadMode`][hypros_lm.scoring.head.HeadMode]): the fused score of the targets (the training stack passes
     ``lam``, ``bounded`` and ``component_grad_norms`` per call), their per-token scores, or the transformed
     logits (of the ``columns`` given, or all)."""
     if hypros_state is None:

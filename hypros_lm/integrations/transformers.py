@@ -67,7 +67,8 @@ def _callback_base():
     try:
         from transformers import TrainerCallback
     except ImportError as err:  # pragma: no cover - transformers is in the [hf] and [train] extras
-        raise MissingPackage("HyProSCallback needs transformers: pip install 'hypros-lm[hf]'") from err
+        raise MissingPackage("HyProSCallback needs transformers: pip install 'transformers>=5,<6' accelerate (or the "
+                             "checkout's [hf] extra)") from err
     return TrainerCallback
 
 
@@ -83,8 +84,9 @@ class HyProSCallback(_callback_base()):
     is not finite (the model diverged) is warned about and stops training.
 
     The Trainer calls callbacks in order, its reporting ones (wandb, TensorBoard) before those given
-    in ``callbacks=``; :func:`add_hypros_callback` puts this one first so that they report λ too.
-    ``loss`` is an objective of ``--loss`` (:data:`hypros_lm.scoring.LOSSES`), ``params`` its schedule's parameters
+    in ``callbacks=``; [`add_hypros_callback()`][hypros_lm.integrations.transformers.add_hypros_callback] puts this
+    one first so that they report λ too. ``loss`` is an objective of ``--loss`` (`hypros_lm.scoring.LOSSES`),
+    ``params`` its schedule's parameters
     (fractions of max_steps).
     """
 
@@ -139,7 +141,8 @@ class HyProSCallback(_callback_base()):
 
 
 def add_hypros_callback(trainer, loss: str = "hypros", **params: float) -> HyProSCallback:
-    """Add a :class:`HyProSCallback` training ``loss`` to ``trainer`` ahead of its reporting callbacks; returns it."""
+    """Add a [`HyProSCallback`][hypros_lm.integrations.transformers.HyProSCallback] training ``loss`` to ``trainer``
+    ahead of its reporting callbacks; returns it."""
     callback = HyProSCallback(loss, **params)
     trainer.callback_handler.callbacks.insert(0, callback)
     return callback

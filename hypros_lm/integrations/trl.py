@@ -1,4 +1,5 @@
-"""HyProS in TRL's ``SFTTrainer``: :class:`HyProSSFTTrainer` trains the fused objective where TRL trains −log p.
+"""HyProS in TRL's ``SFTTrainer``: [`HyProSSFTTrainer`][hypros_lm.integrations.trl.HyProSSFTTrainer] trains the fused
+objective where TRL trains −log p.
 
     from hypros_lm.integrations.trl import HyProSSFTTrainer
 
@@ -6,8 +7,8 @@
     trainer.train()
 
 TRL (≥ 1.x) installs its own chunked log-prob head on the model it trains and computes the loss from it,
-so a model patched with :func:`~hypros_lm.integrations.transformers.patch_causal_lm` and handed to a plain
-``SFTTrainer`` is trained on NLL (:class:`~hypros_lm.integrations.transformers.HyProSCallback` stops such a
+so a model patched with [`patch_causal_lm()`][hypros_lm.integrations.transformers.patch_causal_lm] and handed to a plain
+``SFTTrainer`` is trained on NLL ([`HyProSCallback`][hypros_lm.integrations.transformers.HyProSCallback] stops such a
 run at its first step). This trainer keeps all of TRL's own behaviour — data preparation, completion-only and
 assistant-only loss masks, packing and padding-free batches, ``num_items_in_batch`` — and takes the loss,
 the logged ``entropy`` and ``mean_token_accuracy`` from the patched head's fused pass (no logits). A mixture
@@ -26,14 +27,15 @@ def _sft_trainer():
     try:
         from trl import SFTTrainer
     except ImportError as err:
-        raise MissingPackage("hypros_lm.integrations.trl needs TRL: pip install 'hypros-lm[trl]'") from err
+        raise MissingPackage("hypros_lm.integrations.trl needs TRL: pip install 'trl>=1,<2' (or the checkout's [trl] "
+                             "extra: pip install './hypros-lm[trl]')") from err
     return SFTTrainer
 
 
 class HyProSSFTTrainer(_sft_trainer()):
     """TRL's ``SFTTrainer`` whose training loss is the patched head's ``(1 − λ)·log + λ·bounded``, λ following
     the schedule of ``loss`` (an objective of ``--loss``, ``loss_params`` its parameters) through a
-    :class:`~hypros_lm.integrations.transformers.HyProSCallback`. A model not yet patched is patched with
+    [`HyProSCallback`][hypros_lm.integrations.transformers.HyProSCallback]. A model not yet patched is patched with
     ``patch_options`` (``z_loss``, ``label_smoothing``, ``chunk_size``, ...); TRL's own ``loss_type="dft"``,
     ``compute_loss_func`` and ``label_smoothing_factor`` would replace the objective and are refused."""
 

@@ -32,7 +32,7 @@ def resolve_attention(requested: Attention, *, half_precision: bool = True) -> s
     if requested == "flash_attention_2" and not flash_attention_available():
         raise MissingPackage(
             "model.attention=flash_attention_2 needs CUDA and the flash-attn package: "
-            "pip install 'hypros-lm[gpu]' (or pip install flash-attn --no-build-isolation), "
+            "pip install flash-attn --no-build-isolation (or the checkout's [gpu] extra), "
             "or use model.attention=auto to fall back to PyTorch SDPA"
         )
     return requested

@@ -2,9 +2,11 @@
 
 Every model the stack trains, a ladder rung (a ``LlamaForCausalLM``) or any ``hf:`` causal LM, is transformers'
 own class (``AutoModelForCausalLM``), patched by the drop-in integration
-(:func:`hypros_lm.integrations.transformers.patch_causal_lm`), so the fused score runs inside the model's
-own ``lm_head`` forward: one code path for the stack, users' scripts and the export. :class:`HFCausalLM` gives
-it the stack's call, ``model(input_ids, targets, lam, mode=..., **head_options)``.
+([`hypros_lm.integrations.transformers.patch_causal_lm()`][hypros_lm.integrations.transformers.patch_causal_lm]), so
+the fused score runs inside the model's own ``lm_head`` forward: one code path for the stack, users' scripts and the
+export.
+[`HFCausalLM`][hypros_lm.models.hf.HFCausalLM] gives it the stack's call, ``model(input_ids, targets, lam, mode=...,
+**head_options)``.
 """
 
 from __future__ import annotations
@@ -117,11 +119,12 @@ def _check_causal_lm(name: str, config) -> None:
 
 LEGACY_PREFIXES = (("body.", "lm.model."), ("head.weight", "lm.lm_head.weight"))
 """Parameter names in run folders of 0.1, when a rung was its own module (a Llama ``body`` and a scoring
-``head``), and their names in :class:`HFCausalLM` around a ``LlamaForCausalLM``."""
+``head``), and their names in [`HFCausalLM`][hypros_lm.models.hf.HFCausalLM] around a ``LlamaForCausalLM``."""
 
 
 def current_names(state: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
-    """A state dict with the names of an older run folder (:data:`LEGACY_PREFIXES`, after ``prefix``) renamed."""
+    """A state dict with the names of an older run folder ([`LEGACY_PREFIXES`][hypros_lm.models.hf.LEGACY_PREFIXES],
+    after ``prefix``) renamed."""
     def renamed(name: str) -> str:
         for old, new in LEGACY_PREFIXES:
             if name.startswith(prefix + old):
@@ -145,8 +148,8 @@ class HFCausalLM(nn.Module):
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0, *,
                 mode: HeadMode = "score", **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
         """The head's ``mode`` on the body's final hidden states: the fused score of ``targets`` (a
-        :class:`ScoreOutput`), their per-token scores (``"tokens"``: a dict of 1-D tensors) or the logits
-        (``"logits"``, of the ``columns`` given or all)."""
+        [`ScoreOutput`][hypros_lm.scoring.fused.ScoreOutput]), their per-token scores (``"tokens"``: a dict of 1-D
+        tensors) or the logits (``"logits"``, of the ``columns`` given or all)."""
         if mode != "logits" and targets is None:
             raise InvalidValue(f"mode={mode!r} scores targets, and none were given: pass targets, or mode='logits' "
                                "for the logits")
@@ -165,7 +168,7 @@ class HFCausalLM(nn.Module):
         self.lm.hypros.score_columns = columns
 
     def initial_name(self, name: str) -> str:
-        """The name parameter ``name`` draws its initial value under (:func:`~hypros_lm.models.lm.initial_value`):
+        """The name parameter ``name`` draws its initial value under ([`initial_value()`][hypros_lm.models.lm.initial_value]):
         ``body.`` and its name in the base model, or ``head.weight`` for the output embedding. These are the names
         rungs were first released with, kept so that a seed gives the same initial weights in every release (and
         a Llama config equal to a rung the rung's)."""
@@ -206,7 +209,8 @@ def _rename_legacy(state: dict[str, Tensor], prefix: str, *_args: Any) -> None:
 
 
 def pretrained_weights(source: str | Path) -> dict[str, Tensor]:
-    """An HF model's weights named as :class:`HFCausalLM`'s parameters (``lm.…``), tied ones under each name."""
+    """An HF model's weights named as [`HFCausalLM`][hypros_lm.models.hf.HFCausalLM]'s parameters (``lm.…``), tied
+    ones under each name."""
     from transformers import AutoModelForCausalLM
 
     lm = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)

@@ -106,8 +106,9 @@ def flops_per_token(model: nn.Module, seq_len: int) -> int:
 
         6·N + 12·L·H·Q·T
 
-    N: parameters in matrix multiplies (:func:`matmul_parameters`), 2 FLOPs each forward and 4 backward;
-    L layers, H heads of dimension Q (from the model's config), T the sequence length: the attention scores
+    N: parameters in matrix multiplies ([`matmul_parameters()`][hypros_lm.models.lm.matmul_parameters]), 2 FLOPs each
+    forward and 4 backward; L layers, H heads of dimension Q (from the model's config), T the sequence length: the
+    attention scores
     Q·Kᵀ and the weighted sum with V, 4·H·Q·T per layer forward, twice that backward, counted in full (not
     halved by the causal mask). Recomputation under activation checkpointing is not counted: these are model
     FLOPs, the numerator of MFU.
@@ -131,8 +132,9 @@ def build_model(
     settings: ModelSettings, tokenizer_vocab: int, *, options: ScoringOptions = DEFAULT_SCORING,
     half_precision: bool = False, attention: str | None = None, config: Any = None,
 ) -> HFCausalLM:
-    """A ladder rung (a ``LlamaForCausalLM``) or an ``hf:`` model, as :class:`HFCausalLM`, freshly initialised,
-    scoring with ``options`` (the run's ``--loss.*``). ``config`` replaces the config an ``hf:`` name points to
+    """A ladder rung (a ``LlamaForCausalLM``) or an ``hf:`` model, as [`HFCausalLM`][hypros_lm.models.hf.HFCausalLM],
+    freshly initialised, scoring with ``options`` (the run's ``--loss.*``). ``config`` replaces the config an ``hf:``
+    name points to
     (a run folder's saved copy)."""
     attn = attention or resolve_attention(settings.attention, half_precision=half_precision)
     if is_hf(settings.name):

@@ -2,10 +2,11 @@
 
 Three pieces, importable with torch alone (``from hypros_lm import ...``):
 
-- :func:`linear_scoring_loss`: the fused head loss with ``F.linear_cross_entropy``'s argument order
+- [`linear_scoring_loss()`][hypros_lm.scoring.api.linear_scoring_loss]: the fused head loss with
+``F.linear_cross_entropy``'s argument order
   (hidden states, head weight, targets), keyword-only options after that;
-- :class:`LinearScoringLoss`: the same as an ``nn.Module`` that can hold a λ schedule;
-- :class:`LambdaSchedule`: ``schedule(step) -> λ`` for a named objective and a run of ``total_steps``.
+- [`LinearScoringLoss`][hypros_lm.scoring.api.LinearScoringLoss]: the same as an ``nn.Module`` that can hold a λ schedule;
+- [`LambdaSchedule`][hypros_lm.scoring.api.LambdaSchedule]: ``schedule(step) -> λ`` for a named objective and a run of ``total_steps``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ SCORES: dict[str, tuple[str, float | None]] = {
     "hypros": ("brier", None),
     "hypros-spherical": ("spherical", None),
 }
-"""The ``score`` names of :func:`linear_scoring_loss`: score -> (the bounded score, λ), λ None where the caller
-gives it (a mixture ``(1 − λ)·log + λ·bounded``)."""
+"""The ``score`` names of [`linear_scoring_loss()`][hypros_lm.scoring.api.linear_scoring_loss]: score -> (the bounded
+score, λ), λ None where the caller gives it (a mixture ``(1 − λ)·log + λ·bounded``)."""
 
 
 def _resolve_score(score: str, lam: float | Tensor | None) -> tuple[str, float | Tensor]:
@@ -126,7 +127,7 @@ class LambdaSchedule:
 
     @property
     def score(self) -> str:
-        """The :func:`linear_scoring_loss` score that takes this schedule's λ."""
+        """The [`linear_scoring_loss()`][hypros_lm.scoring.api.linear_scoring_loss] score that takes this schedule's λ."""
         return "hypros" if self.bounded == "brier" else "hypros-spherical"
 
     def __call__(self, step: int) -> float:
@@ -137,13 +138,14 @@ class LambdaSchedule:
 
 
 class LinearScoringLoss(nn.Module):
-    """:func:`linear_scoring_loss` as a module, with a fixed λ or a :class:`LambdaSchedule`.
+    """[`linear_scoring_loss()`][hypros_lm.scoring.api.linear_scoring_loss] as a module, with a fixed λ or a
+    [`LambdaSchedule`][hypros_lm.scoring.api.LambdaSchedule].
 
     ``loss_fn = LinearScoringLoss(schedule=LambdaSchedule("hypros", total_steps=T))`` then
     ``loss_fn(hidden, head.weight, targets, step=it)``; or ``LinearScoringLoss("brier")``.
     The last call's component means are kept in ``last_components``.
     Under ZeRO-3 or FSDP call it inside the head module's forward (a weight read outside is an empty
-    shard), or use :func:`hypros_lm.integrations.transformers.patch_causal_lm`.
+    shard), or use [`hypros_lm.integrations.transformers.patch_causal_lm()`][hypros_lm.integrations.transformers.patch_causal_lm].
     """
 
     # the keywords of linear_scoring_loss a module holds (the rest come with each call)
@@ -151,7 +153,7 @@ class LinearScoringLoss(nn.Module):
 
     def __init__(self, score: str | None = None, *, lam: float | None = None, schedule: LambdaSchedule | None = None,
                  **options: Any):
-        """``options``: any of OPTIONS, as in :func:`linear_scoring_loss`."""
+        """``options``: any of OPTIONS, as in [`linear_scoring_loss()`][hypros_lm.scoring.api.linear_scoring_loss]."""
         super().__init__()
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:

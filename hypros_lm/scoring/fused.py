@@ -76,7 +76,7 @@ class ScoreOutput(NamedTuple):
     z_loss: Tensor | None = None
     calibration: Tensor | None = None
     """With ``calibration_bins``: the (3, B) equal-width bin sums (count, Σ confidence, Σ correct) of the top-1
-    predictions (:class:`hypros_lm.metrics.calibration.BinSums`), so ECE needs no logits."""
+    predictions (`hypros_lm.metrics.calibration.BinSums`), so ECE needs no logits."""
 
     def components(self) -> dict[str, Tensor]:
         """The detached per-component means, keyed by name (for telemetry)."""
@@ -164,7 +164,7 @@ def check_options(*, lam: float | Tensor, num_items_in_batch: int | Tensor | Non
 @dataclass(frozen=True, kw_only=True)
 class ScoringOptions:
     """How a head scores, fixed for a model or a run and validated once: built from the loss settings (``--loss.*``),
-    from :func:`~hypros_lm.integrations.transformers.patch_causal_lm`'s keywords or from the loss API's, and kept
+    from [`patch_causal_lm()`][hypros_lm.integrations.transformers.patch_causal_lm]'s keywords or from the loss API's, and kept
     where the head is; λ, the targets and what to return come with each call. The three entry points take these
     options under these names (tests/scoring/test_options.py)."""
 
@@ -209,7 +209,7 @@ def fused_linear_score(
     or ``ignore_index``. λ may be a float or a 0-d tensor. ``reduction``: ``mean`` over the
     non-ignored tokens, ``sum``, or ``none`` (a (N,) tensor, 0 at ignored tokens); with
     ``num_items_in_batch`` the sum is divided by it instead (Hugging Face's normalisation over
-    gradient-accumulation micro-batches). Returns a :class:`ScoreOutput` whose components are
+    gradient-accumulation micro-batches). Returns a [`ScoreOutput`][hypros_lm.scoring.fused.ScoreOutput] whose components are
     means over the non-ignored tokens; ``component_grad_norms`` adds ‖∂L_log/∂h‖ and
     ‖∂L_bounded/∂h‖ (unweighted by λ) when gradients are being computed in forward; ``calibration_bins``
     (without gradients, i.e. in evaluation) adds the top-1 calibration bin sums.

@@ -1,5 +1,5 @@
 """What an LM head does with final hidden states, for a patched Hugging Face ``lm_head``
-(integrations/patch.py): the fused score or the logits (the per-token scores are :func:`token_scores`)."""
+(integrations/patch.py): the fused score or the logits (the per-token scores are `token_scores()`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score
 
 HeadMode = Literal["score", "tokens", "logits"]
-"""What a patched head returns: the fused score (:class:`ScoreOutput`, training), the per-token scores
-(:func:`~hypros_lm.scoring.fused.token_scores`, a dict of 1-D tensors, evaluation) or the logits (a tensor)."""
+"""What a patched head returns: the fused score ([`ScoreOutput`][hypros_lm.scoring.fused.ScoreOutput], training), the per-token scores
+([`token_scores()`][hypros_lm.scoring.fused.token_scores], a dict of 1-D tensors, evaluation) or the logits (a tensor)."""
 
 
 def head_logits(hidden: Tensor, weight: Tensor, *, bias: Tensor | None = None, softcap: float | None = None,

@@ -1,6 +1,6 @@
 """The loss registry: a training objective is a bounded score plus a λ schedule.
 
-``--loss NAME`` picks an entry; the schedule's parameters come from :class:`LossSettings`
+``--loss NAME`` picks an entry; the schedule's parameters come from [`LossSettings`][hypros_lm.scoring.losses.LossSettings]
 (fractions of the run length T where the method states them that way).
 """
 

@@ -38,7 +38,7 @@ def _squared_norm(tensors: list[Tensor], device: torch.device) -> Tensor:
 
 
 def check_step(engine, *, step: int, loss_sum: Tensor, grad_norm: Tensor | float | None, micro_steps: int) -> None:
-    """Raise :class:`~hypros_lm.errors.Diverged` on every rank where this step's mean loss (``loss_sum`` over this
+    """Raise [`Diverged`][hypros_lm.errors.Diverged] on every rank where this step's mean loss (``loss_sum`` over this
     rank's ``micro_steps`` micro-batches), the gradient norm or the parameter norm after the update is not finite."""
     device = engine.device
     norm = torch.as_tensor(0.0 if grad_norm is None else grad_norm, dtype=torch.float32, device=device)

@@ -72,7 +72,7 @@ from hypros_lm.training.watchdog import Watchdog
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What :func:`check_run` resolved, handed to :func:`build_run` so that nothing is resolved twice."""
+    """What [`check_run()`][hypros_lm.training.loop.check_run] resolved, for `build_run()`: nothing resolved twice."""
 
     out: Path
     family: TaskFamily
@@ -338,7 +338,7 @@ class StepSums:
 
 def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool = False) -> StepSums:
     """One optimizer step over grad_accum micro-batches; ``timed`` (log steps only: each timing is a device sync)
-    also measures the seconds and memory :class:`StepSums` holds for log steps."""
+    also measures the seconds and memory [`StepSums`][hypros_lm.training.loop.StepSums] holds for log steps."""
     sums, tick, accum = StepSums(), Stopwatch(timed), run.settings.train.grad_accum
     for micro in range(accum):
         x, y = batch_for(run, step, micro)

@@ -94,3 +94,14 @@ def test_the_built_site_in_headless_chromium(site):
         assert "z_loss" in options.text and "num_items_in_batch" in options.text
     finally:
         browser.quit()
+
+
+def test_docstring_cross_references_render_as_links_never_as_raw_roles(site):
+    """The docstrings speak mkdocstrings' dialect (``[`name`][module.name]``); a Sphinx role shows up raw."""
+    role = re.compile(r":(?:func|class|meth|mod|data|attr|exc|obj):`")
+    in_code = [str(p.relative_to(REPO)) for p in (REPO / "hypros_lm").rglob("*.py") if role.search(p.read_text())]
+    assert not in_code, f"Sphinx roles in docstrings (use [`name`][hypros_lm.module.name]): {in_code}"
+    raw = [str(p.relative_to(site)) for p in site.rglob("*.html") if role.search(p.read_text(encoding="utf-8"))]
+    assert not raw, f"raw roles on the built site: {raw}"
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    assert api.count('class="autorefs autorefs-internal"') >= 10
