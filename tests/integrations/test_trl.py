@@ -88,12 +88,14 @@ def _recording(base):
     return Recording
 
 
-def _train(tmp_path, name, *, trainer_class=None, kind="text", patched=False, arch="qwen2", **options):
+def _train(tmp_path, name, *, trainer_class=None, kind="text", patched=False, arch="qwen2", zero_head=False, **options):
     from hypros_lm.integrations.trl import HyProSSFTTrainer
 
     loss = options.pop("loss", None)
     base = trainer_class or HyProSSFTTrainer
     model = _start(arch)
+    if zero_head:  # every logit equal: a collapsed model, all ties
+        torch.nn.init.zeros_(model.lm_head.weight)
     if patched:
         model = patch_causal_lm(model)
     extra = {} if loss is None else {"loss": loss}
@@ -143,6 +145,18 @@ def test_lambda_one_trains_the_brier_score_of_the_batches_it_saw(tmp_path, kind,
         if packing:  # TRL's padding-free packing: one row, position ids restarting per document
             assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
             assert int((batch["position_ids"] == 0).sum()) > 1
+
+
+def test_mean_token_accuracy_is_the_argmax_rule_at_ties(tmp_path):
+    """All logits equal (a zero head): argmax is token 0, so only targets of id 0 count as correct, not every token."""
+    trainer = _train(tmp_path, "ties", loss="hypros", zero_head=True, steps=1)
+    (record,), ((batch, state),) = [r for r in trainer.state.log_history if "loss" in r], trainer.seen
+    assert float(state["lm_head.weight"].abs().max()) == 0.0
+    targets = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[..., 1:]
+    first_maximum = float((targets[targets != -100] == 0).double().mean())  # torch.argmax of equal logits: 0
+    assert first_maximum < 0.5  # where "the target is among the maxima" counts every token: 1.0
+    assert record["mean_token_accuracy"] == pytest.approx(first_maximum, abs=1e-6)
+    assert record["mean_token_accuracy"] == pytest.approx(float(_full_logits_scores(batch, state)["accuracy"]), abs=1e-6)
 
 
 @pytest.mark.parametrize("arch", COVERAGE["TRL SFT"])
