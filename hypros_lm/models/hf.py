@@ -2,11 +2,10 @@
 
 Every model the stack trains, a ladder rung (a ``LlamaForCausalLM``) or any ``hf:`` causal LM, is transformers'
 own class (``AutoModelForCausalLM``), patched by the drop-in integration
-([`hypros_lm.integrations.transformers.patch_causal_lm()`][hypros_lm.integrations.transformers.patch_causal_lm]), so
-the fused score runs inside the model's own ``lm_head`` forward: one code path for the stack, users' scripts and the
-export.
-[`HFCausalLM`][hypros_lm.models.hf.HFCausalLM] gives it the stack's call, ``model(input_ids, targets, lam, mode=...,
-**head_options)``.
+([`patch_causal_lm()`][hypros_lm.integrations.transformers.patch_causal_lm]), so the fused score runs inside the
+model's own ``lm_head`` forward: one code path for the stack, users' scripts and the export.
+[`HFCausalLM`][hypros_lm.models.hf.HFCausalLM] gives it the stack's call,
+``model(input_ids, targets, lam, mode=..., **head_options)``.
 """
 
 from __future__ import annotations

@@ -108,8 +108,7 @@ def flops_per_token(model: nn.Module, seq_len: int) -> int:
 
     N: parameters in matrix multiplies ([`matmul_parameters()`][hypros_lm.models.lm.matmul_parameters]), 2 FLOPs each
     forward and 4 backward; L layers, H heads of dimension Q (from the model's config), T the sequence length: the
-    attention scores
-    Q·Kᵀ and the weighted sum with V, 4·H·Q·T per layer forward, twice that backward, counted in full (not
+    attention scores Q·Kᵀ and the weighted sum with V, 4·H·Q·T per layer forward, twice that backward, counted in full (not
     halved by the causal mask). Recomputation under activation checkpointing is not counted: these are model
     FLOPs, the numerator of MFU.
     """
@@ -134,8 +133,7 @@ def build_model(
 ) -> HFCausalLM:
     """A ladder rung (a ``LlamaForCausalLM``) or an ``hf:`` model, as [`HFCausalLM`][hypros_lm.models.hf.HFCausalLM],
     freshly initialised, scoring with ``options`` (the run's ``--loss.*``). ``config`` replaces the config an ``hf:``
-    name points to
-    (a run folder's saved copy)."""
+    name points to (a run folder's saved copy)."""
     attn = attention or resolve_attention(settings.attention, half_precision=half_precision)
     if is_hf(settings.name):
         config = config if config is not None else hf_config(settings.name)

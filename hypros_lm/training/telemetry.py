@@ -235,8 +235,7 @@ def model_state_bytes(engine) -> dict[str, int]:
 def counting_model_states(engine, into: dict[str, int]):
     """Count [`model_state_bytes()`][hypros_lm.training.telemetry.model_state_bytes] into ``into`` at the moment the
     innermost torch optimizer steps: only then are all model states live at once (DeepSpeed makes the fp32 gradients
-    of its master
-    weights just before that step and frees them after), which is what its estimators assume. The
+    of its master weights just before that step and frees them after), which is what its estimators assume. The
     largest count wins when ZeRO-3 steps its sub-groups one by one."""
 
     def count(*_args) -> None:

@@ -4,6 +4,7 @@ folder in the released layout (``body.*`` / ``head.weight``) loads, resumes, exp
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from hypros_lm.evaluation.lm import evaluate_blocks
 from hypros_lm.files import write_atomic
 from hypros_lm.models import HFCausalLM, ModelSettings, build_model, initial_value
-from hypros_lm.runs import LATEST, RunFolder, export_hf, load_run
+from hypros_lm.runs import LATEST, META, RunFolder, export_hf, load_run
 from hypros_lm.training.engine import assign_parameters
 from tests.helpers import TINY_RUN, read_metrics, run_python
 
@@ -93,6 +94,9 @@ def _as_released_layout(run: Path, to: Path, *, step: int) -> Path:
         mappings = optim["optimizer_state_dict"]["param_slice_mappings"]
         optim["optimizer_state_dict"]["param_slice_mappings"] = [{old(k): v for k, v in m.items()} for m in mappings]
         torch.save(optim, optim_file)
+    meta = json.loads((keep / META).read_text())
+    del meta["checksums"]  # 0.1 recorded none (it loads with a note)
+    (keep / META).write_text(json.dumps(meta))
     return to
 
 

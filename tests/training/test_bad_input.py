@@ -159,7 +159,7 @@ def test_malformed_settings_study_and_deepspeed_files_are_named_at_their_line_an
     from hypros_lm.studies.spec import load_study
     from hypros_lm.training.engine import load_ds_config
 
-    settings = tmp_path / "settings.yaml"
+    settings = tmp_path / "broken.yaml"
     settings.write_text("train:\n  max_steps: 4\nmodel: [1, 2\n")
     proc = run_python(["--config", str(settings)], cache_dir, check=False)
     error = proc.stderr.strip().splitlines()
