@@ -178,8 +178,10 @@ class HFCausalLM(nn.Module):
         head = next(n for n, m in self.lm.named_modules() if m is self.lm.get_output_embeddings())
         return "head.weight" if name == f"{head}.weight" else f"lm.{name}"
 
-    def num_parameters(self) -> int:
-        return sum(param_shape(p).numel() for p in self.parameters())
+    def num_parameters(self, *, embedding: bool = True) -> int:
+        """All parameters (a tied weight once), or without the input embedding and the head (non-embedding)."""
+        lookups = {id(m.weight) for m in (self.lm.get_input_embeddings(), self.lm.get_output_embeddings())}
+        return sum(param_shape(p).numel() for p in self.parameters() if embedding or id(p) not in lookups)
 
     def check_head(self) -> str:
         """Once the weights are written: the patch's probe against the model's own forward (it raises on a

@@ -26,6 +26,20 @@ MODEL_SIZES: dict[str, ModelSize] = {
     "large": ModelSize(hidden_size=1280, num_layers=20, num_heads=20, intermediate_size=3456, max_positions=2048),
 }
 
+SCALING_WIDTHS = (8, 16, 24, 40, 56, 80, 112)
+"""The widths of the scaling family ``w<d>``: each about twice the previous one's parameters with a 512-token
+vocabulary and tied embeddings (7.4k to 667k parameters)."""
+
+
+def scaling_rung(width: int) -> ModelSize:
+    """A rung of the scaling family by one rule: 4 layers, heads of dimension 8, SwiGLU width 8·⌈width/3⌉ (≈ 8/3 of
+    the width, as Llama's), only the width grows."""
+    return ModelSize(hidden_size=width, num_layers=4, num_heads=width // 8, intermediate_size=8 * -(-width // 3),
+                     max_positions=512)
+
+
+MODEL_SIZES.update({f"w{width}": scaling_rung(width) for width in SCALING_WIDTHS})
+
 
 def get_model_size(name: str) -> ModelSize:
     if name not in MODEL_SIZES:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -21,7 +21,8 @@ from hypros_lm.scoring.fused import DEFAULT_SCORING
 @dataclass(kw_only=True)
 class ModelSettings:
     name: str = "nano"
-    """Rung of the size ladder (nano, micro, tiny, small, base, large), or hf:<config.json, folder or hub name>
+    """Rung of the size ladder (nano, micro, tiny, small, base, large; the scaling family w8 … w112), or
+    hf:<config.json, folder or hub name>
     for any Hugging Face causal LM the drop-in patch takes (checked against the model's own forward once its
     weights are written); a folder with weights starts from them, its tokenizer is used."""
     attention: Attention = "auto"
@@ -146,5 +147,12 @@ def build_model(
     return model
 
 
-__all__ = ["ModelSettings", "build_model", "flops_per_token", "initial_value", "llama_config",
+def count_parameters(settings: ModelSettings, tokenizer_vocab: int) -> tuple[int, int]:
+    """(total, non-embedding) parameters of a model, counted on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        model = build_model(replace(settings, activation_checkpointing=False), tokenizer_vocab, attention="sdpa")
+    return model.num_parameters(), model.num_parameters(embedding=False)
+
+
+__all__ = ["ModelSettings", "build_model", "count_parameters", "flops_per_token", "initial_value", "llama_config",
            "matmul_parameters", "model_dimensions", "model_vocab_size", "param_shape"]

@@ -22,11 +22,11 @@ from scipy import stats
 
 from hypros_lm.models.hf import model_label
 from hypros_lm.studies.results import COMPARED, EFFICIENCY, GENERATION_SCORES, RunResult, task_metric
+from hypros_lm.studies.scaling import analyse_scaling
 from hypros_lm.studies.spec import Study
 from hypros_lm.studies.stats import (
     NotEnoughData,
     bootstrap_ci,
-    identified_power_law,
     mean_std,
     paired_t_test,
     sign_test,
@@ -374,18 +374,14 @@ def more_or_less(amount: float, fmt: str, up: str = "higher", down: str = "lower
 
 
 def _scaling(runs: list[RunResult], variations: list[str], notes: list[str]) -> dict[str, Any]:
-    """Power laws per variation and score, in parameters and in compute: each identified or not, and why
-    (none where the study has one model size: one note then, not a table of the same reason)."""
-    fits: dict[str, Any] = {}
+    """The scaling laws per variation and metric with intervals and what compares them
+    ([`analyse_scaling()`][hypros_lm.studies.scaling.analyse_scaling]); each law not identified is noted with why
+    (none where the study has one model size: one note then)."""
     if len({r.params for r in runs}) < 2:
-        notes.append("scaling fits: not made (one model size; a 3-parameter law needs at least 4)")
-        return fits
-    for v in variations:
-        rs = [r for r in runs if r.variation == v]
-        for key in ("nll", "brier"):
-            for axis, x in (("params", [r.params for r in rs]), ("compute", [6.0 * r.params * r.tokens for r in rs])):
-                fit = identified_power_law(x, [r.test[key] for r in rs])
-                fits[f"{v}:{key}:{axis}"] = fit
-                if not fit["identified"]:
-                    notes.append(f"scaling fit {v} {key} vs {axis}: not identified ({fit['reason']})")
-    return fits
+        notes.append("scaling fits: not made (one model size)")
+        return {}
+    result = analyse_scaling(runs, variations)
+    for key, law in result["laws"].items():
+        if not law["identified"]:
+            notes.append(f"scaling law {key.replace(':', ' ')} vs parameters: not identified ({law['reason']})")
+    return result

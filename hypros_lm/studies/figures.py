@@ -1,4 +1,5 @@
-"""The report's figure families: learning curves, calibration, robustness, scaling (one PNG each)."""
+"""The report's figure families: learning curves, calibration, robustness, sweeps (one PNG each; the scaling figures
+in hypros_lm.studies.scaling_figures)."""
 
 from __future__ import annotations
 
@@ -94,30 +95,6 @@ def robustness(runs: list[RunResult], models: list[str], variations: list[str], 
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend()
     return save_figure(fig, out / "robustness.png")
-
-
-def scaling(runs: list[RunResult], variations: list[str], fits: dict, out: Path) -> Path:
-    """Test NLL and Brier against parameters and training compute, with the power laws that the points
-    identify (log axes)."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    for row, key, label in ((0, "nll", "test NLL"), (1, "brier", "test Brier")):
-        for col, axis in ((0, "params"), (1, "compute")):
-            ax = axes[row][col]
-            for v in variations:
-                rs = [r for r in runs if r.variation == v]
-                xs = np.array([r.params if axis == "params" else 6.0 * r.params * r.tokens for r in rs], dtype=float)
-                line = ax.plot(xs, [r.test[key] for r in rs], "o", ms=4, label=v)[0]
-                fit = fits.get(f"{v}:{key}:{axis}")
-                if fit and fit.get("identified"):  # an unidentified law is not drawn: the points alone
-                    grid = np.geomspace(xs.min(), xs.max(), 50)
-                    ax.plot(grid, fit["E"] + fit["A"] * grid ** (-fit["alpha"]), color=line.get_color())
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("parameters" if axis == "params" else "training FLOPs ≈ 6·N·tokens")
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3, which="both")
-    axes[0][0].legend()
-    return save_figure(fig, out / "scaling.png")
 
 
 def sweep_heatmaps(rows: list[dict], study, models: list[str], out: Path) -> Path:

@@ -9,7 +9,7 @@ from statistics import median
 from typing import Any
 
 from hypros_lm.evaluation.figures import lambda_and_grad_norms
-from hypros_lm.studies import figures
+from hypros_lm.studies import figures, scaling_figures
 from hypros_lm.studies.criteria import analyse, more_or_less
 from hypros_lm.studies.results import (
     COMPARED,
@@ -33,7 +33,7 @@ def write_report(study: Study, folder: Path, out: Path, *, note: str = "") -> Pa
     lines += _efficiency_table(res) + _robustness_table(study, res) + _comparisons_table(res)
     if res["sweep"]:
         lines += _sweep_section(study, res["sweep"])
-    lines += _scaling_table(res)
+    lines += _scaling_section(res, folder)
     lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figs]
     if res["notes"] or skipped:
         lines += ["", "## Comparisons not made", ""] + [f"- {n}" for n in skipped + res["notes"]]
@@ -53,7 +53,7 @@ def _figures(study: Study, folder: Path, runs: list[RunResult], res: dict[str, A
     if sets:
         figs.append(figures.robustness(runs, models, variations, sets, out, primary=task_metric(study)))
     if res["scaling"]:
-        figs.append(figures.scaling(runs, variations, res["scaling"], out))
+        figs += scaling_figures.all_figures(res["scaling"], runs, variations, out)
     if res["sweep"]:
         figs.append(figures.sweep_heatmaps(res["sweep"], study, models, out))
     largest = [folder / r.name for r in runs if r.model == models[-1] and r.seed == res["seeds"][0]]
@@ -163,16 +163,63 @@ def _sweep_section(study: Study, rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _scaling_table(res: dict[str, Any]) -> list[str]:
-    if not res["scaling"]:
+def _ci(value: float, ci: list[float], fmt: str = ".3g") -> str:
+    return f"{value:{fmt}} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
+def study_minutes(folder: Path) -> float | None:
+    """The study's wall-clock over every invocation of the runner (its ``wallclock.jsonl``), in minutes."""
+    path = Path(folder) / "wallclock.jsonl"
+    if not path.is_file():
+        return None
+    return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line.strip()) / 60
+
+
+def _scaling_section(res: dict[str, Any], folder: Path) -> list[str]:
+    sc = res["scaling"]
+    if not sc:
         return []
-    lines = ["", "## Scaling fits L = E + A·x^(−α)", "", "| variation | score | x | E | A | α | dof |",
-             "|---|---|---|---|---|---|---|"]
-    for key, f in res["scaling"].items():
-        v, score, axis = key.split(":")
-        if not f["identified"]:
-            lines.append(f"| {v} | {score} | {axis} | not identified: {f['reason']} | | | |")
+    minutes = study_minutes(folder)
+    lines = ["", "## Scaling laws L(N) = E + A·N^(−α)", ""]
+    if minutes is not None:
+        lines += [f"The whole study (every run and its evaluations) took **{minutes:.0f} minutes** of wall-clock.", ""]
+    lines += ["Each size's budget and learning rate (D = k·N tokens, N the total parameters; FLOPs count the head and "
+              "attention):", "", "| model | parameters | non-embedding | tokens | training FLOPs | steps | lr |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    seen = {}
+    for r in sc["runs"]:
+        seen.setdefault(r["model"], r)
+    for r in sorted(seen.values(), key=lambda r: r["params"]):
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['non_embedding_params'] or '—':,} | {r['tokens']:,} | "
+                     f"{r['flops']:.3g} | {r['max_steps']:,} | {r['lr']:.3g} |")
+    lines += ["", "| objective | metric | α [95 % CI] | E [95 % CI] | A | sizes × runs |", "|---|---|---|---|---|---|"]
+    for key, law in sc["laws"].items():
+        v, metric = key.split(":")
+        if not law["identified"]:
+            lines.append(f"| {v} | {metric} | not identified: {law['reason']} | | | |")
             continue
-        lines.append(f"| {v} | {score} | {axis} | {f['E']:.4g} ± {f['E_err']:.2g} | {f['A']:.4g} ± {f['A_err']:.2g} | "
-                     f"{f['alpha']:.3g} ± {f['alpha_err']:.2g} | {f['dof']} |")
+        lines.append(f"| {v} | {metric} | {_ci(law['alpha'], law['alpha_ci'])} | {_ci(law['E'], law['E_ci'], '.4g')} | "
+                     f"{law['A']:.4g} | {law['sizes']} × {law['runs']} |")
+    lines += ["", "**Does the objective change the exponent or the offset?**", ""]
+    for metric, t in sc["shared_alpha"].items():
+        verdict = "a shared α suffices" if t["delta_aic"] <= 0 else "separate α's fit better"
+        lines.append(f"- {metric}: one shared α = {t['alpha_shared']:.3g} (each objective its own E, A) against "
+                     f"separate α's: likelihood ratio {t['lr_statistic']:.3g} on {t['df']} df, p = {t['p']:.3g}; "
+                     f"ΔAIC (shared − separate) = {t['delta_aic']:.3g} ({verdict})")
+    for name, d in sc["differences"].items():
+        holds = d["ci"][0] <= 0 <= d["ci"][1]
+        lines.append(f"- α_{name.replace('-', ' − α_')} (test NLL) = {_ci(d['alpha'], d['ci'])}: "
+                     f"{'the interval holds 0, no exponent difference is shown' if holds else 'the exponents differ'}")
+    for name, m in sc["multipliers"].items():
+        lines.append(f"- compute multiplier at {m['at_params']:,} parameters: {name} needs "
+                     f"{_ci(m['value'], m['ci'])}× the compute (at D = k·N; > 1: the other objective is ahead)")
+    for v, llo in sc["leave_largest_out"].items():
+        if llo:
+            lines.append(f"- leave the largest size out ({v}): the law of the smaller sizes predicts test NLL "
+                         f"{llo['predicted']:.4f} at {llo['size']:,.0f} parameters, observed {llo['observed']:.4f} "
+                         f"(error {llo['error']:+.4f}, {100 * llo['relative_error']:+.2f} %)")
+    for v, f in sc["frontier"].items():
+        if f["law"]:
+            lines.append(f"- compute frontier ({v}): validation NLL = {f['law']['E']:.3g} + "
+                         f"{f['law']['A']:.3g}·C^−{f['law']['alpha']:.3g} over the lower envelope of its learning curves")
     return lines

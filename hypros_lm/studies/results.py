@@ -49,6 +49,23 @@ class RunResult:
     train: list[dict[str, Any]]
     evals: dict[str, dict[str, Any]]
     test: dict[str, float] = field(default_factory=dict)
+    non_embedding: int | None = None
+    """Parameters without the input embedding and the head (None in runs written before it was recorded)."""
+    lr: float | None = None
+
+    @property
+    def flops_per_token(self) -> float:
+        return float(self.train[-1]["flops_per_token"])
+
+    @property
+    def flops(self) -> float:
+        """Training FLOPs (head and attention counted): FLOPs per token × tokens trained."""
+        return self.flops_per_token * self.tokens
+
+    @property
+    def curve_compute(self) -> list[dict[str, float]]:
+        """The validation curve against training FLOPs so far."""
+        return [{"flops": self.flops_per_token * r["tokens"], "loss_log": r["loss_log"]} for r in self.curve if r["tokens"]]
 
     @property
     def step_time(self) -> float:
@@ -92,7 +109,8 @@ def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
         env = folder.environment()
         train = [r for r in records if r["split"] == "train"]
         run = RunResult(run_dir.name, ident["variation"], ident["model"], int(ident["seed"]), env["num_parameters"],
-                        train[-1]["tokens"], max_steps, curve, train, evals)
+                        train[-1]["tokens"], max_steps, curve, train, evals,
+                        non_embedding=env.get("non_embedding_parameters"), lr=settings["optim"]["lr"])
         source = evals.get("test") or curve[-1]
         run.test = {"nll": source["loss_log"], "brier": source["loss_brier"], "ece_10": source["ece_10"],
                     "accuracy": source["accuracy"], "auc": curve_area([r["step"] for r in curve], [r["loss_log"] for r in curve]),

@@ -119,7 +119,11 @@ def run_study(study: Study, runs: list[RunSpec], *, ranks: int, log=print) -> No
         log(f"{prefix}: evaluated | study {elapsed / 60:.1f} min so far, ~{elapsed / i * (len(runs) - i) / 60:.1f} min left")
     if study.timing:
         run_timings(study, runs, log=log)
-    log(f"study {study.name}: {len(runs)} runs complete in {(time.time() - start) / 60:.1f} min")
+    seconds = time.time() - start
+    if runs:  # the study's wall-clock over every invocation, which the report sums (studies.report.study_minutes)
+        with open(runs[0].out.parent / "wallclock.jsonl", "a") as f:
+            f.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(seconds, 1)}) + "\n")
+    log(f"study {study.name}: {len(runs)} runs complete in {seconds / 60:.1f} min")
 
 
 def run_timings(study: Study, runs: list[RunSpec], *, log=print) -> None:

@@ -14,6 +14,11 @@
     target: {metric: loss_log, value: null}   # time-to-target; null = the level every variation reaches
     timing: {steps: 12}                       # optional: method and log-loss steps alternated in one process per
                                               #   model after the runs (timing/<model>.json): what C1 is judged on
+    scaling:                                  # optional: budgets that grow with the model (a scaling-law study)
+      tokens_per_parameter: 10                #   D = k·N tokens per run, N its model's total parameters
+      warmup_fraction: 0.02                   #   each run's warm-up, a fraction of its own steps
+      evaluations: 8                          #   validations per run (its learning curve; the compute frontier)
+      lr: {reference: 20000, value: 1.0e-2, exponent: 0.3}   # optional: lr(N) = value·(N/reference)^−exponent
     sweep:                                    # optional: a grid of variations around one variation
       variation: hypros                       #   the grid varies this one; its own settings are the reference cell
       grid: {loss.tau: [0.05, 0.15], loss.lam_max: [0.7, 1.0]}   # one or two settings (heat-maps need two)
@@ -39,11 +44,13 @@ from hypros_lm.config import RunSettings, settings_from_dict
 from hypros_lm.data.perturb import parse
 from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.files import read_yaml
+from hypros_lm.models import count_parameters
 from hypros_lm.models.hf import model_label
 from hypros_lm.tasks import family_for
 
 STUDY_KEYS = {"name", "description", "task", "ranks", "base", "variations", "models", "seeds", "evaluations",
-              "robustness", "eval_batches", "target", "baselines", "sweep", "timing"}
+              "robustness", "eval_batches", "target", "baselines", "sweep", "timing", "scaling"}
+SCALING_KEYS = {"tokens_per_parameter", "warmup_fraction", "evaluations", "lr", "seeds"}
 SWEEP_KEYS = {"variation", "grid", "metric"}
 SWEEP_METRICS = ("nll", "brier", "ece_10", "accuracy", "auc", "bleu", "chrf", "rouge1_f", "rouge2_f", "rougeL_f")
 
@@ -79,6 +86,9 @@ class Study:
     sweep: dict[str, Any] | None = None
     timing: dict[str, int] | None = None
     """``{steps: N}``: after the runs, an interleaved step timing per model (training/timing.py) for C1."""
+    scaling: dict[str, Any] | None = None
+    """Budgets that grow with the model (see the module docstring): each run's max_steps from D = k·N, its warm-up,
+    validations and (by a stated rule) learning rate; ``seeds`` may map a model to its own seeds."""
     grid_cells: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Filled from ``sweep``: variation name → its grid values (the reference variation included)."""
 
@@ -121,6 +131,8 @@ def load_study(path: str | Path) -> Study:
     study = Study(**{"task": "pretrain", **raw})
     if study.sweep is not None:
         _expand_sweep(study, path)
+    if study.scaling is not None:
+        _check_scaling(study, path)
     for name, spec in study.evaluations.items():
         _check_evaluation(path, name, spec)
     if study.timing is not None and (set(study.timing) != {"steps"} or not isinstance(study.timing["steps"], int)
@@ -173,6 +185,41 @@ def _check_sweep(sweep: Any, study: Study, path: Path) -> None:
         raise InvalidValue(f"{path}: sweep.metric={metric!r}; choose one of {list(SWEEP_METRICS)}")
 
 
+def _check_scaling(study: Study, path: Path) -> None:
+    sc = study.scaling
+    example = ("scaling: {tokens_per_parameter: 10, warmup_fraction: 0.02, evaluations: 8, "
+               "lr: {reference: 20000, value: 1.0e-2, exponent: 0.3}}")
+    if not isinstance(sc, dict) or set(sc) - SCALING_KEYS or "tokens_per_parameter" not in sc:
+        raise InvalidValue(f"{path}: scaling={sc!r}; give {example}")
+    if not sc["tokens_per_parameter"] > 0 or not 0 <= sc.setdefault("warmup_fraction", 0.02) < 0.5 \
+            or not int(sc.setdefault("evaluations", 8)) >= 2:
+        raise InvalidValue(f"{path}: scaling needs tokens_per_parameter > 0, 0 ≤ warmup_fraction < 0.5 and "
+                           f"evaluations ≥ 2; got {sc!r}")
+    lr = sc.get("lr")
+    if lr is not None and (not isinstance(lr, dict) or set(lr) != {"reference", "value", "exponent"}):
+        raise InvalidValue(f"{path}: scaling.lr={lr!r}; give lr: {{reference: N0, value: lr0, exponent: b}} for "
+                           f"lr(N) = lr0·(N/N0)^−b, or leave it out to keep each run's optim.lr")
+    unknown = set(sc.get("seeds", {})) - set(study.models)
+    if unknown:
+        raise InvalidValue(f"{path}: scaling.seeds names {sorted(unknown)}, which are not among models {study.models}")
+
+
+def budget(settings: RunSettings, scaling: dict[str, Any], *, ranks: int) -> dict[str, Any]:
+    """What a scaling study sets for one run from its model's size: max_steps for D = k·N tokens (N the total
+    parameters), warm-up, validation and checkpoint steps, and the learning rate by the study's rule."""
+    total, _ = count_parameters(settings.model, settings.data.vocab_size)
+    t = settings.train
+    per_step = t.micro_batch_size * t.grad_accum * settings.data.seq_len * ranks
+    steps = max(2, -(-int(scaling["tokens_per_parameter"] * total) // per_step))
+    every = max(1, steps // int(scaling["evaluations"]))
+    out: dict[str, Any] = {"train": {"max_steps": steps, "eval_every": every, "save_every": every},
+                           "optim": {"warmup_steps": max(1, round(scaling["warmup_fraction"] * steps))}}
+    if scaling.get("lr"):
+        rule = scaling["lr"]
+        out["optim"]["lr"] = float(f"{rule['value'] * (total / rule['reference']) ** (-rule['exponent']):.3g}")
+    return out
+
+
 def grid_value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -209,11 +256,11 @@ def _expand_sweep(study: Study, path: Path) -> None:
 
 def expand(study: Study, out_root: Path) -> list[RunSpec]:
     """One RunSpec per (variation, model, seed), each with fully built and checked settings."""
-    runs = []
+    runs, budgets = [], {}
     for variation, overrides in study.variations.items():
         for model_name in study.models:
             model = model_label(model_name)  # hf:<path> -> the folder's name
-            for seed in study.seeds:
+            for seed in (study.scaling or {}).get("seeds", {}).get(model_name, study.seeds):
                 name = f"{variation}-{model}-s{seed}"
                 tree = _merge(_merge(study.base, overrides),
                               {"model": {"name": model_name}, "train": {"seed": seed, "out": str(out_root / name)}})
@@ -222,6 +269,10 @@ def expand(study: Study, out_root: Path) -> list[RunSpec]:
                         for sec, values in tree.items()}
                 try:
                     settings = settings_from_dict(tree)
+                    if study.scaling is not None:
+                        key = (variation, model_name)
+                        budgets[key] = budgets.get(key) or budget(settings, study.scaling, ranks=study.ranks)
+                        settings = settings_from_dict(_merge(tree, budgets[key]))
                 except (ValueError, TypeError) as err:
                     raise InvalidValue(f"study {study.name!r}, run {name}: {err}") from err
                 runs.append(RunSpec(name, variation, model, seed, settings, out_root / name))

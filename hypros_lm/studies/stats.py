@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from hypros_lm.errors import InvalidValue
 
@@ -80,53 +79,3 @@ def curve_area(steps: Sequence[float], values: Sequence[float]) -> float:
     if x.size < 2:
         raise NotEnoughData("a learning curve needs ≥ 2 points")
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
-
-
-def identified_power_law(x: Sequence[float], y: Sequence[float], *, level: float = 0.95) -> dict[str, Any]:
-    """The fit of y = E + A·x^(−α) when the points identify it, else why not.
-
-    Identified means: at least one more distinct size than the law's 3 free parameters, the mean of y
-    falling with size, a converged fit with α > 0, and each parameter's ``level`` confidence interval
-    narrower than the estimate itself. Returns the fit plus ``identified: True``, or
-    ``{"identified": False, "reason": ...}`` (numbers from an unidentified fit are not results)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    sizes = np.unique(x)
-    if sizes.size < 4:
-        return {"identified": False, "reason": f"{sizes.size} distinct size{'s' if sizes.size != 1 else ''}; "
-                                               f"a 3-parameter law needs at least 4"}
-    means = [float(y[x == size].mean()) for size in sizes]
-    if not all(later < earlier for earlier, later in zip(means, means[1:], strict=False)):
-        return {"identified": False, "reason": "the mean does not fall with size (" + ", ".join(f"{m:.4g}" for m in means) + ")"}
-    try:
-        fit = fit_power_law(x, y)
-    except RuntimeError as err:
-        return {"identified": False, "reason": f"the fit did not converge ({err})"}
-    if fit["alpha"] <= 0:
-        return {"identified": False, "reason": f"fitted exponent α = {fit['alpha']:.3g} is not positive"}
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    for name in ("E", "A", "alpha"):
-        value, err = fit[name], fit[f"{name}_err"]
-        if not math.isfinite(err) or z * err >= abs(value):
-            return {"identified": False, "reason": f"the {level:.0%} interval of {name} ({value:.3g} ± {z * err:.2g}) "
-                                                   f"is wider than the estimate"}
-    return {**fit, "identified": True}
-
-
-def fit_power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
-    """Fit y = E + A·x^(−α); returns E, A, alpha and their standard errors (nan without spare points)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if np.unique(x).size < 3:
-        raise NotEnoughData(f"a power-law fit needs ≥ 3 distinct sizes; got {np.unique(x).size}")
-    scale = x.min()
-
-    def law(n, e, a, alpha):
-        return e + a * (n / scale) ** (-alpha)
-
-    p0 = (float(y.min()) * 0.9, float(y.max() - y.min() * 0.9), 0.5)
-    params, cov = optimize.curve_fit(law, x, y, p0=p0, maxfev=20_000)
-    e, a_scaled, alpha = params
-    err = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else np.full(3, np.nan)
-    factor = scale**alpha  # A·(n/scale)^−α = (A·scale^α)·n^−α
-    return {"E": float(e), "A": float(a_scaled * factor), "alpha": float(alpha),
-            "E_err": float(err[0]), "A_err": float(err[1] * factor), "alpha_err": float(err[2]),
-            "dof": int(x.size - 3)}

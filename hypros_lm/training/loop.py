@@ -155,8 +155,7 @@ def train(settings: RunSettings) -> Path:
 def _launch_id(world: int) -> str:
     """One id shared by the ranks of this launch (rank 0's, broadcast while every rank is surely alive)."""
     token = [uuid.uuid4().hex]
-    if world > 1:
-        dist.broadcast_object_list(token, src=0)
+    dist.broadcast_object_list(token, src=0) if world > 1 else None
     return token[0]
 
 
@@ -252,7 +251,7 @@ def build_run(settings: RunSettings, plan: RunPlan, rank: int, world: int) -> Ru
                           rank=rank)
     log(f"head: {model.check_head()}")  # the patched head against the model's own forward, now that it has weights
     if rank == 0:
-        _write_run_files(settings, out, data, world, model.num_parameters())
+        _write_run_files(settings, out, data, world, model)
     log(f"model: {settings.model.name}, {model.num_parameters() / 1e6:.2f}M parameters, "
         f"vocab {model.config.vocab_size}, attention {model.config._attn_implementation}, "
         f"ZeRO stage {zero_stage(ds_config)}, {settings.train.precision}, {world} rank(s)")
@@ -294,13 +293,14 @@ def _load_initial_weights(model, init_from: str, rank: int) -> None:
     assign_parameters(model, lambda name, _shape: state[name], rank=rank)
 
 
-def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int, params: int) -> None:
+def _write_run_files(settings: RunSettings, out: Path, data: PreparedData, world: int, model) -> None:
     save_tokenizer(data.tokenizer, out)
     folder = RunFolder(out)
     if is_hf(settings.model.name):  # the architecture, kept with the run: the hf: source may move or be offline
         hf_config(settings.model.name).to_json_file(str(folder.hf_config_file))
     folder.settings_file.write_text(yaml.safe_dump(settings.to_dict(), sort_keys=False))
-    env = {"num_parameters": params, **environment(world, data.sources)}
+    env = {"num_parameters": model.num_parameters(), "non_embedding_parameters": model.num_parameters(embedding=False),
+           **environment(world, data.sources)}
     folder.environment_file.write_text(json.dumps(env, indent=2))
 
 
