@@ -190,8 +190,10 @@ def _scaling_section(res: dict[str, Any], folder: Path) -> list[str]:
     for r in sc["runs"]:
         seen.setdefault(r["model"], r)
     for r in sorted(seen.values(), key=lambda r: r["params"]):
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['non_embedding_params'] or '—':,} | {r['tokens']:,} | "
+        non_embedding = f"{r['non_embedding_params']:,}" if r["non_embedding_params"] is not None else "—"
+        lines.append(f"| {r['model']} | {r['params']:,} | {non_embedding} | {r['tokens']:,} | "
                      f"{r['flops']:.3g} | {r['max_steps']:,} | {r['lr']:.3g} |")
+    lines += _lr_sweep_lines(sc.get("lr_sweep"))
     lines += ["", "| objective | metric | α [95 % CI] | E [95 % CI] | A | sizes × runs |", "|---|---|---|---|---|---|"]
     for key, law in sc["laws"].items():
         v, metric = key.split(":")
@@ -222,4 +224,20 @@ def _scaling_section(res: dict[str, Any], folder: Path) -> list[str]:
         if f["law"]:
             lines.append(f"- compute frontier ({v}): validation NLL = {f['law']['E']:.3g} + "
                          f"{f['law']['A']:.3g}·C^−{f['law']['alpha']:.3g} over the lower envelope of its learning curves")
+    return lines
+
+
+def _lr_sweep_lines(sweep: dict[str, Any] | None) -> list[str]:
+    if not sweep:
+        return []
+    lines = ["", "The learning-rate sweep: mean test NLL at each rate, the best, and whether it lies inside the sweep "
+             "(an optimum at an edge is not located):", "", "| model | parameters | test NLL at each lr | best lr | inside | "
+             "parabola's optimum |", "|---|---:|---|---:|---|---:|"]
+    for r in sweep["sizes"]:
+        cells = ", ".join(f"{lr:.3g}: {v:.4f}" for lr, v in zip(r["lrs"], r["nll"], strict=True))
+        lines.append(f"| {r['model']} | {r['params']:,} | {cells} | {r['best']:.3g} | {'yes' if r['inside'] else 'no'} | "
+                     f"{r['optimum']:.3g} |")
+    rule = sweep["rule"]
+    lines += ["", f"Rule through the inside optima: lr(N) = {rule['value']:.3g}·(N/{rule['reference']:g})^−{rule['exponent']:.3g}"
+              if rule else "No rule: fewer than two sizes have their best rate inside the sweep."]
     return lines

@@ -104,6 +104,7 @@ def run_study(study: Study, runs: list[RunSpec], *, ranks: int, log=print) -> No
         if training_done(run) and evaluations_done(study, run):
             log(f"{prefix}: done, skipped")
             continue
+        began = time.time()
         if not training_done(run):
             state = "resuming" if RunFolder(run.out).latest() is not None else "training"
             log(f"{prefix}: {state} ...")
@@ -115,15 +116,19 @@ def run_study(study: Study, runs: list[RunSpec], *, ranks: int, log=print) -> No
                 continue
             log(f"{prefix}: trained in {seconds:.0f}s")
         run_evaluations(study, run)
+        _record_wallclock(run, time.time() - began)
         elapsed = time.time() - start
         log(f"{prefix}: evaluated | study {elapsed / 60:.1f} min so far, ~{elapsed / i * (len(runs) - i) / 60:.1f} min left")
     if study.timing:
         run_timings(study, runs, log=log)
-    seconds = time.time() - start
-    if runs:  # the study's wall-clock over every invocation, which the report sums (studies.report.study_minutes)
-        with open(runs[0].out.parent / "wallclock.jsonl", "a") as f:
-            f.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(seconds, 1)}) + "\n")
-    log(f"study {study.name}: {len(runs)} runs complete in {seconds / 60:.1f} min")
+    log(f"study {study.name}: {len(runs)} runs complete in {(time.time() - start) / 60:.1f} min")
+
+
+def _record_wallclock(run: RunSpec, seconds: float) -> None:
+    """Add a run's training and evaluation seconds to the study's ``wallclock.jsonl`` as soon as it is done (a study
+    cut off keeps what it finished), which the report sums (studies.report.study_minutes)."""
+    with open(run.out.parent / "wallclock.jsonl", "a") as f:
+        f.write(json.dumps({"run": run.name, "ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(seconds, 1)}) + "\n")
 
 
 def run_timings(study: Study, runs: list[RunSpec], *, log=print) -> None:

@@ -253,7 +253,8 @@ def analyse_scaling(runs: list, variations: list[str], *, log: str = "log", n_bo
     laws = {f"{v}:{m}": identified_law(_points(rs, m), n_boot=n_boot, seeds_drawn=drawn if m == "nll" else None)
             for v, rs in by.items() for m, _ in METRICS}
     out: dict[str, Any] = {"runs": table, "laws": {k: _public(v) for k, v in laws.items()}, "differences": {},
-                           "multipliers": {}, "leave_largest_out": {}, "shared_alpha": {}, "frontier": {}}
+                           "multipliers": {}, "leave_largest_out": {}, "shared_alpha": {}, "frontier": {},
+                           "lr_sweep": learning_rate_sweep(runs)}
     for m, _ in METRICS:
         groups = {v: _points(rs, m) for v, rs in by.items()}
         if all(why_not_identified(p) is None for p in groups.values()) and len(groups) > 1:
@@ -286,6 +287,39 @@ def analyse_scaling(runs: list, variations: list[str], *, log: str = "log", n_bo
                 "ci": list(interval(np.array(samples)))}
         out["compute_of_params"] = {"slope": float(slope), "intercept": float(intercept)}
     return out
+
+
+def learning_rate_sweep(runs: list, *, reference: float = 20000) -> dict[str, Any] | None:
+    """Where a study swept the learning rate (≥ 3 rates at a size): per size the mean test NLL at each rate, the best
+    rate, whether it lies inside the sweep (not at its edge), and the optimum of a parabola in log lr through the best
+    and its neighbours; then the rule lr(N) = value·(N/reference)^−exponent, a least-squares line through log lr*
+    against log N over the sizes whose best lies inside."""
+    sizes: dict[int, dict[float, list[float]]] = {}
+    for r in runs:
+        sizes.setdefault(r.params, {}).setdefault(r.lr, []).append(r.test["nll"])
+    rows = []
+    for params, by_lr in sorted(sizes.items()):
+        if len(by_lr) < 3:
+            continue
+        lrs = sorted(by_lr)
+        nll = [float(np.mean(by_lr[lr])) for lr in lrs]
+        best = int(np.argmin(nll))
+        inside = 0 < best < len(lrs) - 1
+        optimum = lrs[best]
+        if inside:  # the vertex of the parabola through the best and its two neighbours, in log lr
+            x = np.log(lrs[best - 1:best + 2])
+            c2, c1, _ = np.polyfit(x, nll[best - 1:best + 2], 2)
+            optimum = float(np.exp(-c1 / (2 * c2))) if c2 > 0 else lrs[best]
+        rows.append({"params": params, "model": next(r.model for r in runs if r.params == params), "lrs": lrs,
+                     "nll": nll, "best": lrs[best], "inside": inside, "optimum": optimum})
+    if not rows:
+        return None
+    fitted = [r for r in rows if r["inside"]]
+    rule = None
+    if len(fitted) >= 2:
+        slope, intercept = np.polyfit(np.log([r["params"] / reference for r in fitted]), np.log([r["optimum"] for r in fitted]), 1)
+        rule = {"reference": reference, "value": float(f"{math.exp(intercept):.3g}"), "exponent": float(f"{-slope:.3g}")}
+    return {"sizes": rows, "rule": rule}
 
 
 def _law(row: np.ndarray) -> dict[str, float]:

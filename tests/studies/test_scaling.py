@@ -15,6 +15,7 @@ from hypros_lm.studies.scaling import (
     envelope,
     fit_law,
     identified_law,
+    learning_rate_sweep,
     leave_largest_out,
     shared_exponent_test,
 )
@@ -109,3 +110,25 @@ def test_the_cpu_demo_study_identifies_no_law_and_says_why():
     y = [r["nll"][0] for r in rows for _ in range(r["nll"][2])]
     law = identified_law(Points.of(x, y, list(range(len(x)))), n_boot=100)
     assert not law["identified"] and law["reason"] == "3 sizes; a law with intervals needs at least 5"
+
+
+def test_the_learning_rate_sweep_finds_each_optimum_and_the_rule_through_them():
+    """NLL a parabola in log lr with its optimum at 0.01·(N/2e4)^−0.3: the sweep's rule recovers value and exponent;
+    a size whose best rate is at the sweep's edge is named and left out of the rule."""
+    from types import SimpleNamespace
+
+    lrs = [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]
+    runs = []
+    for n in (7e3, 2e4, 4e4, 9e4):
+        optimum = 0.01 * (n / 2e4) ** -0.3
+        for lr in lrs:
+            runs.append(SimpleNamespace(params=int(n), model=f"m{int(n)}", lr=lr,
+                                        test={"nll": 3.0 + 0.2 * (np.log(lr) - np.log(optimum)) ** 2}))
+    edge = 1e5
+    runs += [SimpleNamespace(params=int(edge), model="edge", lr=lr, test={"nll": 3.0 - lr}) for lr in lrs]
+    sweep = learning_rate_sweep(runs)
+    inside = [r for r in sweep["sizes"] if r["inside"]]
+    assert len(inside) == 4 and [r["model"] for r in sweep["sizes"] if not r["inside"]] == ["edge"]
+    for r in inside:
+        assert r["optimum"] == pytest.approx(0.01 * (r["params"] / 2e4) ** -0.3, rel=1e-6)
+    assert sweep["rule"] == {"reference": 20000, "value": pytest.approx(0.01, rel=1e-2), "exponent": pytest.approx(0.3, rel=1e-2)}
