@@ -110,7 +110,7 @@ def read_runs(folder: Path, study: Study) -> tuple[list[RunResult], list[str]]:
         train = [r for r in records if r["split"] == "train"]
         run = RunResult(run_dir.name, ident["variation"], ident["model"], int(ident["seed"]), env["num_parameters"],
                         train[-1]["tokens"], max_steps, curve, train, evals,
-                        non_embedding=env.get("non_embedding_parameters"), lr=settings["optim"]["lr"])
+                        non_embedding=env.get("non_embedding_parameters"), lr=settings.get("optim", {}).get("lr"))
         source = evals.get("test") or curve[-1]
         run.test = {"nll": source["loss_log"], "brier": source["loss_brier"], "ece_10": source["ece_10"],
                     "accuracy": source["accuracy"], "auc": curve_area([r["step"] for r in curve], [r["loss_log"] for r in curve]),

@@ -64,9 +64,9 @@ def test_bad_sweeps_are_named(tmp_path, sweep, message):
 
 
 def _result(variation: str, seed: int, ece: float) -> RunResult:
-    curve = [{"step": s, "elapsed_s": s / 10, "loss_log": 6.0 - s / 100 - ece, "loss_brier": 0.9, "ece_10": ece}
-             for s in (2, 4)]
-    train = [{"step": 4, "tokens": 1024, "tokens_per_s": 100.0}]
+    curve = [{"step": s, "tokens": 256 * s, "elapsed_s": s / 10, "loss_log": 6.0 - s / 100 - ece, "loss_brier": 0.9,
+              "ece_10": ece} for s in (2, 4)]
+    train = [{"step": 4, "tokens": 1024, "tokens_per_s": 100.0, "flops_per_token": 6000}]
     run = RunResult(f"{variation}-nano-s{seed}", variation, "nano", seed, 1000, 1024, 4, curve, train, {})
     run.test = {"nll": curve[-1]["loss_log"], "brier": 0.9, "ece_10": ece, "accuracy": 0.1, "auc": 5.0}
     return run
@@ -115,18 +115,20 @@ def test_a_report_leaves_out_runs_only_planned(tmp_path):
 
 
 def test_scaling_fits_only_where_the_study_has_sizes_to_fit(tmp_path):
-    """One model size: one note and no fits; two sizes: a fit per variation, score and axis (not identified,
-    with its reason)."""
+    """One model size: one note and no fits; two sizes: a law per variation and metric (not identified, with its
+    reason)."""
     study = load_study(_study(tmp_path, seeds=[1, 2]))
     runs = [_result(v, s, 0.05) for v in ("log", "hypros") for s in (1, 2)]
     res = analyse(study, runs)
     assert res["scaling"] == {}
-    assert "scaling fits: not made (one model size; a 3-parameter law needs at least 4)" in res["notes"]
+    assert "scaling fits: not made (one model size)" in res["notes"]
     for r in runs[::2]:
         r.params = 4000
     res = analyse(study, runs)
-    assert len(res["scaling"]) == 2 * 2 * 2 and not any(f["identified"] for f in res["scaling"].values())
-    assert "2 distinct sizes" in res["scaling"]["log:nll:params"]["reason"]
+    laws = res["scaling"]["laws"]
+    assert len(laws) == 2 * 3 and not any(f["identified"] for f in laws.values())
+    assert laws["log:nll"]["reason"] == "2 sizes; a law with intervals needs at least 5"
+    assert "scaling law log nll vs parameters: not identified (2 sizes; a law with intervals needs at least 5)" in res["notes"]
 
 
 def _written_report(study, runs, folder, out) -> str:
