@@ -84,3 +84,11 @@ def test_the_report_states_budgets_learning_rates_wallclock_and_why_no_law(mini_
     assert "| log | nll | not identified: 2 sizes; a law with intervals needs at least 5 |" in report
     for figure in ("scaling.png", "compute_frontier.png", "scaling_forest.png", "calibration_by_size.png"):
         assert (tmp_path / figure).is_file() and f"]({figure})" in report
+
+
+def test_the_cpu_study_s_learning_rate_rule_is_its_sweep_s_with_every_optimum_inside():
+    import json
+
+    sweep = json.loads((REPO / "docs" / "studies" / "scaling-cpu-lr" / "analysis.json").read_text())["scaling"]["lr_sweep"]
+    assert len(sweep["sizes"]) == 4 and all(r["inside"] and len(r["lrs"]) == 5 for r in sweep["sizes"])
+    assert load_study("scaling-cpu").scaling["lr"] == sweep["rule"]
