@@ -221,7 +221,10 @@ def _scaling_section(res: dict[str, Any], folder: Path) -> list[str]:
                          f"{llo['predicted']:.4f} at {llo['size']:,.0f} parameters, observed {llo['observed']:.4f} "
                          f"(error {llo['error']:+.4f}, {100 * llo['relative_error']:+.2f} %)")
     for v, f in sc["frontier"].items():
-        if f["law"]:
+        if f["law"] and f["law"]["at_bound"]:
+            lines.append(f"- compute frontier ({v}): no law (the fitted α lies at its bound; the envelope of its "
+                         f"learning curves is in compute_frontier.png)")
+        elif f["law"]:
             lines.append(f"- compute frontier ({v}): validation NLL = {f['law']['E']:.3g} + "
                          f"{f['law']['A']:.3g}·C^−{f['law']['alpha']:.3g} over the lower envelope of its learning curves")
     return lines

@@ -55,8 +55,8 @@ def frontier(res: dict[str, Any], runs: list, variations: list[str], out: Path) 
         ax.plot([p["flops"] for p in c], [p["loss_log"] for p in c], color=colour[r.variation], lw=0.6, alpha=0.35)
     for v in variations:
         front = res["frontier"][v]
-        law = front["law"]
-        label = v if law is None else f"{v}: frontier α_C = {law['alpha']:.3g}"
+        law = front["law"] if front["law"] and not front["law"]["at_bound"] else None  # α at its bound: no law
+        label = f"{v}: no law" if law is None else f"{v}: frontier α_C = {law['alpha']:.3g}"
         ax.plot(front["compute"], front["nll"], color=colour[v], lw=2.5, label=label)
         if law is not None:
             c = np.array(front["compute"])
