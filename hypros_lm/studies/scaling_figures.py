@@ -21,6 +21,15 @@ def _ci(law: dict[str, Any], key: str, fmt: str = ".3g") -> str:
     return f"{law[key]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
+def _log_x_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
 def laws(res: dict[str, Any], variations: list[str], out: Path) -> Path:
     """Test NLL against parameters (log x): every run's point, each objective's law with its 95 % band, α [CI]."""
     colour = _colours(variations)
@@ -37,12 +46,8 @@ def laws(res: dict[str, Any], variations: list[str], out: Path) -> Path:
         ax.plot(x, law["E"] + law["A"] * x ** (-law["alpha"]), color=colour[v],
                 label=f"{v}: α = {_ci(law, 'alpha')}, E = {law['E']:.3g}")
         ax.fill_between(x, band["lo"], band["hi"], color=colour[v], alpha=0.2)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters (total)")
-    ax.set_ylabel("test NLL (nats per token)")
-    ax.set_title("L(N) = E + A·N^−α, 95 % bootstrap bands (seeds resampled within each size)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _log_x_axes(ax, "parameters (total)", "test NLL (nats per token)",
+                "L(N) = E + A·N^−α, 95 % bootstrap bands (seeds resampled within each size)")
     return save_figure(fig, out / "scaling.png")
 
 
@@ -61,12 +66,8 @@ def frontier(res: dict[str, Any], runs: list, variations: list[str], out: Path) 
         if law is not None:
             c = np.array(front["compute"])
             ax.plot(c, law["E"] + law["A"] * c ** (-law["alpha"]), "--", color=colour[v], lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("training FLOPs (head and attention counted)")
-    ax.set_ylabel("validation NLL")
-    ax.set_title("learning curves against compute and each objective's frontier L(C_min)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _log_x_axes(ax, "training FLOPs (head and attention counted)", "validation NLL",
+                "learning curves against compute and each objective's frontier L(C_min)")
     return save_figure(fig, out / "compute_frontier.png")
 
 
