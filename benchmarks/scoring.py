@@ -8,7 +8,8 @@ The timing (``--against-floor``) runs, in one process per shape and interleaved 
 implementation once; the best of ``--repeats`` rounds is kept), the three-matmul floor (the logits, ∂h and ∂W of the
 fused head's own token chunks computed alone, into buffers allocated once), PyTorch's chunked
 ``F.linear_cross_entropy``, TRL's chunked log-prob head (when TRL imports), materialised ``F.cross_entropy`` and the
-fused log, Brier and HyProS (λ = 0.3), and reports each as a ratio to the floor measured beside it: the ratio depends
+fused log, Brier and HyProS (λ = 0.3) and the score families' order-3 members beside their order-2 ones (power
+beside Brier, pseudo-spherical beside spherical), and reports each as a ratio to the floor measured beside it: the ratio depends
 on the machine, the floor is what the work around the matmuls is judged by. bf16 on CUDA, fp32 on CPU.
 
 The memory part (``--memory``) runs each (implementation, shape) in a fresh process: its peak resident memory minus
@@ -120,7 +121,9 @@ def _memory_mb() -> float:
 
 
 FLOOR_IMPLS = ["floor", "F.linear_cross_entropy", "trl-chunked-logprob", "liger-flce", "F.cross_entropy", "fused-log",
-               "fused-brier", "fused-hypros"]
+               "fused-brier", "fused-hypros", "fused-power-3", "fused-spherical", "fused-pseudo-spherical-3"]
+FAMILY_RATIOS = (("fused-power-3", "fused-brier"), ("fused-pseudo-spherical-3", "fused-spherical"))
+"""(a family member of order 3, its α = 2 member): what another order costs (goal ≤ 1.15)."""
 
 
 def _floor_steps(n: int, d: int, v: int):
@@ -163,6 +166,10 @@ def _floor_steps(n: int, d: int, v: int):
         "fused-log": lambda: backward(fused_linear_score(h, w, t, lam=0.0).loss),
         "fused-brier": lambda: backward(fused_linear_score(h, w, t, lam=1.0).loss),
         "fused-hypros": lambda: backward(fused_linear_score(h, w, t, lam=0.3).loss),
+        "fused-power-3": lambda: backward(fused_linear_score(h, w, t, lam=1.0, bounded="power", alpha=3).loss),
+        "fused-spherical": lambda: backward(fused_linear_score(h, w, t, lam=1.0, bounded="spherical").loss),
+        "fused-pseudo-spherical-3": lambda: backward(
+            fused_linear_score(h, w, t, lam=1.0, bounded="pseudo-spherical", alpha=3).loss),
     }
     try:
         import trl.kernels  # noqa: F401
@@ -199,12 +206,14 @@ def against_floor(shape: str, repeats: int) -> dict[str, float]:
 def print_against_floor(results: dict[str, dict[str, float]]) -> None:
     names = [n for n in FLOOR_IMPLS if n != "floor" and any(n in r for r in results.values())]
     print("\n| N × d × V | floor s | " + " | ".join(f"{n} / floor" for n in names)
-          + " | fused-hypros / F.linear_cross_entropy | fused-hypros / fused-log |")
-    print("|---|---:|" + "---:|" * (len(names) + 2))
+          + " | fused-hypros / F.linear_cross_entropy | fused-hypros / fused-log | "
+          + " | ".join(f"{a} / {b}" for a, b in FAMILY_RATIOS) + " |")
+    print("|---|---:|" + "---:|" * (len(names) + 2 + len(FAMILY_RATIOS)))
     for shape, r in results.items():
         cells = [f"{r[n] / r['floor']:.2f}" if n in r else "—" for n in names]
         print(f"| {shape.replace('x', ' × ')} | {r['floor']:.3f} | " + " | ".join(cells)
-              + f" | {r['fused-hypros'] / r['F.linear_cross_entropy']:.2f} | {r['fused-hypros'] / r['fused-log']:.2f} |")
+              + f" | {r['fused-hypros'] / r['F.linear_cross_entropy']:.2f} | {r['fused-hypros'] / r['fused-log']:.2f} | "
+              + " | ".join(f"{r[a] / r[b]:.2f}" for a, b in FAMILY_RATIOS) + " |")
 
 
 def main(argv: list[str]) -> None:

@@ -27,15 +27,18 @@ _EXPORTS = {
     "ScoreOutput": "hypros_lm.scoring.fused",
     "fused_linear_score": "hypros_lm.scoring.fused",
     "token_scores": "hypros_lm.scoring.fused",
+    "Score": "hypros_lm.scoring.scores",
+    "bounded_score": "hypros_lm.scoring.scores",
 }
 __all__ = [
-    "SCORES", "LambdaSchedule", "LinearScoringLoss", "ScoreOutput", "__version__", "fused_linear_score",
-    "linear_scoring_loss", "token_scores",
+    "SCORES", "LambdaSchedule", "LinearScoringLoss", "Score", "ScoreOutput", "__version__", "bounded_score",
+    "fused_linear_score", "linear_scoring_loss", "token_scores",
 ]
 
 if TYPE_CHECKING:
     from hypros_lm.scoring.api import SCORES, LambdaSchedule, LinearScoringLoss, linear_scoring_loss
     from hypros_lm.scoring.fused import ScoreOutput, fused_linear_score, token_scores
+    from hypros_lm.scoring.scores import Score, bounded_score
 
 
 def __getattr__(name: str) -> Any:

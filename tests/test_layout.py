@@ -166,3 +166,30 @@ def test_the_run_folder_type_names_what_a_run_writes(tmp_path):
     run.metrics_file.write_text('{"step": 1, "split": "train"}\n{"step": 1, "split": "val"}\n')
     assert run.metrics("val") == [{"step": 1, "split": "val"}] and len(run.metrics()) == 2
     assert run.latest() is None and not run.has_checkpoint(100)
+
+
+# where Brier is a metric of class or choice probabilities, or a study's headline test metric (not the fused score)
+BRIER_AS_A_METRIC = ("hypros_lm.metrics", "hypros_lm.studies", "hypros_lm.tasks.classification",
+                     "hypros_lm.evaluation.lm_eval_tasks", "hypros_lm.evaluation.zeroshot",
+                     "hypros_lm.commands.evaluate.classify")
+
+
+def test_only_the_scoring_floor_spells_a_score():
+    """Adding a score is a file in the scoring floor: no other module names one (the training objectives' names,
+    such as ``--loss brier``, are LOSSES' keys; Brier as a metric of probabilities lives in the metric modules)."""
+    from hypros_lm.scoring.scores import ALIASES, FAMILIES
+
+    names = {*ALIASES, *FAMILIES}
+    spelled = {}
+    for name, path in MODULES.items():
+        if name.startswith("hypros_lm.scoring"):
+            continue
+        text = path.read_text()
+        constants = {n.value for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        allowed = {"brier"} if name.startswith(BRIER_AS_A_METRIC) else set()
+        found = (names & constants) - allowed
+        if "spherical" in text.lower():
+            found.add("spherical")
+        if found:
+            spelled[name] = sorted(found)
+    assert not spelled, f"modules outside hypros_lm/scoring that name a score: {spelled}"

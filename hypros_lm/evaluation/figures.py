@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from hypros_lm.runs import RunFolder  # noqa: E402
+from hypros_lm.scoring.scores import score_keys  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -39,17 +40,19 @@ def _series(records, split: str, key: str, x: str = "step"):
 
 
 def learning_curves(run_dirs: list[Path], out: Path) -> list[Path]:
-    """Validation log/Brier/spherical loss and ECE against steps and against wall-clock."""
+    """Validation NLL, each registered score the runs recorded, and ECE against steps and against wall-clock."""
     written = []
+    runs = [(read_metrics(run), run_label(run)) for run in run_dirs]
+    scores = score_keys({k for records, _ in runs for r in records if r.get("split") == "val" for k in r})
+    panels = (("loss_log", "validation NLL"), *((f"loss_{k}", f"validation {k}") for k in scores),
+              ("ece_10", "validation ECE (10 bins)"))
     for x, xlabel in (("step", "optimizer step"), ("elapsed_s", "wall-clock seconds")):
-        fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-        for run in run_dirs:
-            records, label = read_metrics(run), run_label(run)
-            for ax, key in zip(axes, ("loss_log", "loss_brier", "loss_spherical", "ece_10"), strict=True):
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4))
+        for records, label in runs:
+            for ax, (key, _) in zip(axes, panels, strict=True):
                 xs, ys = _series(records, "val", key, x)
                 ax.plot(xs, ys, marker="o", ms=3, label=label)
-        for ax, title in zip(axes, ("validation NLL", "validation Brier", "validation spherical", "validation ECE (10 bins)"),
-                             strict=True):
+        for ax, (_, title) in zip(axes, panels, strict=True):
             ax.set_xlabel(xlabel)
             ax.set_title(title)
             ax.grid(alpha=0.3)

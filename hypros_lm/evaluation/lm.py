@@ -17,8 +17,8 @@ from hypros_lm.data.pipeline import prepared_blocks
 from hypros_lm.evaluation.figures import entropy_histogram, reliability_diagram
 from hypros_lm.metrics import BinSums, bin_sums, ece_from_bins, expected_calibration_error, mce_from_bins, reliability_table
 from hypros_lm.runs import EVALUATION_FILE
+from hypros_lm.scoring.scores import DEFAULT_BOUNDED, Score, bounded_score, scores_in_use
 
-SCORES = ("log", "brier", "spherical", "entropy", "correct")
 ECE_BINS = (10, 15)  # 10 as the study asks, 15 as in Guo et al. (2017)
 
 
@@ -37,12 +37,15 @@ def evaluate_tokens(model, blocks: TokenBlocks, batches: int, batch_size: int,
 
 @torch.no_grad()
 def _evaluate(
-    model, blocks: TokenBlocks, batches: int, batch_size: int, *, lam: float = 0.0, bounded: str = "brier",
+    model, blocks: TokenBlocks, batches: int, batch_size: int, *, lam: float = 0.0, bounded: str | Score = DEFAULT_BOUNDED,
     rank: int = 0, world: int = 1, device: torch.device | str = "cpu", keep_tokens: bool, progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     was_training = model.training
     model.eval()
-    sums = torch.zeros(len(SCORES) + 1, dtype=torch.float64, device=device)
+    bounded = bounded_score(bounded)
+    reported = tuple(s.key for s in scores_in_use(bounded))
+    keys = ("log", *reported, "entropy", "correct")
+    sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)
     bins = {n: BinSums(*(torch.zeros(n, dtype=torch.float64, device=device) for _ in range(3))) for n in ECE_BINS}
     kept: dict[str, list[torch.Tensor]] = {"confidence": [], "correct": [], "entropy": []}
     steps = range(batches)
@@ -53,8 +56,8 @@ def _evaluate(
     for b in steps:
         first = (b * world + rank) * batch_size
         x, y = blocks.batch([i % len(blocks) for i in range(first, first + batch_size)])
-        tok = model(x.to(device), y.to(device), mode="tokens")
-        sums += torch.stack([*(tok[k].double().sum() for k in SCORES), torch.tensor(float(tok["log"].numel()))])
+        tok = model(x.to(device), y.to(device), mode="tokens", bounded=bounded)
+        sums += torch.stack([*(tok[k].double().sum() for k in keys), torch.tensor(float(tok["log"].numel()))])
         for n in ECE_BINS:
             bins[n] = bins[n] + bin_sums(tok["confidence"], tok["correct"], n)
         if keep_tokens:
@@ -68,11 +71,10 @@ def _evaluate(
             bins[n] = BinSums.from_stacked(stacked)
     model.train(was_training)
     n_tok = max(1.0, float(sums[-1]))
-    means = {k: float(sums[i]) / n_tok for i, k in enumerate(SCORES)}
-    bounded_mean = means[bounded]
+    means = {k: float(sums[i]) / n_tok for i, k in enumerate(keys)}
     result: dict[str, Any] = {
-        "loss": (1 - lam) * means["log"] + lam * bounded_mean,
-        "loss_log": means["log"], "loss_brier": means["brier"], "loss_spherical": means["spherical"],
+        "loss": (1 - lam) * means["log"] + lam * means[bounded.key],
+        "loss_log": means["log"], **{f"loss_{k}": means[k] for k in reported},
         "accuracy": means["correct"], "entropy": means["entropy"],
         "perplexity": math.exp(min(means["log"], 700.0)), "val_tokens": int(sums[-1]),
         **{f"ece_{n}": ece_from_bins(bins[n]) for n in ECE_BINS},

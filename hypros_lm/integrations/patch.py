@@ -21,6 +21,7 @@ from hypros_lm.errors import InvalidValue
 from hypros_lm.metrics.calibration import BinSums, ece_from_bins
 from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, check_options, token_scores
 from hypros_lm.scoring.head import HeadMode, head_logits, score_hidden
+from hypros_lm.scoring.scores import DEFAULT_BOUNDED, Score, bounded_score
 
 # forward arguments that belong to the loss, not to the model body
 _LOSS_ARGUMENTS = ("labels", "shift_labels", "num_items_in_batch", "ignore_index", "logits_to_keep", "return_dict")
@@ -33,7 +34,8 @@ class ScoringState:
     """What a patched model scores with; set ``lam`` yourself in a plain loop (or let HyProSCallback)."""
 
     lam: float = 0.0
-    bounded: str = "brier"
+    bounded: Score = field(default_factory=lambda: bounded_score(DEFAULT_BOUNDED))
+    """The registered bounded score λ weighs."""
     options: ScoringOptions = DEFAULT_SCORING
     """z-loss, label smoothing and chunking, as patch_causal_lm's keywords gave them (validated once)."""
     softcap: float | None = None
@@ -45,7 +47,7 @@ class ScoringState:
     """Token-weighted component sums of the training forwards since the last ``pop_components``, kept as
     detached tensors on the model's device: no host synchronisation per forward, one when logged."""
     evaluation: dict[str, Tensor] = field(default_factory=dict)
-    """The same for evaluation forwards (Brier, spherical and the ECE's bin sums), until ``pop_evaluation``."""
+    """The same for evaluation forwards (each registered score's and the ECE's bin sums), until ``pop_evaluation``."""
     scored_forwards: int = 0
     """Training forwards the fused head scored: HyProSCallback checks it against the trainer's micro-steps."""
     last: ScoreOutput | None = None
@@ -53,13 +55,13 @@ class ScoringState:
 
     def record(self, out: ScoreOutput) -> None:
         self.scored_forwards += 1
-        _accumulate(self.sums, out, ("log", "brier", "spherical", "entropy", "accuracy"))
+        _accumulate(self.sums, out, ("log", "entropy", "accuracy"))
 
     def record_evaluation(self, out: ScoreOutput) -> None:
         bins = out.calibration
         if bins is None:  # an evaluation forward with gradients: no calibration pass
             return
-        _accumulate(self.evaluation, out, ("brier", "spherical"))
+        _accumulate(self.evaluation, out, ())
         self.evaluation["bins"] = self.evaluation["bins"] + bins if "bins" in self.evaluation else bins
 
     def pop_components(self) -> dict[str, float]:
@@ -75,19 +77,21 @@ class ScoringState:
         return means
 
     def pop_evaluation(self) -> dict[str, float]:
-        """Token Brier, spherical score and ECE of the evaluation forwards since the last call."""
+        """Each registered score's token mean (by key) and the ECE of the evaluation forwards since the last call."""
         sums, self.evaluation = self.evaluation, {}
         n = float(sums.pop("n_tokens", 0.0))
         if not n:
             return {}
-        return {"brier": float(sums["brier"]) / n, "spherical": float(sums["spherical"]) / n,
-                "ece": ece_from_bins(BinSums.from_stacked(sums["bins"]))}
+        bins = sums.pop("bins")
+        return {**{k: float(v) / n for k, v in sums.items()}, "ece": ece_from_bins(BinSums.from_stacked(bins))}
 
 
 def _accumulate(sums: dict[str, Tensor], out: ScoreOutput, keys: tuple[str, ...]) -> None:
+    """Add the token-weighted ``keys`` of a pass and each of its scores to ``sums``."""
     n = out.n_tokens.to(out.log.dtype)
-    for key in (*keys, "n_tokens"):
-        term = n if key == "n_tokens" else getattr(out, key).detach() * n
+    terms = {**{key: getattr(out, key).detach() * n for key in keys},
+             **{key: value.detach() * n for key, value in out.scores.items()}, "n_tokens": n}
+    for key, term in terms.items():
         sums[key] = sums[key] + term if key in sums else term
 
 
@@ -95,14 +99,17 @@ def patch_causal_lm(
     model: nn.Module,
     *,
     lam: float = 0.0,
-    bounded: str = "brier",
+    bounded: str | Score = DEFAULT_BOUNDED,
+    alpha: float | None = None,
     z_loss: float = 0.0,
     label_smoothing: float = 0.0,
+    score_smoothing: float = 0.0,
     chunk_size: int | None = None,
     verify: bool = True,
 ) -> nn.Module:
     """Make ``model`` (a transformers ``*ForCausalLM``, or a PEFT model wrapping one) score ``labels`` with the
-    fused ``(1 − λ)·log + λ·bounded`` (+ z-loss) instead of cross-entropy over materialised logits.
+    fused ``(1 − λ)·log + λ·bounded`` (+ z-loss) instead of cross-entropy over materialised logits; ``bounded`` is a
+    registered score or score family of `hypros_lm.scoring.scores` (a family of order ``alpha``).
 
     λ = 0 (the default) is the model's own loss. Returns the same model; ``model.hypros`` is its
     [`ScoringState`][hypros_lm.integrations.patch.ScoringState]. Patching twice updates the state only. With
@@ -119,12 +126,12 @@ def patch_causal_lm(
     if not isinstance(head, nn.Linear):
         raise InvalidValue(f"{type(lm).__name__}'s output embedding is a {type(head).__name__}, not nn.Linear: the fused "
                            "head scores a linear layer (patch before a PEFT adapter or wrapper replaces the head)")
-    if bounded not in ("brier", "spherical"):
-        raise InvalidValue(f"bounded={bounded!r}; use 'brier' or 'spherical'")
+    partner = bounded_score(bounded, alpha)
     check_options(lam=lam)
-    options = ScoringOptions(z_loss=z_loss, label_smoothing=label_smoothing, chunk_size=chunk_size)
+    options = ScoringOptions(z_loss=z_loss, label_smoothing=label_smoothing, score_smoothing=score_smoothing,
+                             chunk_size=chunk_size)
     logit_scale, softcap = declared_logit_transform(lm.config)
-    state = ScoringState(lam=float(lam), bounded=bounded, options=options, softcap=softcap, logit_scale=logit_scale)
+    state = ScoringState(lam=float(lam), bounded=partner, options=options, softcap=softcap, logit_scale=logit_scale)
     fresh = getattr(lm, "hypros", None) is None
     if fresh:
         _wrap_head(head)
@@ -242,7 +249,8 @@ def _probe(lm: nn.Module, tokens: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             named = {"input_ids": ids, "labels": ids}
             _, hidden = body_hidden_states(lm, named, {})
             fused_logits = head(hidden, hypros_state=lm.hypros, hypros_mode="logits")
-            plain = replace(lm.hypros, lam=0.0, options=replace(lm.hypros.options, z_loss=0.0, label_smoothing=0.0),
+            plain = replace(lm.hypros, lam=0.0, options=replace(lm.hypros.options, z_loss=0.0, label_smoothing=0.0,
+                                                                      score_smoothing=0.0),
                             score_columns=None)  # the model's own loss
             fused = _score(lm, named, {}, state=plain, record=False)
     finally:
@@ -273,7 +281,7 @@ def _head_forward(head: nn.Linear, hidden: Tensor, *, hypros_state: ScoringState
         return head_logits(hidden, head.weight, **transform, **options)
     if hypros_mode == "tokens":
         return token_scores(hidden, head.weight, hypros_targets, ignore_index=s.ignore_index,
-                            chunk_size=s.options.chunk_size, **transform)
+                            chunk_size=s.options.chunk_size, bounded=options.get("bounded", s.bounded), **transform)
     return score_hidden(
         hidden, head.weight, hypros_targets, options.pop("lam", s.lam), options=s.options,
         bounded=options.pop("bounded", s.bounded), ignore_index=s.ignore_index, num_items_in_batch=num_items_in_batch,

@@ -74,9 +74,9 @@ def _callback_base():
 
 class HyProSCallback(_callback_base()):
     """Sets a patched model's λ from ``state.global_step / state.max_steps`` before every optimizer step,
-    and adds ``hypros/lambda`` and each component's mean (``hypros/log``, ``hypros/brier``,
-    ``hypros/spherical``, ``hypros/entropy``, ``hypros/accuracy``) to the Trainer's logs; evaluation logs
-    gain ``<prefix>_brier``, ``<prefix>_spherical`` and ``<prefix>_ece`` (10 bins) from the fused pass.
+    and adds ``hypros/lambda`` and each component's mean (``hypros/log``, ``hypros/<score>`` for each registered
+    score's key and the bounded score's, ``hypros/entropy``, ``hypros/accuracy``) to the Trainer's logs; evaluation
+    logs gain ``<prefix>_<score>`` for the same scores and ``<prefix>_ece`` (10 bins) from the fused pass.
 
     After every optimizer step it checks that the patched head scored each of the step's training forwards:
     a trainer that computed its own loss (TRL's fused head, a ``compute_loss_func``) stops training with an
@@ -86,8 +86,8 @@ class HyProSCallback(_callback_base()):
     The Trainer calls callbacks in order, its reporting ones (wandb, TensorBoard) before those given
     in ``callbacks=``; [`add_hypros_callback()`][hypros_lm.integrations.transformers.add_hypros_callback] puts this
     one first so that they report λ too. ``loss`` is an objective of ``--loss`` (`hypros_lm.scoring.LOSSES`),
-    ``params`` its schedule's parameters
-    (fractions of max_steps).
+    ``params`` its schedule's parameters (fractions of max_steps) and, if given, its bounded score (``bounded``,
+    ``alpha``); without them the objective mixes in the bounded score the model was patched with.
     """
 
     def __init__(self, loss: str = "hypros", **params: float):
@@ -98,10 +98,11 @@ class HyProSCallback(_callback_base()):
         self.micro_steps = 0
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.schedule = LambdaSchedule(self.name, total_steps=max(state.max_steps, 1), **self.params)
         scoring = find_state(model)
         if scoring is None:
             raise InvalidValue("HyProSCallback needs a patched model: model = patch_causal_lm(model) before Trainer(...)")
+        patched = {} if "bounded" in self.params else {"bounded": scoring.bounded.family, "alpha": scoring.bounded.alpha}
+        self.schedule = LambdaSchedule(self.name, total_steps=max(state.max_steps, 1), **{**patched, **self.params})
         scoring.bounded = self.schedule.bounded
         scoring.scored_forwards, self.micro_steps = 0, 0
 

@@ -18,33 +18,38 @@ from torch import Tensor, nn
 from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import Reduction, ScoreOutput, ScoringOptions, fused_linear_score
 from hypros_lm.scoring.losses import LOSSES, LossSettings, build_objective
+from hypros_lm.scoring.scores import ALIASES, FAMILIES, Score, bounded_score
 
-SCORES: dict[str, tuple[str, float | None]] = {
-    "log": ("brier", 0.0),
-    "brier": ("brier", 1.0),
-    "spherical": ("spherical", 1.0),
-    "hypros": ("brier", None),
+SCORES: dict[str, tuple[str | None, float | None]] = {
+    "log": (None, 0.0),
+    "hypros": (None, None),
     "hypros-spherical": ("spherical", None),
+    **{name: (name, 1.0) for name in (*ALIASES, *FAMILIES)},
 }
 """The ``score`` names of [`linear_scoring_loss()`][hypros_lm.scoring.api.linear_scoring_loss]: score -> (the bounded
-score, λ), λ None where the caller gives it (a mixture ``(1 − λ)·log + λ·bounded``)."""
+score, λ). The bounded score None is the ``bounded=`` keyword's (default ``brier``); λ None is the caller's (a mixture
+``(1 − λ)·log + λ·bounded``). Every registered score and family (`hypros_lm.scoring.scores`) is a name here, λ = 1."""
 
 
-def _resolve_score(score: str, lam: float | Tensor | None) -> tuple[str, float | Tensor]:
+def _resolve_score(score: str, lam: float | Tensor | None, bounded: str | None = None,
+                   alpha: float | None = None) -> tuple[Score, float | Tensor]:
     if score not in SCORES:
         raise InvalidValue(f"score={score!r} is not known; use one of {sorted(SCORES)} "
                            f"(a schedule such as 'hypros-linear' is a LambdaSchedule: pass its λ with score='hypros')")
-    bounded, fixed = SCORES[score]
+    named, fixed = SCORES[score]
+    if named is not None and bounded is not None and bounded != named:
+        raise InvalidValue(f"score={score!r} is {named}; bounded={bounded!r} applies to score='hypros'")
+    partner = bounded_score(named or bounded or "brier", alpha)
     if fixed is None:
         if lam is None:
-            raise InvalidValue(f"score={score!r} mixes log-loss and {bounded}: give lam= (λ in [0, 1], e.g. "
+            raise InvalidValue(f"score={score!r} mixes log-loss and {partner.key}: give lam= (λ in [0, 1], e.g. "
                                f"LambdaSchedule('hypros', total_steps=T)(step))")
         if not isinstance(lam, Tensor) and not 0.0 <= float(lam) <= 1.0:
             raise InvalidValue(f"lam={lam} must lie in [0, 1]")
-        return bounded, lam
+        return partner, lam
     if lam is not None and float(lam) != fixed:
-        raise InvalidValue(f"score={score!r} is λ = {fixed}; for another λ use score='hypros' (or 'hypros-spherical')")
-    return bounded, fixed
+        raise InvalidValue(f"score={score!r} is λ = {fixed}; for another λ use score='hypros' with bounded=")
+    return partner, fixed
 
 
 def linear_scoring_loss(
@@ -54,10 +59,13 @@ def linear_scoring_loss(
     *,
     score: str = "hypros",
     lam: float | Tensor | None = None,
+    bounded: str | None = None,
+    alpha: float | None = None,
     bias: Tensor | None = None,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
+    score_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
     logit_scale: float = 1.0,
@@ -73,28 +81,33 @@ def linear_scoring_loss(
     Args:
         input: (..., d) final hidden states. linear_weight: (V, d) head weight. target: (...) token
             ids, already aligned with ``input`` (shift causal-LM labels yourself), or ``ignore_index``.
-        score: ``log``, ``brier``, ``spherical`` (λ fixed), or ``hypros`` / ``hypros-spherical``
-            (``(1 − lam)·log + lam·bounded``; ``lam`` required).
+        score: ``log``, a registered score (``brier``, ``spherical``) or family (``power``, ``pseudo-spherical``,
+            of order ``alpha``) alone, or ``hypros`` / ``hypros-spherical`` (``(1 − lam)·log + lam·bounded``;
+            ``lam`` required).
+        bounded, alpha: the registered bounded score ``hypros`` mixes in (default ``brier``) and a family's
+            order α > 1 (e.g. ``bounded="power", alpha=3``).
         reduction: ``mean`` over non-ignored tokens, ``sum``, or ``none`` (per token, 0 where ignored).
         num_items_in_batch: divide the sum by this instead (Hugging Face's normalisation, so that
             gradient accumulation gives the gradients of one large batch).
         z_loss: coefficient of the stabiliser lse² (PaLM, OLMo), added per token.
+        score_smoothing: Shao et al.'s (2024) smoothing ε of the bounded score (``ScoringOptions.score_smoothing``).
         return_components: also return detached means over the non-ignored tokens: ``log``,
-            ``brier``, ``spherical``, ``entropy``, ``accuracy``, ``n_tokens`` (and ``z_loss``).
+            each reported score and the bounded one by key, ``entropy``, ``accuracy``, ``n_tokens`` (and
+            ``z_loss``).
     """
-    bounded, lam_value = _resolve_score(score, lam)
+    partner, lam_value = _resolve_score(score, lam, bounded, alpha)
     out = fused_linear_score(
-        input, linear_weight, target, lam=lam_value, bounded=bounded, bias=bias, ignore_index=ignore_index,
+        input, linear_weight, target, lam=lam_value, bounded=partner, bias=bias, ignore_index=ignore_index,
         reduction=reduction, num_items_in_batch=num_items_in_batch, logit_scale=logit_scale, softcap=softcap,
-        options=ScoringOptions(label_smoothing=label_smoothing, z_loss=z_loss, chunk_size=chunk_size),
+        options=ScoringOptions(label_smoothing=label_smoothing, score_smoothing=score_smoothing, z_loss=z_loss,
+                               chunk_size=chunk_size),
     )
     return (out.loss, components_of(out)) if return_components else out.loss
 
 
 def components_of(out: ScoreOutput) -> dict[str, Tensor]:
     """The detached component means of a scoring pass, named as the public API reports them."""
-    parts = {"log": out.log, "brier": out.brier, "spherical": out.spherical, "entropy": out.entropy,
-             "accuracy": out.accuracy, "n_tokens": out.n_tokens}
+    parts = {"log": out.log, **out.scores, "entropy": out.entropy, "accuracy": out.accuracy, "n_tokens": out.n_tokens}
     if out.z_loss is not None:
         parts["z_loss"] = out.z_loss
     return parts
@@ -121,14 +134,15 @@ class LambdaSchedule:
         self._objective = build_objective(LossSettings(name=loss, **params), self.total_steps)
 
     @property
-    def bounded(self) -> str:
-        """The bounded score λ weighs: ``brier`` or ``spherical``."""
+    def bounded(self) -> Score:
+        """The registered bounded score λ weighs (``LossSettings.bounded`` and ``alpha``)."""
         return self._objective.bounded
 
     @property
     def score(self) -> str:
-        """The [`linear_scoring_loss()`][hypros_lm.scoring.api.linear_scoring_loss] score that takes this schedule's λ."""
-        return "hypros" if self.bounded == "brier" else "hypros-spherical"
+        """The [`linear_scoring_loss()`][hypros_lm.scoring.api.linear_scoring_loss] score that takes this schedule's λ
+        (with ``bounded=self.bounded``)."""
+        return "hypros"
 
     def __call__(self, step: int) -> float:
         return float(self._objective.schedule(int(step)))
@@ -149,7 +163,8 @@ class LinearScoringLoss(nn.Module):
     """
 
     # the keywords of linear_scoring_loss a module holds (the rest come with each call)
-    OPTIONS = ("ignore_index", "reduction", "label_smoothing", "z_loss", "softcap", "logit_scale", "chunk_size")
+    OPTIONS = ("bounded", "alpha", "ignore_index", "reduction", "label_smoothing", "score_smoothing", "z_loss",
+               "softcap", "logit_scale", "chunk_size")
 
     def __init__(self, score: str | None = None, *, lam: float | None = None, schedule: LambdaSchedule | None = None,
                  **options: Any):
@@ -163,8 +178,10 @@ class LinearScoringLoss(nn.Module):
         self.schedule = schedule
         self.score = schedule.score if schedule is not None else (score or "hypros")
         self.lam = lam
-        if schedule is None:
-            _resolve_score(self.score, lam)  # fail at construction, not at the first step
+        if schedule is not None:
+            options["bounded"] = schedule.bounded
+        else:
+            _resolve_score(self.score, lam, options.get("bounded"), options.get("alpha"))  # fail now, not at step 1
         self.options = options
         self.last_components: dict[str, Tensor] = {}
 

@@ -4,16 +4,15 @@ accumulates ∂L/∂h, ∂L/∂W and ∂L/∂b chunk by chunk in fp32."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from hypros_lm.scoring import tiles
+from hypros_lm.scoring.scores import REPORTED, RowStats, Score, Terms, merged_terms, power_sums_needed
 from hypros_lm.scoring.tiles import TILES
-
-Bounded = Literal["brier", "spherical"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,7 @@ class Options:
     """The settings of one scoring pass (chunking filled in by fused._options)."""
 
     lam: float
-    bounded: Bounded
+    bounded: Score
     ignore_index: int
     label_smoothing: float
     chunk_size: int
@@ -31,6 +30,12 @@ class Options:
     logit_scale: float = 1.0
     softcap: float | None = None
     keep_per_token_loss: bool = False
+    score_smoothing: float = 0.0
+    powers: tuple[float, ...] = field(init=False)
+    """The α of each power sum Σe^α the statistics keep (the reported scores' and the bounded score's)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "powers", power_sums_needed(self.bounded, smoothing=bool(self.score_smoothing)))
 
 
 def _upcast_on_cpu(t: Tensor) -> Tensor:
@@ -69,14 +74,17 @@ def _view(buf: Tensor, rows: int, cols: int) -> Tensor:
 class _Stats:
     """Running per-token statistics over vocabulary blocks (see the module docstring)."""
 
-    def __init__(self, rows: int, like: Tensor):
+    def __init__(self, rows: int, like: Tensor, powers: tuple[float, ...]):
         self.m = self.argmax = None
-        self.s1 = self.s2 = self.u = self.sum_z = like.new_zeros(rows)
+        self.powers = powers
+        self.s1 = self.u = self.sum_z = like.new_zeros(rows)
+        self.sums: tuple[Tensor, ...] = ()
         self.z_y = like.new_zeros(rows)
+        self.below_count = self.below_sum = None  # the score smoothing's: logits under lse + log(ε/V)
 
     def add(self, z: Tensor, block_start: int, targets: Tensor, want_sum: bool) -> None:
         """Merge a block of logits (left unchanged) into the running statistics."""
-        m, first, s1, s2, u, sum_z = TILES.call(tiles.statistics, z, want_sum)
+        m, first, s1, u, sum_z, sums = TILES.call(tiles.statistics, z, want_sum, self.powers)
         first = first + block_start
         if want_sum:
             self.sum_z = self.sum_z + sum_z
@@ -85,7 +93,7 @@ class _Stats:
         picked = z.gather(1, local.clamp(0, z.shape[1] - 1)[:, None]).squeeze(1)
         self.z_y = torch.where(inside, picked, self.z_y)
         if self.m is None:
-            self.m, self.argmax, self.s1, self.s2, self.u = m, first, s1, s2, u
+            self.m, self.argmax, self.s1, self.u, self.sums = m, first, s1, u, sums
             return
         self.argmax = torch.where(m > self.m, first, self.argmax)  # a tie keeps the earlier block's (lower) index
         m_new = torch.maximum(self.m, m)
@@ -93,48 +101,77 @@ class _Stats:
         a, b = torch.exp(shift_old), torch.exp(shift_blk)
         self.u = a * (self.u + shift_old * self.s1) + b * (u + shift_blk * s1)
         self.s1 = a * self.s1 + b * s1
-        self.s2 = a * a * self.s2 + b * b * s2
+        self.sums = tuple(torch.exp(k * shift_old) * old + torch.exp(k * shift_blk) * new
+                          for k, old, new in zip(self.powers, self.sums, sums, strict=True))
         self.m = m_new
+
+    def row(self, vocab: int) -> RowStats:
+        return RowStats(m=self.m, s1=self.s1, z_y=self.z_y, power_sums=dict(zip(self.powers, self.sums, strict=True)),
+                        vocab=vocab)
+
+    def smoothing_threshold(self, epsilon: float, vocab: int) -> Tensor:
+        """The logit below which p < ε/V: lse + log(ε/V)."""
+        return self.m + torch.log(self.s1) + math.log(epsilon / vocab)
+
+    def add_below(self, z: Tensor, threshold: Tensor) -> None:
+        count, total = TILES.call(tiles.below, z, threshold)
+        if self.below_count is None:
+            self.below_count, self.below_sum = count, total
+        else:
+            self.below_count, self.below_sum = self.below_count + count, self.below_sum + total
 
 
 def _chunk_scores(st: _Stats, targets: Tensor, vocab_size: int, opts: Options) -> dict[str, Tensor]:
-    """Per-token scores from the finished statistics."""
-    lse = st.m + torch.log(st.s1)
-    e_y = torch.exp(st.z_y - st.m)
-    p_y = e_y / st.s1
-    q = st.s2 / (st.s1 * st.s1)  # Σ p²
-    r = e_y / torch.sqrt(st.s2)  # p_y / ‖p‖
+    """Per-token scores from the finished statistics: the log score, each reported score by its key, the run's
+    bounded score as ``bounded`` and their mixture ``combined``."""
+    row = st.row(vocab_size)
+    lse = row.lse
     log = lse - st.z_y
     eps = opts.label_smoothing
     log_smoothed = (1 - eps) * log + eps * (lse - st.sum_z / vocab_size) if eps else log
-    brier = 1 - 2 * p_y + q
-    spherical = 1 - r
-    bounded = brier if opts.bounded == "brier" else spherical
-    combined = (1 - opts.lam) * log_smoothed + opts.lam * bounded
+    reported = {s.key: s.value(row) for s in REPORTED}
+    bounded = reported[opts.bounded.key] if opts.bounded in REPORTED else opts.bounded.value(row)
+    combined = (1 - opts.lam) * log_smoothed + opts.lam * _smoothed(bounded, st, row, lse, opts)
     if opts.z_loss:
         combined = combined + opts.z_loss * lse * lse
     return {
-        "lse": lse, "p_y": p_y, "q": q, "r": r,
-        "log": log, "brier": brier, "spherical": spherical, "z_loss": lse * lse,
+        "row": row, "lse": lse, "log": log, **reported, "bounded": bounded, "z_loss": lse * lse,
         "combined": combined,
         "entropy": torch.log(st.s1) - st.u / st.s1,
         "correct": (st.argmax == targets).to(lse.dtype),  # the argmax rule: the target is the first maximum
     }
 
 
+def _smoothed(bounded: Tensor, st: _Stats, row: RowStats, lse: Tensor, opts: Options) -> Tensor:
+    """Shao et al.'s score smoothing of the bounded score: (1 − ε)·ℓ + ε·ū − (ε/V)·Σ_{p_j < ε/V} log p_j."""
+    eps = opts.score_smoothing
+    if not eps:
+        return bounded
+    penalty = -(eps / row.vocab) * (st.below_sum - st.below_count * lse)
+    return (1 - eps) * bounded + eps * opts.bounded.uniform(row) + penalty
+
+
 def _grad_coefficients(sc: dict[str, Tensor], weight: Tensor, lam: float, opts: Options, vocab_size: int,
                        *, z_loss: float):
-    """Per-token (α, β, γ, δ) of G = p·(α + β·p) + γ·1_y − δ, scaled by the token weight."""
-    eps = opts.label_smoothing
-    if opts.bounded == "brier":
-        alpha_b, beta_b, gamma_b = 2 * (sc["p_y"] - sc["q"]), 2.0, -2 * sc["p_y"]
-    else:
-        alpha_b, beta_b, gamma_b = 0.0, sc["r"] / sc["q"], -sc["r"]
-    alpha = weight * ((1 - lam) + lam * alpha_b + (2 * z_loss * sc["lse"] if z_loss else 0.0))
-    beta = weight * (lam * beta_b) if lam else None
-    gamma = weight * (-(1 - lam) * (1 - eps) + lam * gamma_b)
-    delta = weight * ((1 - lam) * eps / vocab_size) if eps and lam != 1 else None
-    return alpha, beta, gamma, delta
+    """Per-token (terms, c, d, floor) of G = Σ_k a_k·p^k + c·1_y − d − f·1[z < t], scaled by the token weight: the
+    powers k and a_k in ``terms``, the smoothing's floor (t, f) or None."""
+    eps, smooth = opts.label_smoothing, opts.score_smoothing
+    row = sc["row"]
+    terms: Terms = {1.0: (1 - lam) + (2 * z_loss * sc["lse"] if z_loss else 0.0)}
+    c = -(1 - lam) * (1 - eps)
+    floor = None
+    if lam:
+        bounded_terms, c_b = opts.bounded.gradient(row)
+        parts = [terms, {k: lam * (1 - smooth) * v for k, v in bounded_terms.items()}]
+        if smooth:  # ū's terms, and the penalty's (ε/V)·(n_below·p − 1[p < ε/V])
+            parts += [{k: lam * smooth * v for k, v in opts.bounded.uniform_gradient(row).items()},
+                      {1.0: lam * smooth / vocab_size * sc["below_count"]}]
+            floor = (sc["threshold"], weight * (lam * smooth / vocab_size))
+        terms = merged_terms(*parts)
+        c = c + lam * (1 - smooth) * c_b
+    as_rows = tuple((k, weight * v) for k, v in sorted(terms.items()))
+    d = weight * ((1 - lam) * eps / vocab_size) if eps and lam != 1 else None
+    return as_rows, weight * c, d, floor
 
 
 class _Logits:
@@ -155,12 +192,12 @@ class _Logits:
     def grad(self, z: Tensor, out: Tensor, lse: Tensor, coefs, block_start: int, targets: Tensor,
              valid: Tensor) -> Tensor:
         """G of the loss w.r.t. the untransformed logits of one tile, written into ``out`` (which may be ``z``)."""
-        alpha, beta, gamma, delta = coefs
+        terms, c, d, floor = coefs
         local = targets - block_start
         rows = (valid & (local >= 0) & (local < z.shape[1])).nonzero().squeeze(1)
-        gamma_y = gamma[rows] * tiles.chain_factor(z[rows, local[rows]], self.scale, self.cap)  # before z is overwritten
-        TILES.call(tiles.logit_grad, z, lse, alpha, beta, delta, out, scale=self.scale, cap=self.cap)
-        out[rows, local[rows]] += gamma_y
+        c_y = c[rows] * tiles.chain_factor(z[rows, local[rows]], self.scale, self.cap)  # before z is overwritten
+        TILES.call(tiles.logit_grad, z, lse, terms, d, out, scale=self.scale, cap=self.cap, floor=floor)
+        out[rows, local[rows]] += c_y
         return out
 
 
@@ -185,11 +222,19 @@ class _Walk:
         """The chunk's running statistics over every block, and its per-token scores (a single block's logits
         stay in the buffer for the gradient)."""
         c = h_mm.shape[0]
-        st = _Stats(c, self.buf_z)
+        st = _Stats(c, self.buf_z, self.opts.powers)
         for a, b in self.blocks:
             z = self.logits(h_mm, a, b, _view(self.buf_z, c, b - a))  # (C, B)
             st.add(z, a, targets, want_sum=bool(self.opts.label_smoothing))
-        return st, _chunk_scores(st, targets, self.vocab, self.opts)
+        if self.opts.score_smoothing:  # a second look, once the row's lse is known (recomputing blocks if several)
+            threshold = st.smoothing_threshold(self.opts.score_smoothing, self.vocab)
+            for a, b in self.blocks:
+                z = _view(self.buf_z, c, b - a)
+                st.add_below(z if self.single else self.logits(h_mm, a, b, z), threshold)
+        scores = _chunk_scores(st, targets, self.vocab, self.opts)
+        if self.opts.score_smoothing:
+            scores["threshold"], scores["below_count"] = threshold, st.below_count
+        return st, scores
 
     def gradient(self, h_mm: Tensor, sc: dict[str, Tensor], coefs, targets: Tensor, valid: Tensor,
                  components=None) -> tuple[Tensor, Tensor | None]:
@@ -226,7 +271,7 @@ def score_pass(
     valid = targets != opts.ignore_index
     token_weight = token_weight.to(walk.acc)
     safe_targets = torch.where(valid, targets, 0)
-    keys = ("combined", "log", "brier", "spherical", "entropy", "correct", "z_loss")
+    keys = ("combined", "log", "bounded", *(s.key for s in REPORTED), "entropy", "correct", "z_loss")
     sums = {k: torch.zeros((), dtype=walk.acc, device=hidden.device) for k in (*keys, "weighted")}
     grad_h = torch.empty_like(hidden) if want_grad else None
     comp_sq = hidden.new_zeros(2, dtype=walk.acc)

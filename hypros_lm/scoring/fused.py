@@ -4,9 +4,11 @@ For final hidden states h (N×d) and head weight W (V×d), the logits z = h·W�
 materialised whole. Tokens are walked in chunks of ``chunk_size`` and, inside a chunk, the
 vocabulary in blocks of ``vocab_block_size``; per token we keep running statistics
 
-    m = max z,  S1 = Σ e^(z−m),  S2 = Σ e^(2(z−m)),  U = Σ e^(z−m)·(z−m),  z_y,  Σ z,  argmax
+    m = max z,  S1 = Σ e^(z−m),  S_α = Σ e^(α(z−m)) (α = 2 and the bounded score's),  U = Σ e^(z−m)·(z−m),
+    z_y,  Σ z,  argmax
 
-from which every score follows without a second look at the logits:
+from which every score follows without a second look at the logits (the registered scores' values in
+hypros_lm.scoring.scores):
 
     p_y = e^(z_y−m)/S1,  Σp² = S2/S1²,  log = m + log S1 − z_y,
     Brier = 1 − 2·p_y + Σp²,  spherical = 1 − e^(z_y−m)/√S2,  entropy = log S1 − U/S1.
@@ -17,9 +19,11 @@ Gradients w.r.t. the logits have a closed form (p = softmax(z), Q = Σp², R = p
     ∂Brier/∂z = 2p(p − Q + p_y) − 2p_y·1_y
     ∂sph/∂z   = R(p²/Q − 1_y)
 
-so the combined per-token gradient is ``G = p·(α + β·p) + γ·1_y + δ`` with per-token α, β, γ, δ,
-and ∂L/∂h = G·W, ∂L/∂W = Gᵀ·h, accumulated in fp32. A z-loss c·lse² adds 2c·lse·p (∂lse/∂z = p), one
-more term in α.
+and every registered score's is of the form Σ_k a_k·p^k + c·1_y (powers k of p with per-token
+coefficients), so the combined per-token gradient is ``G = Σ_k a_k·p^k + c·1_y − d`` (p·(a + b·p) for
+the α = 2 scores), and ∂L/∂h = G·W, ∂L/∂W = Gᵀ·h, accumulated in fp32. A z-loss c·lse² adds 2c·lse·p
+(∂lse/∂z = p), one more term in a_1; the score smoothing adds the powers of its mean over targets and
+a term on the logits below lse + log(ε/V), which it counts in a second look at each tile.
 
 The logits may be transformed the way some models' heads do it, z = cap·tanh(s·(h·Wᵀ + b)/cap)
 (bias b, logit scale s, Gemma-2's soft-cap): the statistics are taken over the transformed z, and the
@@ -50,7 +54,8 @@ from torch import Tensor
 
 from hypros_lm.errors import InvalidValue
 from hypros_lm.metrics.calibration import bin_sums
-from hypros_lm.scoring.chunks import Bounded, Options, score_pass
+from hypros_lm.scoring.chunks import Options, score_pass
+from hypros_lm.scoring.scores import REPORTED, Score, bounded_score
 
 # Default working-memory budget for one chunk: three fp32 (chunk × vocab-block) buffers.
 _CHUNK_BUDGET_BYTES = 512 * 2**20
@@ -66,8 +71,10 @@ class ScoreOutput(NamedTuple):
 
     loss: Tensor
     log: Tensor
-    brier: Tensor
-    spherical: Tensor
+    scores: dict[str, Tensor]
+    """The mean of each reported score and of the pass's bounded score, by registry key (`scores.REPORTED`)."""
+    bounded: Tensor
+    """The mean of the pass's own bounded score, the one λ weighs (also in ``scores``)."""
     accuracy: Tensor
     entropy: Tensor
     n_tokens: Tensor
@@ -78,13 +85,16 @@ class ScoreOutput(NamedTuple):
     """With ``calibration_bins``: the (3, B) equal-width bin sums (count, Σ confidence, Σ correct) of the top-1
     predictions (`hypros_lm.metrics.calibration.BinSums`), so ECE needs no logits."""
 
+    def mean(self, key: str) -> Tensor:
+        """The mean of ``log``, ``entropy``, ``accuracy`` or of a score by its key (``brier``, ``power-3``)."""
+        return self.scores[key] if key in self.scores else getattr(self, key)
+
     def components(self) -> dict[str, Tensor]:
         """The detached per-component means, keyed by name (for telemetry)."""
         out = {
             "loss": self.loss.detach(),
             "loss_log": self.log,
-            "loss_brier": self.brier,
-            "loss_spherical": self.spherical,
+            **{f"loss_{key}": value for key, value in self.scores.items()},
             "accuracy": self.accuracy,
             "entropy": self.entropy,
         }
@@ -170,14 +180,18 @@ class ScoringOptions:
 
     label_smoothing: float = 0.0
     """Label smoothing ε of the log-loss part, in [0, 1)."""
+    score_smoothing: float = 0.0
+    """Shao et al.'s (2024) score smoothing ε of the bounded part, in [0, 1): (1 − ε)·ℓ(p, y) + ε·(1/V)·Σ_j ℓ(p, j)
+    − (ε/V)·Σ_j 1[p_j < ε/V]·log p_j."""
     z_loss: float = 0.0
     """Coefficient c of the z-loss c·lse² added to the score (PaLM used 1e-4); 0 turns it off."""
     chunk_size: int | None = None
     """Tokens per chunk of the fused head (None: as many as a 512 MiB working budget holds)."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise InvalidValue(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
+        for name in ("label_smoothing", "score_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InvalidValue(f"{name}={getattr(self, name)} must lie in [0, 1) (0 turns it off)")
         if not 0.0 <= float(self.z_loss) < float("inf"):
             raise InvalidValue(f"z_loss={self.z_loss} must be a finite coefficient ≥ 0 (e.g. 1e-4, as in PaLM); 0 turns "
                                f"it off")
@@ -195,8 +209,8 @@ DEFAULT_SCORING = ScoringOptions()
 
 
 def fused_linear_score(
-    hidden: Tensor, weight: Tensor, targets: Tensor, *, lam: float | Tensor, bounded: Bounded = "brier",
-    bias: Tensor | None = None, ignore_index: int = -100, reduction: Reduction = "mean",
+    hidden: Tensor, weight: Tensor, targets: Tensor, *, lam: float | Tensor, bounded: str | Score = "brier",
+    alpha: float | None = None, bias: Tensor | None = None, ignore_index: int = -100, reduction: Reduction = "mean",
     num_items_in_batch: int | Tensor | None = None, options: ScoringOptions = DEFAULT_SCORING, logit_scale: float = 1.0,
     softcap: float | None = None, vocab_block_size: int | None = None, component_grad_norms: bool = False,
     grad_in_forward: bool = True, calibration_bins: int = 0,
@@ -216,11 +230,12 @@ def fused_linear_score(
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
-    _check_inputs(hidden, weight, targets, bounded=bounded, ignore_index=ignore_index, bias=bias, reduction=reduction,
-                  softcap=softcap)
+    score = bounded_score(bounded, alpha)
+    _check_inputs(hidden, weight, targets, ignore_index=ignore_index, bias=bias, reduction=reduction, softcap=softcap)
     check_options(lam=lam, num_items_in_batch=num_items_in_batch, valid=targets != ignore_index)
-    opts = _options(weight.shape[0], lam=float(lam), bounded=bounded, ignore_index=ignore_index,
-                    label_smoothing=float(options.label_smoothing), chunk_size=options.chunk_size,
+    opts = _options(weight.shape[0], lam=float(lam), bounded=score, ignore_index=ignore_index,
+                    label_smoothing=float(options.label_smoothing), score_smoothing=float(options.score_smoothing),
+                    chunk_size=options.chunk_size,
                     vocab_block_size=vocab_block_size, component_grad_norms=component_grad_norms,
                     z_loss=float(options.z_loss), logit_scale=float(logit_scale),
                     softcap=float(softcap) if softcap else None, keep_per_token_loss=reduction == "none")
@@ -241,9 +256,10 @@ def fused_linear_score(
                                            torch.cat(collected["correct"])[valid], calibration_bins).stacked()
     denom = sums["n_tokens"].clamp(min=1).float()
     norms = sums["comp_norms"] if (needs_grad and component_grad_norms and grad_in_forward) else None
-    means = {k: sums[k] / denom for k in ("log", "brier", "spherical", "accuracy", "entropy")}
+    means = {k: sums[k] / denom for k in ("log", "bounded", "accuracy", "entropy")}
+    scores = {**{s.key: sums[s.key] / denom for s in REPORTED}, score.key: means["bounded"]}
     return ScoreOutput(
-        loss=loss, **means, n_tokens=sums["n_tokens"], grad_norm_log=None if norms is None else norms[0],
+        loss=loss, **means, scores=scores, n_tokens=sums["n_tokens"], grad_norm_log=None if norms is None else norms[0],
         grad_norm_bounded=None if norms is None else norms[1], z_loss=sums["z_loss"] / denom if options.z_loss else None,
         calibration=sums.get("calibration"),
     )
@@ -264,32 +280,32 @@ def _token_weights(valid: Tensor, reduction: str, num_items_in_batch: int | Tens
 def token_scores(
     hidden: Tensor, weight: Tensor, targets: Tensor, *, bias: Tensor | None = None, ignore_index: int = -100,
     logit_scale: float = 1.0, softcap: float | None = None, chunk_size: int | None = None,
-    vocab_block_size: int | None = None,
+    vocab_block_size: int | None = None, bounded: str | Score = "brier", alpha: float | None = None,
 ) -> dict[str, Tensor]:
     """Per-token scores for evaluation, from the same chunked pass (no N×V tensor, no gradients).
 
-    Returns 1-D tensors over the non-ignored tokens: ``log`` (NLL), ``brier``, ``spherical``,
+    Returns 1-D tensors over the non-ignored tokens: ``log`` (NLL), each reported score by its key (``brier``,
+    ``spherical``) and the ``bounded`` score asked for (registered name and ``alpha``) under its key too,
     ``entropy``, ``confidence`` (top-1 probability) and ``correct`` (1 if the target is the top-1).
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
-    _check_inputs(hidden, weight, targets, bounded="brier", ignore_index=ignore_index, bias=bias,
-                  reduction="none", softcap=softcap)
-    opts = _options(weight.shape[0], lam=0.0, bounded="brier", ignore_index=ignore_index, label_smoothing=0.0,
+    _check_inputs(hidden, weight, targets, ignore_index=ignore_index, bias=bias, reduction="none", softcap=softcap)
+    opts = _options(weight.shape[0], lam=0.0, bounded=bounded_score(bounded, alpha), ignore_index=ignore_index,
+                    label_smoothing=0.0,
                     chunk_size=chunk_size, vocab_block_size=vocab_block_size, component_grad_norms=False,
                     logit_scale=float(logit_scale), softcap=float(softcap) if softcap else None)
     collected: dict[str, list[Tensor]] = {}
     valid = targets != ignore_index
     score_pass(hidden, (weight, bias), targets, valid.double(), opts, want_grad=False, per_token=collected)
+    collected[opts.bounded.key] = collected.pop("bounded")
     return {k: torch.cat(v)[valid] for k, v in collected.items()}
 
 
 def _check_inputs(
-    hidden: Tensor, weight: Tensor, targets: Tensor, *, bounded: str, ignore_index: int, bias: Tensor | None,
-    reduction: str, softcap: float | None,
+    hidden: Tensor, weight: Tensor, targets: Tensor, *, ignore_index: int, bias: Tensor | None, reduction: str,
+    softcap: float | None,
 ) -> None:
-    if bounded not in ("brier", "spherical"):
-        raise InvalidValue(f"bounded={bounded!r} is not a bounded score; use 'brier' or 'spherical'")
     if weight.ndim != 2 or weight.shape[1] != hidden.shape[1]:
         raise InvalidValue(f"weight has shape {tuple(weight.shape)}; expected (V, {hidden.shape[1]}) to match hidden")
     if weight.numel() == 0:

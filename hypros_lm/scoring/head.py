@@ -10,6 +10,7 @@ from torch import Tensor
 
 from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score
+from hypros_lm.scoring.scores import Score
 
 HeadMode = Literal["score", "tokens", "logits"]
 """What a patched head returns: the fused score ([`ScoreOutput`][hypros_lm.scoring.fused.ScoreOutput], training), the per-token scores
@@ -29,7 +30,7 @@ def head_logits(hidden: Tensor, weight: Tensor, *, bias: Tensor | None = None, s
 
 def score_hidden(
     hidden: Tensor, weight: Tensor, targets: Tensor, lam: float | Tensor = 0.0, *,
-    options: ScoringOptions = DEFAULT_SCORING, bias: Tensor | None = None, bounded: str = "brier",
+    options: ScoringOptions = DEFAULT_SCORING, bias: Tensor | None = None, bounded: str | Score = "brier",
     ignore_index: int = -100, softcap: float | None = None, logit_scale: float = 1.0,
     num_items_in_batch: int | Tensor | None = None, component_grad_norms: bool = False, calibration_bins: int = 0,
     score_columns: Tensor | None = None,

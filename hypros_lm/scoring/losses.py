@@ -8,20 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import ScoringOptions
 from hypros_lm.scoring.schedules import Schedule, make_schedule
+from hypros_lm.scoring.scores import Score, bounded_score
 
 
 @dataclass(kw_only=True)
 class LossSettings:
     name: str = "hypros"
-    """Objective from LOSSES: log, brier, spherical, hypros, hypros-spherical, hypros-fixed,
+    """Objective from LOSSES: log, brier, spherical, bounded, hypros, hypros-spherical, hypros-fixed,
     hypros-linear, hypros-noanneal, log-then-brier."""
-    bounded: Literal["brier", "spherical"] = "brier"
-    """Bounded score mixed with log-loss by the hypros-* objectives."""
+    bounded: str = "brier"
+    """Registered bounded score mixed with log-loss by the hypros-* objectives (and trained alone by ``bounded``):
+    brier, spherical, or a family of order ``alpha``: power, pseudo-spherical."""
+    alpha: float | None = None
+    """Order α > 1 of a bounded family (None: the family's 2, i.e. Brier or spherical)."""
     t0: float = 0.3
     """sigmoid: centre T0 as a fraction of max_steps (λ(T0) = lam_max/2)."""
     tau: float = 0.1
@@ -40,6 +43,8 @@ class LossSettings:
     """log-then-brier: fraction of max_steps where log-loss switches to Brier."""
     label_smoothing: float = 0.0
     """Label smoothing ε of the log-loss part, in [0, 1)."""
+    score_smoothing: float = 0.0
+    """Shao et al.'s (2024) score smoothing ε of the bounded part, in [0, 1); 0 turns it off."""
     z_loss: float = 0.0
     """Coefficient c of the z-loss c·lse² added to the score (PaLM used 1e-4); 0 turns it off."""
     chunk_size: int | None = None
@@ -68,6 +73,7 @@ class LossSettings:
             raise InvalidValue(f"loss.peak={self.peak} must lie strictly inside (0, 1)")
         try:
             self.options()
+            bounded_score(self.bounded, self.alpha)
         except ValueError as err:
             raise InvalidValue(f"loss.{err}") from None
 
@@ -77,7 +83,7 @@ class Objective:
     """What the scoring head needs at each step: the bounded score and λ(step)."""
 
     name: str
-    bounded: Literal["brier", "spherical"]
+    bounded: Score
     schedule: Schedule
 
 
@@ -85,19 +91,24 @@ def _sigmoid(s: LossSettings, total: int) -> Schedule:
     return make_schedule("sigmoid", t0=s.t0 * total, tau=s.tau * total, lam_max=s.lam_max)
 
 
-LOSSES: dict[str, Callable[[LossSettings, int], tuple[str, Schedule]]] = {
-    "log": lambda s, T: ("brier", make_schedule("constant", lam=0.0)),
-    "brier": lambda s, T: ("brier", make_schedule("constant", lam=1.0)),
-    "spherical": lambda s, T: ("spherical", make_schedule("constant", lam=1.0)),
-    "hypros": lambda s, T: (s.bounded, _sigmoid(s, T)),
-    "hypros-spherical": lambda s, T: ("spherical", _sigmoid(s, T)),
-    "hypros-fixed": lambda s, T: (s.bounded, make_schedule("constant", lam=s.lam_fixed)),
+def _partner(s: LossSettings) -> Score:
+    return bounded_score(s.bounded, s.alpha)
+
+
+LOSSES: dict[str, Callable[[LossSettings, int], tuple[Score, Schedule]]] = {
+    "log": lambda s, T: (_partner(s), make_schedule("constant", lam=0.0)),
+    "brier": lambda s, T: (bounded_score("brier"), make_schedule("constant", lam=1.0)),
+    "spherical": lambda s, T: (bounded_score("spherical"), make_schedule("constant", lam=1.0)),
+    "bounded": lambda s, T: (_partner(s), make_schedule("constant", lam=1.0)),
+    "hypros": lambda s, T: (_partner(s), _sigmoid(s, T)),
+    "hypros-spherical": lambda s, T: (bounded_score("spherical"), _sigmoid(s, T)),
+    "hypros-fixed": lambda s, T: (_partner(s), make_schedule("constant", lam=s.lam_fixed)),
     "hypros-linear": lambda s, T: (
-        s.bounded,
+        _partner(s),
         make_schedule("linear", start=s.linear_start * T, end=s.linear_end * T, lam0=0.0, lam1=s.lam_max),
     ),
-    "hypros-noanneal": lambda s, T: (s.bounded, make_schedule("noanneal", peak=s.peak * T, total=T, lam_max=s.lam_max)),
-    "log-then-brier": lambda s, T: ("brier", make_schedule("step", switch=s.switch * T, lam_max=s.lam_max)),
+    "hypros-noanneal": lambda s, T: (_partner(s), make_schedule("noanneal", peak=s.peak * T, total=T, lam_max=s.lam_max)),
+    "log-then-brier": lambda s, T: (bounded_score("brier"), make_schedule("step", switch=s.switch * T, lam_max=s.lam_max)),
 }
 
 

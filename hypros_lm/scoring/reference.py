@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hypros_lm.scoring.scores import Score, bounded_score
+
 
 def naive_token_scores(logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> dict[str, Tensor]:
     """Per-token log, smoothed log, Brier, spherical, entropy and correctness for (N, V) logits.
@@ -34,9 +36,9 @@ def naive_token_scores(logits: Tensor, targets: Tensor, *, label_smoothing: floa
 
 
 def naive_linear_score(
-    hidden: Tensor, weight: Tensor, targets: Tensor, lam: float, bounded: str = "brier", ignore_index: int = -100, *,
-    label_smoothing: float = 0.0, bias: Tensor | None = None, logit_scale: float = 1.0, softcap: float | None = None,
-    z_loss: float = 0.0, dtype: torch.dtype | None = None,
+    hidden: Tensor, weight: Tensor, targets: Tensor, lam: float, bounded: str | Score = "brier", ignore_index: int = -100,
+    *, alpha: float | None = None, label_smoothing: float = 0.0, bias: Tensor | None = None, logit_scale: float = 1.0,
+    softcap: float | None = None, z_loss: float = 0.0, dtype: torch.dtype | None = None,
 ) -> dict[str, Tensor]:
     """Means over non-ignored tokens; ``loss`` is differentiable w.r.t. hidden, weight (and bias);
     ``per_token`` is each token's combined score (0 where ignored).
@@ -54,17 +56,23 @@ def naive_linear_score(
     logits = logits * logit_scale
     if softcap:
         logits = softcap * torch.tanh(logits / softcap)
-    s = naive_token_scores(logits, torch.where(valid, targets, 0), label_smoothing=label_smoothing)
+    safe = torch.where(valid, targets, 0)
+    s = naive_token_scores(logits, safe, label_smoothing=label_smoothing)
+    score = bounded_score(bounded, alpha)
+    s["bounded"] = s.get(score.key if score.alpha == 2.0 else "", None)
+    if s["bounded"] is None:  # a family member of another order: its definition on the full probabilities
+        s["bounded"] = score.reference(logits, safe).to(logits.dtype)
     mask = valid.to(logits.dtype)
     denom = mask.sum().clamp(min=1)
     mean = {k: (v * mask).sum() / denom for k, v in s.items()}
-    combined = (1 - lam) * s["log_smoothed"] + lam * s[bounded] + z_loss * torch.logsumexp(logits, -1) ** 2
+    combined = (1 - lam) * s["log_smoothed"] + lam * s["bounded"] + z_loss * torch.logsumexp(logits, -1) ** 2
     return {
         "loss": (combined * mask).sum() / denom,
         "per_token": combined * mask,
         "log": mean["log"],
         "brier": mean["brier"],
         "spherical": mean["spherical"],
+        "bounded": mean["bounded"],
         "entropy": mean["entropy"],
         "accuracy": mean["correct"],
     }

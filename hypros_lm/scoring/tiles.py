@@ -1,7 +1,8 @@
 """The elementwise work on one (token chunk × vocabulary block) tile of logits, between the head's matmuls.
 
-Three pure functions: the model's logit transform, the tile's statistics (max and argmax, Σe, Σe², Σe·(z−m), Σz) and the
-logit gradient G = p·(α + β·p) − δ, times the transform's chain-rule factor. Eagerly each is a string of
+Three pure functions: the model's logit transform, the tile's statistics (max and argmax, Σe, Σe·(z−m), Σz and the
+power sums Σe^α the scores need, Σe² among them) and the logit gradient G = a·p + b·p^α − d, times the transform's
+chain-rule factor. Eagerly each is a string of
 memory-bound passes over the tile (a 1024 × 50k fp32 tile is 200 MB); ``torch.compile`` turns each into one
 vectorised loop (C++ on CPU, Triton on CUDA), which is what brings the head to its matmul floor
 (``benchmarks/scoring.py --against-floor``). The statistics read the logits without writing, and the gradient
@@ -46,13 +47,15 @@ def transform_(z: Tensor, bias: Tensor | None, scale: float, cap: float | None) 
         z.div_(cap).tanh_().mul_(cap)
 
 
-def statistics(z: Tensor, want_sum: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Per row of a tile of logits: m = max z, its first column (argmax), Σe, Σe², Σe·(z − m) with e = e^(z − m),
-    and Σz when asked. The tile is read, not written."""
+def statistics(z: Tensor, want_sum: bool, powers: tuple[float, ...] = (2.0,)
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, tuple[Tensor, ...]]:
+    """Per row of a tile of logits: m = max z, its first column (argmax), Σe, Σe·(z − m) with e = e^(z − m), Σz
+    when asked, and the power sums Σe^α for each α of ``powers``. The tile is read, not written."""
     m, first = z.max(dim=1)  # the first maximum at ties, as torch.argmax
     zc = z - m[:, None]
     e = torch.exp(zc)
-    return m, first, e.sum(1), _rowdot(e, e), _rowdot(e, zc), (z.sum(1) if want_sum else None)
+    sums = tuple(_rowdot(e, e) if a == 2.0 else torch.exp(zc * a).sum(1) for a in powers)
+    return m, first, e.sum(1), _rowdot(e, zc), (z.sum(1) if want_sum else None), sums
 
 
 def chain_factor(z: Tensor, scale: float, cap: float | None) -> Tensor | float:
@@ -62,14 +65,31 @@ def chain_factor(z: Tensor, scale: float, cap: float | None) -> Tensor | float:
     return torch.square(z / cap).neg_().add_(1.0).mul_(scale)
 
 
-def logit_grad(z: Tensor, lse: Tensor, alpha: Tensor, beta: Tensor | None, delta: Tensor | None, out: Tensor, *,
-               scale: float, cap: float | None) -> None:
-    """out ← (p·(α + β·p) − δ)·chain_factor(z) with p = e^(z − lse), per-row α, β, δ (``out`` may be ``z``).
-    The target's γ·1_y is added by the caller."""
-    p = (z - lse[:, None]).exp_()
-    g = p.mul(alpha[:, None]) if beta is None else torch.addcmul(alpha[:, None], p, beta[:, None]).mul_(p)
-    if delta is not None:
-        g.sub_(delta[:, None])
+def below(z: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row: how many logits lie below the row's threshold, and their sum (the score smoothing's penalty)."""
+    mask = z < threshold[:, None]
+    return mask.sum(1, dtype=z.dtype), torch.where(mask, z, 0.0).sum(1)
+
+
+def logit_grad(z: Tensor, lse: Tensor, terms: tuple[tuple[float, Tensor], ...], d: Tensor | None, out: Tensor, *,
+               scale: float, cap: float | None, floor: tuple[Tensor, Tensor] | None = None) -> None:
+    """out ← (Σ_k a_k·p^k − d − f·1[z < t])·chain_factor(z) with p = e^(z − lse), per-row coefficients a_k of the
+    powers k in ``terms`` ((1, a) alone or with (2, b) as p·(a + b·p)), d, and ``floor`` = (t, f) (``out`` may be
+    ``z``). The target's c·1_y is added by the caller."""
+    powers = tuple(k for k, _ in terms)
+    if powers in ((1.0,), (1.0, 2.0)):
+        p = (z - lse[:, None]).exp_()
+        a = terms[0][1][:, None]
+        g = p.mul(a) if len(terms) == 1 else torch.addcmul(a, p, terms[1][1][:, None]).mul_(p)
+    else:
+        zl = z - lse[:, None]
+        g = torch.zeros_like(z)
+        for k, a in terms:
+            g.add_((zl * k).exp_().mul_(a[:, None]))
+    if d is not None:
+        g.sub_(d[:, None])
+    if floor is not None:
+        g.sub_((z < floor[0][:, None]) * floor[1][:, None])
     if cap or scale != 1.0:
         g.mul_(chain_factor(z, scale, cap))
     out.copy_(g)

@@ -30,6 +30,7 @@ from hypros_lm.evaluation.generate import generate, summary_scores, translation_
 from hypros_lm.evaluation.lm import evaluate_tokens
 from hypros_lm.models import ModelSettings
 from hypros_lm.runs import EVALUATION_FILE, LoadedRun, to_hf
+from hypros_lm.scoring.scores import score_keys
 from hypros_lm.tasks.registry import Log, TaskFamily, check_init_from, require_family, task_tokenizer
 
 IGNORE = -100
@@ -243,8 +244,9 @@ def generate_for_task(hf_model, tok, task, sources: list[str], references: list[
     return hyps, enc.truncated_sources
 
 
-TARGET_TOKEN_SCORES = ("loss_log", "loss_brier", "loss_spherical", "accuracy", "ece_10", "ece_15", "ece_adaptive_10",
-                       "perplexity", "val_tokens", "reliability_10")
+TARGET_TOKEN_SCORES = ("loss_log", "accuracy", "ece_10", "ece_15", "ece_adaptive_10", "perplexity", "val_tokens",
+                       "reliability_10")
+"""What generation reports of the references' teacher-forced tokens, beside each registered score (``loss_<key>``)."""
 
 
 def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str = "test", limit: int | None = None,
@@ -275,7 +277,8 @@ def evaluate_task(loaded: LoadedRun, *, task_name: str | None = None, split: str
         blocks = Seq2SeqBlocks(encode_pairs(task, tok, srcs, references, seq_len=seq_len, max_target_tokens=max_target),
                                seq_len, eos)
         calib, _ = evaluate_tokens(model, blocks, -(-len(blocks) // batch_size), batch_size, device=where_to)
-        return {k: calib[k] for k in TARGET_TOKEN_SCORES}
+        kept = {*TARGET_TOKEN_SCORES, *(f"loss_{k}" for k in score_keys(calib))}
+        return {k: v for k, v in calib.items() if k in kept}
 
     result["target_tokens"] = target_tokens(sources)
     runs = {"clean": sources} | {spec: perturb_all(sources, spec, seed) for spec in perturbations}

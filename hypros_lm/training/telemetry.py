@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from hypros_lm.errors import MissingPackage
 from hypros_lm.runs import RunFolder
+from hypros_lm.scoring.scores import score_keys
 from hypros_lm.training.engine import is_partitioned
 
 
@@ -138,7 +139,7 @@ def console_line(record: dict[str, Any], max_steps: int, elapsed: float, start_s
     parts = [
         f"step {step:>{len(str(max_steps))}}/{max_steps}",
         f"loss {record['loss']:.4f}",
-        f"log {record['loss_log']:.3f} brier {record['loss_brier']:.4f} sph {record['loss_spherical']:.4f}",
+        f"log {record['loss_log']:.3f} " + " ".join(f"{k} {record['loss_' + k]:.4f}" for k in score_keys(record)),
         f"λ {record['lambda']:.3f}",
         f"lr {record['lr']:.2e}",
         f"{_count(record['tokens_per_s'])} tok/s",
@@ -359,8 +360,9 @@ def print_record(record: dict[str, Any], *, max_steps: int, elapsed: float, star
         print(f"  lm-eval @ {record['step']}: " + " | ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
     elif record.get("split") == "val":
         print(f"  val @ {record['step']}: loss {record['loss']:.4f} | log {record['loss_log']:.4f} "
-              f"(ppl {record['perplexity']:.1f}) | brier {record['loss_brier']:.4f} | "
-              f"sph {record['loss_spherical']:.4f} | acc {record['accuracy']:.3f} | ECE {record['ece_10']:.4f}"
+              f"(ppl {record['perplexity']:.1f}) | "
+              + "".join(f"{k} {record['loss_' + k]:.4f} | " for k in score_keys(record))
+              + f"acc {record['accuracy']:.3f} | ECE {record['ece_10']:.4f}"
               + "".join(f" | {k} {record[k]:.4f}" for k in extra_keys if k in record), flush=True)
     else:
         print(console_line(record, max_steps, elapsed, start_step), flush=True)

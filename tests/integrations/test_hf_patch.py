@@ -10,6 +10,7 @@ import torch
 
 from hypros_lm.integrations.transformers import check_patch, patch_causal_lm
 from hypros_lm.scoring import naive_token_scores
+from hypros_lm.scoring.scores import from_key
 from tests.integrations.hf_models import ARCHITECTURES, build, padded_batch
 
 ARCHS = list(ARCHITECTURES)
@@ -47,16 +48,18 @@ def _reference_loss(model, batch, *, lam, bounded, z_loss=0.0):
     logits = logits.reshape(-1, logits.shape[-1])
     valid = targets != -100
     s = naive_token_scores(logits[valid], targets[valid])
-    per_token = (1 - lam) * s["log"] + lam * s[bounded] + z_loss * torch.logsumexp(logits[valid], -1) ** 2
+    partner = s[bounded] if bounded in s else from_key(bounded).reference(logits[valid], targets[valid])
+    per_token = (1 - lam) * s["log"] + lam * partner + z_loss * torch.logsumexp(logits[valid], -1) ** 2
     aux = getattr(own, "aux_loss", None)
     return per_token.mean() + (0.0 if aux is None else model.router_aux_loss_coef * aux), per_token
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize(("lam", "bounded"), [(1.0, "brier"), (1.0, "spherical"), (0.4, "brier")])
+@pytest.mark.parametrize(("lam", "bounded"), [(1.0, "brier"), (1.0, "spherical"), (0.4, "brier"), (0.6, "power-3"),
+                                             (1.0, "pseudo-spherical-1.5")])
 def test_scores_and_gradients_equal_a_float64_reference(arch, lam, bounded):
     model = build(arch, dtype=torch.float64)
-    patched = patch_causal_lm(copy.deepcopy(model), lam=lam, bounded=bounded)
+    patched = patch_causal_lm(copy.deepcopy(model), lam=lam, bounded=from_key(bounded))
     batch = padded_batch(8, 3)
     ref, _ = _reference_loss(model, batch, lam=lam, bounded=bounded)
     out = patched(**batch)
@@ -187,7 +190,9 @@ def test_a_model_with_no_linear_head_is_refused():
     ({"lam": 1.5}, r"lam=1.5 must lie in \[0, 1\]"),
     ({"z_loss": -1e-4}, r"z_loss=-0.0001 must be a finite coefficient ≥ 0"),
     ({"chunk_size": 0}, r"chunk_size=0 must be a whole number of tokens ≥ 1"),
-    ({"bounded": "log"}, r"bounded='log'; use 'brier' or 'spherical'"),
+    ({"bounded": "log"}, r"bounded='log' is not a registered score; use one of \['brier', 'power', "),
+    ({"bounded": "power", "alpha": 0.5}, r"alpha=0.5: the power score is strictly proper for every finite α > 1"),
+    ({"score_smoothing": -0.1}, r"score_smoothing=-0.1 must lie in \[0, 1\)"),
     ({"label_smoothing": 1.0}, r"label_smoothing=1.0 must lie in \[0, 1\)"),
 ])
 def test_bad_patch_options_are_refused_with_the_value_and_range(options, message):

@@ -3,11 +3,14 @@ and the callback drives λ and logs each component through the Trainer's own log
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
 from hypros_lm import LambdaSchedule
 from hypros_lm.integrations.transformers import add_hypros_callback, patch_causal_lm
+from hypros_lm.scoring.scores import bounded_score
 from tests.integrations.hf_models import COVERAGE, build, padded_batch
 
 
@@ -89,7 +92,7 @@ def test_evaluate_logs_brier_spherical_and_ece_from_the_fused_pass(tmp_path):
     from hypros_lm.scoring import naive_token_scores
 
     reference = build("llama")
-    model = patch_causal_lm(copy.deepcopy(reference))
+    model = patch_causal_lm(copy.deepcopy(reference), bounded="pseudo-spherical", alpha=1.5)
     args = TrainingArguments(output_dir=str(tmp_path / "eval"), per_device_eval_batch_size=5, report_to=[], use_cpu=True,
                              disable_tqdm=True)
     trainer = Trainer(model=model, args=args, eval_dataset=_Rows(), data_collator=_collate)
@@ -108,6 +111,21 @@ def test_evaluate_logs_brier_spherical_and_ece_from_the_fused_pass(tmp_path):
     ece = expected_calibration_error(p.max(-1).values, (p.argmax(-1) == targets).double(), 10)
     assert metrics["eval_brier"] == pytest.approx(float(scores["brier"].mean()), abs=1e-6)
     assert metrics["eval_spherical"] == pytest.approx(float(scores["spherical"].mean()), abs=1e-6)
+    pseudo = float(bounded_score("pseudo-spherical", 1.5).reference(logits, targets).mean())  # the patch's own
+    assert metrics["eval_pseudo-spherical-1.5"] == pytest.approx(pseudo, abs=1e-6)
     assert metrics["eval_ece"] == pytest.approx(ece, abs=1e-6) and metrics["eval_ece"] > 0
     assert abs(metrics["eval_loss"] - float(scores["log"].mean())) < 1e-3  # λ = 0; Trainer averages it per batch
     assert trainer.state.log_history[-1]["eval_ece"] == metrics["eval_ece"]
+
+
+def test_the_callback_mixes_in_the_patched_bounded_score_unless_it_names_one():
+    from hypros_lm.integrations.transformers import HyProSCallback
+
+    model = patch_causal_lm(build("llama"), bounded="power", alpha=3.0)
+    state = types.SimpleNamespace(max_steps=10, global_step=0)
+    for callback, partner in ((HyProSCallback("hypros"), "power-3"), (HyProSCallback("log"), "power-3"),
+                              (HyProSCallback("hypros", bounded="spherical"), "spherical"),
+                              (HyProSCallback("hypros", bounded="pseudo-spherical", alpha=1.5), "pseudo-spherical-1.5"),
+                              (HyProSCallback("brier"), "brier")):
+        callback.on_train_begin(None, state, None, model=model)
+        assert model.hypros.bounded.key == partner

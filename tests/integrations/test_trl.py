@@ -12,6 +12,7 @@ import torch
 
 from hypros_lm.integrations.transformers import add_hypros_callback, patch_causal_lm
 from hypros_lm.scoring import naive_token_scores
+from hypros_lm.scoring.scores import bounded_score
 from tests.integrations.hf_models import COVERAGE, REPO, VOCAB, build, padded_batch, tokenizer, wikitext_lines
 
 pytest.importorskip("trl")
@@ -210,13 +211,14 @@ def test_objective_replacing_options_are_refused(tmp_path):
 
 def test_trls_evaluation_logs_the_fused_calibration_beside_its_own_metrics(tmp_path):
     """HyProSSFTTrainer.evaluate: TRL's eval_entropy and eval_mean_token_accuracy, and the callback's eval_brier,
-    eval_spherical and eval_ece, equal the same metrics over the model's full logits on the evaluation batches."""
+    eval_spherical, eval_power-3 (the patch's bounded score) and eval_ece, equal the same metrics over the model's
+    full logits on the evaluation batches."""
     from hypros_lm.integrations.trl import HyProSSFTTrainer
     from hypros_lm.metrics import expected_calibration_error
 
     trainer = HyProSSFTTrainer(model=_start(), args=_config(tmp_path, "eval", per_device_eval_batch_size=6),
                                train_dataset=_dataset("text"), eval_dataset=_dataset("prompt-completion"),
-                               processing_class=_hf_tokenizer())
+                               processing_class=_hf_tokenizer(), patch_options={"bounded": "power", "alpha": 3.0})
     metrics = trainer.evaluate()
     state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     logits, targets = [], []
@@ -233,6 +235,8 @@ def test_trls_evaluation_logs_the_fused_calibration_beside_its_own_metrics(tmp_p
     scores = naive_token_scores(logits, targets)
     assert metrics["eval_brier"] == pytest.approx(float(scores["brier"].mean()), abs=1e-6)
     assert metrics["eval_spherical"] == pytest.approx(float(scores["spherical"].mean()), abs=1e-6)
+    power = float(bounded_score("power", 3.0).reference(logits, targets).mean())  # the patched head's own bounded score
+    assert metrics["eval_power-3"] == pytest.approx(power, abs=1e-6)
     ece = expected_calibration_error(p.max(-1).values, (p.argmax(-1) == targets).double(), 10)
     assert metrics["eval_ece"] == pytest.approx(ece, abs=1e-6)
     assert {"eval_entropy", "eval_mean_token_accuracy", "eval_loss"} <= set(metrics)

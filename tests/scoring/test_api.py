@@ -47,7 +47,7 @@ def test_options_match_the_float64_reference(shape, options, bounded, grad_in_fo
     want = torch.autograd.grad(ref["loss"], leaves)
     assert out.loss.item() == pytest.approx(ref["loss"].item(), rel=1e-12)
     for key in ("log", "brier", "spherical", "entropy", "accuracy"):
-        assert getattr(out, key).item() == pytest.approx(ref[key].item(), rel=1e-12, abs=1e-14), key
+        assert out.mean(key).item() == pytest.approx(ref[key].item(), rel=1e-12, abs=1e-14), key
     for g, r in zip(got, want, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-13)
 
@@ -123,7 +123,8 @@ def test_schedule_is_the_hypros_sigmoid_and_the_module_follows_it():
     for step in (0, 150, 300, 700, 1000):
         assert sched(step) == pytest.approx(1 / (1 + torch.e ** (-(step - 300) / 100)), rel=1e-12)
     assert LambdaSchedule("log-then-brier", total_steps=10, switch=0.4)(4) == 1.0
-    assert LambdaSchedule("hypros-spherical", total_steps=10).score == "hypros-spherical"
+    assert LambdaSchedule("hypros-spherical", total_steps=10).bounded.key == "spherical"
+    assert LambdaSchedule("hypros", total_steps=10, bounded="power", alpha=3).bounded.key == "power-3"
     with pytest.raises(ValueError, match="unknown schedule parameter"):
         LambdaSchedule("hypros", total_steps=10, T0=0.3)
 

@@ -34,7 +34,7 @@ def test_linear_step_constant():
 def test_registry_defaults_follow_the_method():
     T = 1000
     obj = build_objective(LossSettings(name="hypros"), T)
-    assert obj.bounded == "brier"
+    assert obj.bounded.key == "brier"
     assert obj.schedule(300) == 0.5  # T0 = 0.3·T
     assert obj.schedule(400) == pytest.approx(1 / (1 + math.exp(-1)))  # τ = 0.1·T
     assert build_objective(LossSettings(name="log"), T).schedule(999) == 0.0
@@ -43,7 +43,7 @@ def test_registry_defaults_follow_the_method():
     assert build_objective(LossSettings(name="log-then-brier"), T).schedule(499) == 0.0
     assert build_objective(LossSettings(name="log-then-brier"), T).schedule(500) == 1.0
     assert build_objective(LossSettings(name="hypros-noanneal"), T).schedule(T) == 0.0
-    assert build_objective(LossSettings(name="hypros-spherical"), T).bounded == "spherical"
+    assert build_objective(LossSettings(name="hypros-spherical"), T).bounded.key == "spherical"
     assert set(LOSSES) >= {"log", "brier", "spherical", "hypros", "hypros-fixed", "hypros-linear",
                            "hypros-noanneal", "log-then-brier"}
 

@@ -60,9 +60,16 @@ def test_resumed_run_reproduces_uninterrupted_losses(stage_runs, tmp_path, cache
     assert val[0] == {2: val[0][2], **val[1]}  # the cut run also validated where it stopped
 
 
-def test_single_process_without_launcher_and_bf16(tmp_path, cache_dir):
-    run_python([*TINY_RUN, "--max-steps", "2", "--precision", "bf16", "--out", str(tmp_path)], cache_dir)
-    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+def test_single_process_without_launcher_bf16_and_a_score_family(tmp_path, cache_dir):
+    """HyProS with the power score of order 3 (score-smoothed) as its partner: the stack trains and reports it."""
+    run_python([*TINY_RUN, "--max-steps", "2", "--precision", "bf16", "--loss", "hypros", "--loss.bounded", "power",
+                "--loss.alpha", "3", "--loss.score_smoothing", "0.1", "--out", str(tmp_path)], cache_dir)
+    train, val = read_metrics(tmp_path), read_metrics(tmp_path, "val")
+    assert [r["step"] for r in train] == [1, 2]
+    for record in (*train, *val):
+        assert {"loss_brier", "loss_spherical", "loss_power-3"} <= set(record)
+        assert 0.0 <= record["loss_power-3"] <= 1.5 and math.isfinite(record["loss"])
+    assert val and RunFolder(tmp_path).settings_dict()["loss"]["alpha"] == 3.0
 
 
 def test_zero3_offload_accumulation_checkpointing_and_wandb_offline(tmp_path, cache_dir):

@@ -9,7 +9,7 @@ from hypros_lm.cli import run_main
 from hypros_lm.errors import InvalidValue
 
 SUBCOMMANDS = {
-    "lm": "perplexity, Brier, spherical, calibration of a run or Hugging Face model on a corpus",
+    "lm": "perplexity, every registered score, calibration of a run or Hugging Face model on a corpus",
     "zeroshot": "lm-eval zero-shot tasks (offline copies where there are)",
     "export": "a run folder as a Hugging Face folder",
     "generate": "a sequence-to-sequence run: generation, BLEU/chrF or ROUGE, perturbations",

@@ -11,6 +11,7 @@ import argparse
 from hypros_lm.commands.evaluate.options import add_device_options, add_task_options
 from hypros_lm.data.perturb import parse
 from hypros_lm.runs import load_run
+from hypros_lm.scoring.scores import score_keys
 from hypros_lm.tasks import require_family
 from hypros_lm.tasks.seq2seq import evaluate_task
 
@@ -42,7 +43,8 @@ def main(argv: list[str]) -> None:
         scores = {k: v for k, v in result[name].items() if isinstance(v, float)}
         tt = result[name].get("target_tokens", result["target_tokens"])  # scored given this set's sources
         print(f"  {name:>20}: " + " | ".join(f"{k} {v:.4g}" for k, v in scores.items())
-              + f" | target tokens: NLL {tt['loss_log']:.4f} | Brier {tt['loss_brier']:.4f} | ECE(10) {tt['ece_10']:.4f}")
+              + f" | target tokens: NLL {tt['loss_log']:.4f} | "
+              + "".join(f"{k} {tt['loss_' + k]:.4f} | " for k in score_keys(tt)) + f"ECE(10) {tt['ece_10']:.4f}")
     if "bleu_signature" in result["clean"]:
         print(f"  sacreBLEU signatures: {result['clean']['bleu_signature']} | {result['clean']['chrf_signature']}")
     for src, ref, hyp in samples["clean"]:

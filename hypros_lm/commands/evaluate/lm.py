@@ -4,7 +4,7 @@
     python eval/lm.py runs/cpu-demo --split test --batches 100 --out runs/cpu-demo/eval-test
     python eval/lm.py --hf-dir runs/cpu-demo/hf --data wikitext-2-v1 --split test
 
-Writes metrics.json (perplexity, NLL, Brier, spherical, accuracy, entropy, ECE with 10 and 15 bins,
+Writes metrics.json (perplexity, NLL, each registered score, accuracy, entropy, ECE with 10 and 15 bins,
 adaptive ECE, MCE, the reliability table), reliability.png and entropy_hist.png.
 """
 
@@ -17,6 +17,7 @@ from hypros_lm.evaluation.device import choose_device
 from hypros_lm.evaluation.lm import evaluate_and_write
 from hypros_lm.models import HFCausalLM
 from hypros_lm.runs import EVALUATION_PREFIX, RunFolder, load_run
+from hypros_lm.scoring.scores import score_keys
 
 
 def main(argv: list[str]) -> None:
@@ -55,8 +56,9 @@ def main(argv: list[str]) -> None:
     result = evaluate_and_write(model, tokenizer, data=data_name, split=args.split, seq_len=seq_len,
                                 batches=args.batches, batch_size=args.batch_size, out=out, label=label, device=device)
     print(f"{label} on {result['data']} ({result['val_tokens']:,} tokens):")
-    print(f"  ppl {result['perplexity']:.2f} | NLL {result['loss_log']:.4f} | Brier {result['loss_brier']:.4f} | "
-          f"spherical {result['loss_spherical']:.4f} | acc {result['accuracy']:.4f} | entropy {result['entropy']:.3f}")
+    print(f"  ppl {result['perplexity']:.2f} | NLL {result['loss_log']:.4f} | "
+          + "".join(f"{k} {result['loss_' + k]:.4f} | " for k in score_keys(result))
+          + f"acc {result['accuracy']:.4f} | entropy {result['entropy']:.3f}")
     print(f"  ECE(10) {result['ece_10']:.4f} | ECE(15) {result['ece_15']:.4f} | adaptive ECE(10) "
           f"{result['ece_adaptive_10']:.4f} | MCE(10) {result['mce_10']:.4f}")
     print(f"  wrote {out}/metrics.json, reliability.png, entropy_hist.png")
