@@ -3,6 +3,8 @@
     python benchmarks/scoring.py                       # both parts: docs/benchmarks/scoring-cpu.txt
     python benchmarks/scoring.py --against-floor       # the timing only, at issue #29's three shapes
     python benchmarks/scoring.py --memory --shapes 4096x256x32768 --repeats 3
+    python benchmarks/scoring.py --against-floor --repeats 2 --floor-impls fused-log fused-brier fused-hypros \
+        fused-power-3 fused-spherical fused-pseudo-spherical-3      # the score families: docs/benchmarks/scoring-families-cpu.txt
 
 The timing (``--against-floor``) runs, in one process per shape and interleaved (each round runs every
 implementation once; the best of ``--repeats`` rounds is kept), the three-matmul floor (the logits, ∂h and ∂W of the
@@ -188,9 +190,10 @@ def _floor_steps(n: int, d: int, v: int):
     return {name: steps[name] for name in FLOOR_IMPLS if name in steps}, sync
 
 
-def against_floor(shape: str, repeats: int) -> dict[str, float]:
-    """Best-of-``repeats`` seconds per implementation, the implementations interleaved round by round."""
+def against_floor(shape: str, repeats: int, impls: list[str] = FLOOR_IMPLS) -> dict[str, float]:
+    """Best-of-``repeats`` seconds per implementation (the floor and ``impls``), interleaved round by round."""
     steps, sync = _floor_steps(*map(int, shape.split("x")))
+    steps = {name: step for name, step in steps.items() if name == "floor" or name in impls}
     best = {}
     for step in steps.values():  # one warm-up each
         step()
@@ -211,15 +214,21 @@ def print_against_floor(results: dict[str, dict[str, float]]) -> None:
     print("|---|---:|" + "---:|" * (len(names) + 2 + len(FAMILY_RATIOS)))
     for shape, r in results.items():
         cells = [f"{r[n] / r['floor']:.2f}" if n in r else "—" for n in names]
-        print(f"| {shape.replace('x', ' × ')} | {r['floor']:.3f} | " + " | ".join(cells)
-              + f" | {r['fused-hypros'] / r['F.linear_cross_entropy']:.2f} | {r['fused-hypros'] / r['fused-log']:.2f} | "
-              + " | ".join(f"{r[a] / r[b]:.2f}" for a, b in FAMILY_RATIOS) + " |")
+        ratios = [_ratio(r, "fused-hypros", "F.linear_cross_entropy"), _ratio(r, "fused-hypros", "fused-log"),
+                  *(_ratio(r, a, b) for a, b in FAMILY_RATIOS)]
+        print(f"| {shape.replace('x', ' × ')} | {r['floor']:.3f} | " + " | ".join(cells + ratios) + " |")
+
+
+def _ratio(r: dict[str, float], a: str, b: str) -> str:
+    return f"{r[a] / r[b]:.2f}" if a in r and b in r else "—"
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", help="NxDxV shapes (default: the part's own)")
     parser.add_argument("--impls", nargs="+", default=IMPLS, choices=IMPLS, help="implementations of --memory")
+    parser.add_argument("--floor-impls", nargs="+", default=FLOOR_IMPLS, choices=FLOOR_IMPLS,
+                        help="implementations timed against the floor (default: all that import)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the memory part's results to this JSON file")
     part = parser.add_mutually_exclusive_group()
@@ -227,12 +236,12 @@ def main(argv: list[str]) -> None:
     part.add_argument("--memory", action="store_true", help="only the memory part")
     args = parser.parse_args(argv)
     if not args.memory:
-        run_against_floor(args.shapes or FLOOR_SHAPES, args.repeats)
+        run_against_floor(args.shapes or FLOOR_SHAPES, args.repeats, args.floor_impls)
     if not args.against_floor:
         run_memory(args.shapes or DEFAULT_SHAPES, args.impls, args.repeats, json_path=args.json)
 
 
-def run_against_floor(shapes: list[str], repeats: int) -> None:
+def run_against_floor(shapes: list[str], repeats: int, impls: list[str] = FLOOR_IMPLS) -> None:
     import platform
 
     import torch
@@ -242,7 +251,7 @@ def run_against_floor(shapes: list[str], repeats: int) -> None:
           f"torch {torch.__version__}, {platform.machine()}", flush=True)
     results = {}
     for shape in shapes:
-        results[shape] = against_floor(shape, repeats)
+        results[shape] = against_floor(shape, repeats, impls)
         print(f"{shape}: " + ", ".join(f"{k} {v:.3f} s" for k, v in results[shape].items()), flush=True)
     print_against_floor(results)
 

@@ -84,8 +84,8 @@ def linear_scoring_loss(
         score: ``log``, a registered score (``brier``, ``spherical``) or family (``power``, ``pseudo-spherical``,
             of order ``alpha``) alone, or ``hypros`` / ``hypros-spherical`` (``(1 − lam)·log + lam·bounded``;
             ``lam`` required).
-        bounded, alpha: the registered bounded score ``hypros`` mixes in (default ``brier``) and a family's
-            order α > 1 (e.g. ``bounded="power", alpha=3``).
+        bounded: the registered bounded score ``hypros`` mixes in (default ``brier``), e.g. ``"power"``.
+        alpha: a bounded family's order α > 1 (e.g. ``bounded="power", alpha=3``).
         reduction: ``mean`` over non-ignored tokens, ``sum``, or ``none`` (per token, 0 where ignored).
         num_items_in_batch: divide the sum by this instead (Hugging Face's normalisation, so that
             gradient accumulation gives the gradients of one large batch).

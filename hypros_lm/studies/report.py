@@ -20,6 +20,7 @@ from hypros_lm.studies.results import (
     read_timings,
     task_metric,
 )
+from hypros_lm.studies.scaling import ALPHA_BOUNDS
 from hypros_lm.studies.spec import Study, grid_value
 
 
@@ -202,9 +203,12 @@ def _scaling_section(res: dict[str, Any], folder: Path) -> list[str]:
             continue
         lines.append(f"| {v} | {metric} | {_ci(law['alpha'], law['alpha_ci'])} | {_ci(law['E'], law['E_ci'], '.4g')} | "
                      f"{law['A']:.4g} | {law['sizes']} × {law['runs']} |")
-    lines += ["", "**Does the objective change the exponent or the offset?**", ""]
+    lines += ["", "**Does the objective change the exponent or the offset?** "
+              f"Verdict (test NLL): {sc.get('verdict', 'not computed')}.", ""]
     for metric, t in sc["shared_alpha"].items():
         verdict = "a shared α suffices" if t["delta_aic"] <= 0 else "separate α's fit better"
+        if not ALPHA_BOUNDS[0] + 0.01 < t["alpha_shared"] < ALPHA_BOUNDS[1] - 0.01:
+            verdict += "; but the shared α lies at its bound, so no exponent is compared"
         lines.append(f"- {metric}: one shared α = {t['alpha_shared']:.3g} (each objective its own E, A) against "
                      f"separate α's: likelihood ratio {t['lr_statistic']:.3g} on {t['df']} df, p = {t['p']:.3g}; "
                      f"ΔAIC (shared − separate) = {t['delta_aic']:.3g} ({verdict})")
@@ -215,6 +219,7 @@ def _scaling_section(res: dict[str, Any], folder: Path) -> list[str]:
     for name, m in sc["multipliers"].items():
         lines.append(f"- compute multiplier at {m['at_params']:,} parameters: {name} needs "
                      f"{_ci(m['value'], m['ci'])}× the compute (at D = k·N; > 1: the other objective is ahead)")
+    lines += _log_linear_lines(sc)
     for v, llo in sc["leave_largest_out"].items():
         if llo:
             lines.append(f"- leave the largest size out ({v}): the law of the smaller sizes predicts test NLL "
@@ -227,6 +232,21 @@ def _scaling_section(res: dict[str, Any], folder: Path) -> list[str]:
         elif f["law"]:
             lines.append(f"- compute frontier ({v}): validation NLL = {f['law']['E']:.3g} + "
                          f"{f['law']['A']:.3g}·C^−{f['law']['alpha']:.3g} over the lower envelope of its learning curves")
+    return lines
+
+
+def _log_linear_lines(sc: dict[str, Any]) -> list[str]:
+    """The α → 0 limit of the laws, L = c − b·ln N: each objective's slope and its difference from log-loss's."""
+    fits = sc.get("log_linear") or {}
+    if not fits:
+        return []
+    slopes = "; ".join(f"{v} {_ci(f['b'], f['b_ci'])}" for v, f in fits.items())
+    lines = [f"- in the α → 0 limit of the law, L = c − b·ln N (b: test NLL removed per e-fold of parameters): {slopes}"]
+    for name, d in sc.get("log_linear_differences", {}).items():
+        holds = d["ci"][0] <= 0 <= d["ci"][1]
+        lines.append(f"- b_{name.replace('-', ' − b_')} = {_ci(d['b'], d['ci'])}: "
+                     + ("the interval holds 0, the same rate at these sizes (an offset alone)" if holds
+                        else f"{'faster' if d['b'] > 0 else 'slower'} than log-loss at these sizes (the rate differs)"))
     return lines
 
 

@@ -201,6 +201,16 @@ def compute_multiplier(reference: dict, other: dict, *, at: float, compute_of) -
     return float(compute_of(size) / compute_of(at))
 
 
+def log_linear(points: Points, *, n_boot: int = 2000, seed: int = 1, seeds_drawn: dict | None = None) -> dict[str, Any]:
+    """L = c − b·ln N with 95 % bootstrap intervals (resampled as the laws are): the limit of E + A·N^−α as α → 0
+    (c = E + A, b = A·α), all that sizes whose loss shows no floor can measure; b is the loss removed per e-fold of
+    parameters. ``samples`` holds the resamples' b."""
+    u = np.log(points.x)
+    c, a, _ = _weighted_ls(u, points.y, np.ones_like(u))
+    cs, slopes, _ = _weighted_ls(u, points.y, resample_weights(points, n_boot, np.random.default_rng(seed), seeds_drawn))
+    return {"c": float(c), "b": float(-a), "c_ci": list(interval(cs)), "b_ci": list(interval(-slopes)), "samples": -slopes}
+
+
 def leave_largest_out(points: Points) -> dict[str, float] | None:
     """The law fitted without the largest size, its prediction there and the error against the observed mean."""
     smaller = points.without_largest()
@@ -237,6 +247,7 @@ def _points(runs: list, metric: str) -> Points:
 
 
 def _public(law: dict[str, Any]) -> dict[str, Any]:
+    """A fit without its bootstrap samples (what analysis.json keeps)."""
     return {k: v for k, v in law.items() if k != "samples"}
 
 
@@ -286,7 +297,38 @@ def analyse_scaling(runs: list, variations: list[str], *, log: str = "log", n_bo
                 "at_params": largest, "value": compute_multiplier(other, ref, at=largest, compute_of=compute_of),
                 "ci": list(interval(np.array(samples)))}
         out["compute_of_params"] = {"slope": float(slope), "intercept": float(intercept)}
+    out["log_linear"], out["log_linear_differences"] = _log_linear(by, log, n_boot)
+    out["verdict"] = verdict(out)
     return out
+
+
+def _log_linear(by: dict[str, list], log: str, n_boot: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each objective's test-NLL slope in ln N (the seeds drawn once for all) and its difference from log-loss's."""
+    drawn: dict = {}
+    fits = {v: log_linear(_points(rs, "nll"), n_boot=n_boot, seeds_drawn=drawn) for v, rs in by.items()
+            if why_not_identified(_points(rs, "nll")) is None}
+    differences = {f"{v}-{log}": {"b": f["b"] - fits[log]["b"], "ci": list(interval(f["samples"] - fits[log]["samples"]))}
+                   for v, f in fits.items() if log in fits and v != log}
+    return {v: _public(f) for v, f in fits.items()}, differences
+
+
+def verdict(scaling: dict[str, Any]) -> str:
+    """Exponent or offset, in words, from the test-NLL laws: ``offset`` where one shared α suffices (ΔAIC ≤ 0) and
+    every α difference's interval holds 0, ``exponent`` where separate α's fit better and some interval excludes 0,
+    else why no verdict is given."""
+    laws = {k: v for k, v in scaling["laws"].items() if k.endswith(":nll")}
+    unidentified = [k.split(":")[0] for k, v in laws.items() if not v["identified"]]
+    if unidentified:
+        return f"no verdict: the test-NLL law of {', '.join(unidentified)} is not identified"
+    test, differences = scaling["shared_alpha"].get("nll"), scaling["differences"].values()
+    if test is None or not differences:
+        return "no verdict: fewer than two objectives with identified laws"
+    holds_zero = [d["ci"][0] <= 0 <= d["ci"][1] for d in differences]
+    if test["delta_aic"] <= 0 and all(holds_zero):
+        return "offset: one shared α fits the objectives (ΔAIC ≤ 0) and every α difference's interval holds 0"
+    if test["delta_aic"] > 0 and not all(holds_zero):
+        return "exponent: separate α's fit better (ΔAIC > 0) and an α difference's interval excludes 0"
+    return "no verdict: the shared-α test and the α differences' intervals disagree"
 
 
 def learning_rate_sweep(runs: list, *, reference: float = 20000) -> dict[str, Any] | None:

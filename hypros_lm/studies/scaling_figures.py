@@ -38,14 +38,15 @@ def laws(res: dict[str, Any], variations: list[str], out: Path) -> Path:
         rows = [r for r in res["runs"] if r["variation"] == v]
         ax.plot([r["params"] for r in rows], [r["nll"] for r in rows], "o", ms=4, alpha=0.7, color=colour[v])
         law = res["laws"][f"{v}:nll"]
-        if not law["identified"]:
+        if "band" not in law:  # too few sizes or seeds: nothing was fitted
             ax.plot([], [], "o", color=colour[v], label=f"{v}: not identified ({law['reason']})")
             continue
-        band = law["band"]
+        band, identified = law["band"], law["identified"]
         x = np.array(band["x"])
-        ax.plot(x, law["E"] + law["A"] * x ** (-law["alpha"]), color=colour[v],
-                label=f"{v}: α = {_ci(law, 'alpha')}, E = {law['E']:.3g}")
-        ax.fill_between(x, band["lo"], band["hi"], color=colour[v], alpha=0.2)
+        label = (f"{v}: α = {_ci(law, 'alpha')}, E = {law['E']:.3g}" if identified
+                 else f"{v}: not identified ({law['reason']}); its fit dashed")
+        ax.plot(x, law["E"] + law["A"] * x ** (-law["alpha"]), "-" if identified else "--", color=colour[v], label=label)
+        ax.fill_between(x, band["lo"], band["hi"], color=colour[v], alpha=0.2 if identified else 0.1)
     _log_x_axes(ax, "parameters (total)", "test NLL (nats per token)",
                 "L(N) = E + A·N^−α, 95 % bootstrap bands (seeds resampled within each size)")
     return save_figure(fig, out / "scaling.png")

@@ -18,7 +18,7 @@ def table(text: str, heading: str) -> list[dict[str, str]]:
         if line.startswith("## "):
             break
         if line.startswith("|"):
-            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            rows.append([cell.strip() for cell in line.strip()[1:-1].split("|")])  # empty last cells kept
     header, body = rows[0], [r for r in rows[2:]]
     return [dict(zip(header, r, strict=True)) for r in body]
 

@@ -23,7 +23,7 @@ def _keywords(fn) -> set[str]:
 
 
 def test_the_api_the_patch_and_the_stack_take_the_same_scoring_options():
-    assert OPTIONS == {"label_smoothing", "z_loss", "chunk_size"}
+    assert OPTIONS == {"label_smoothing", "score_smoothing", "z_loss", "chunk_size"}
     accepted = {
         "linear_scoring_loss": _keywords(linear_scoring_loss),
         "LinearScoringLoss": set(LinearScoringLoss.OPTIONS),

@@ -178,3 +178,21 @@ def test_score_smoothing_of_a_family_member_in_a_hybrid(family, alpha):
     assert out.loss.item() == pytest.approx(want_loss.item(), rel=1e-10)
     for g_fused, g_ref in zip(got, want, strict=True):
         torch.testing.assert_close(g_fused, g_ref, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize(("family", "alpha"), [("power", 1.5), ("power", 3.0), ("pseudo-spherical", 1.01)])
+def test_float32_members_follow_their_float64_selves(family, alpha):
+    """fp32 hidden states and weight (the CPU training dtype): the value to fp32 rounding, the gradients to 1e-5."""
+    g = torch.Generator().manual_seed(3)
+    h = (torch.randn(200, 32, generator=g) * 2).requires_grad_()
+    w = (torch.randn(700, 32, generator=g) * 0.7).requires_grad_()
+    t = torch.randint(0, 700, (200,), generator=g)
+    options = ScoringOptions(chunk_size=64, score_smoothing=0.1)
+    out = fused_linear_score(h, w, t, lam=0.8, bounded=family, alpha=alpha, options=options)
+    got = torch.autograd.grad(out.loss, (h, w))
+    h64, w64 = (x.detach().double().requires_grad_() for x in (h, w))
+    ref = fused_linear_score(h64, w64, t, lam=0.8, bounded=family, alpha=alpha, options=options)
+    want = torch.autograd.grad(ref.loss, (h64, w64))
+    assert out.loss.item() == pytest.approx(ref.loss.item(), rel=1e-6)
+    for g32, g64 in zip(got, want, strict=True):
+        assert float((g32.double() - g64).norm() / g64.norm()) < 1e-5

@@ -17,7 +17,9 @@ from hypros_lm.studies.scaling import (
     identified_law,
     learning_rate_sweep,
     leave_largest_out,
+    log_linear,
     shared_exponent_test,
+    verdict,
 )
 
 SIZES = np.array([7e3, 2e4, 4e4, 1e5, 1.8e5, 3.5e5])
@@ -132,3 +134,29 @@ def test_the_learning_rate_sweep_finds_each_optimum_and_the_rule_through_them():
     for r in inside:
         assert r["optimum"] == pytest.approx(0.01 * (r["params"] / 2e4) ** -0.3, rel=1e-6)
     assert sweep["rule"] == {"reference": 20000, "value": pytest.approx(0.01, rel=1e-2), "exponent": pytest.approx(0.3, rel=1e-2)}
+
+
+def test_the_verdict_is_offset_or_exponent_only_where_both_tests_agree():
+    laws = {"log:nll": {"identified": True}, "hypros:nll": {"identified": True}, "log:brier": {"identified": False}}
+
+    def case(delta_aic, *cis):
+        return {"laws": laws, "shared_alpha": {"nll": {"delta_aic": delta_aic}},
+                "differences": {f"v{i}-log": {"ci": list(ci)} for i, ci in enumerate(cis)}}
+
+    assert verdict(case(-1.5, (-0.1, 0.2), (-0.3, 0.01))).startswith("offset:")
+    assert verdict(case(4.0, (0.05, 0.2))).startswith("exponent:")
+    assert verdict(case(4.0, (-0.05, 0.2))).startswith("no verdict: the shared-α test and the α differences")
+    assert verdict(case(-1.0, (0.05, 0.2))).startswith("no verdict: the shared-α test and the α differences")
+    unidentified = {**case(-1.0, (-0.1, 0.1)), "laws": {**laws, "brier:nll": {"identified": False}}}
+    assert verdict(unidentified) == "no verdict: the test-NLL law of brier is not identified"
+
+
+def test_the_log_linear_limit_recovers_a_known_slope_and_its_interval():
+    """L = c − b·ln N with seed noise: b and c recovered, the true b inside the interval, the interval tight."""
+    rng = np.random.default_rng(5)
+    x = np.repeat(SIZES, 3)
+    y = 6.0 - 0.5 * np.log(x) + rng.normal(0, 0.02, x.size)
+    fit = log_linear(Points.of(x, y, np.tile([1, 2, 3], SIZES.size)), n_boot=500)
+    assert fit["b"] == pytest.approx(0.5, abs=0.02) and fit["c"] == pytest.approx(6.0, abs=0.2)
+    assert fit["b_ci"][0] <= 0.5 <= fit["b_ci"][1] and fit["b_ci"][1] - fit["b_ci"][0] < 0.05
+    assert fit["samples"].shape == (500,)

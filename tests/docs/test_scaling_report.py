@@ -1,0 +1,85 @@
+"""The CPU scaling study's committed report: every law it prints is a refit of the runs in its analysis.json (the same
+fit and the same bootstrap draws), and the study was what issue #40 asked for (≥ 6 sizes over ≥ 1.5 decades, three
+objectives, ≥ 2 seeds per size, within 150 minutes)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from hypros_lm.studies.scaling import Points, identified_law
+from tests.docs.reports import report_text
+from tests.helpers import REPO
+
+STUDY = "scaling-cpu"
+
+
+def _laws() -> dict[str, dict[str, str]]:
+    """The report's test-NLL laws by objective: the table of the "Scaling laws" section headed objective | metric."""
+    lines = report_text(STUDY).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| objective | metric |"))
+    header = [c.strip() for c in lines[start].strip()[1:-1].split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, [c.strip() for c in line.strip()[1:-1].split("|")], strict=True)))
+    return {r["objective"]: r for r in rows if r["metric"] == "nll"}
+
+
+@pytest.fixture(scope="module")
+def analysis() -> dict:
+    return json.loads((REPO / "docs" / "studies" / STUDY / "analysis.json").read_text(encoding="utf-8"))
+
+
+def test_the_study_is_the_one_asked_for(analysis):
+    runs = analysis["scaling"]["runs"]
+    sizes = sorted({r["params"] for r in runs})
+    assert len(sizes) >= 6 and math.log10(sizes[-1] / sizes[0]) >= 1.5
+    assert sorted(analysis["variations"]) == ["brier", "hypros", "log"]
+    for variation in analysis["variations"]:
+        for size in sizes:
+            assert sum(r["variation"] == variation and r["params"] == size for r in runs) >= 2
+    minutes = re.search(r"took \*\*(\d+) minutes\*\* of wall-clock", report_text(STUDY))
+    assert minutes and int(minutes.group(1)) <= 150
+
+
+def test_every_printed_law_is_a_refit_of_the_analysis(analysis):
+    """The test-NLL law of each objective, refitted from the runs' sizes, seeds and test NLL (the seeds drawn once for
+    all objectives, in the study's order, as the report's analysis draws them), equals analysis.json's and the report's
+    cells."""
+    scaling, drawn = analysis["scaling"], {}
+    rows = _laws()
+    for variation in analysis["variations"]:
+        runs = [r for r in scaling["runs"] if r["variation"] == variation]
+        points = Points.of([r["params"] for r in runs], [r["nll"] for r in runs], [r["seed"] for r in runs])
+        refit = identified_law(points, n_boot=scaling["laws"][f"{variation}:nll"].get("n_boot", 2000), seeds_drawn=drawn)
+        saved = scaling["laws"][f"{variation}:nll"]
+        assert refit["identified"] == saved["identified"]
+        if not refit["identified"]:
+            assert refit["reason"] in rows[variation]["α [95 % CI]"]
+            continue
+        for key in ("alpha", "E", "A"):
+            assert refit[key] == pytest.approx(saved[key], rel=1e-9), (variation, key)
+            assert refit[f"{key}_ci"] == pytest.approx(saved[f"{key}_ci"], rel=1e-9), (variation, key)
+        alpha_cell = f"{refit['alpha']:.3g} [{refit['alpha_ci'][0]:.3g}, {refit['alpha_ci'][1]:.3g}]"
+        assert rows[variation]["α [95 % CI]"] == alpha_cell
+        assert rows[variation]["E [95 % CI]"] == f"{refit['E']:.4g} [{refit['E_ci'][0]:.4g}, {refit['E_ci'][1]:.4g}]"
+
+
+def test_the_readme_quotes_the_reports_laws_and_verdict():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- scaling -->\n", 1)[1]
+    lines = block.splitlines()
+    table_lines = lines[: next(i for i, line in enumerate(lines) if not line.startswith("|"))]
+    rows = [[c.strip() for c in line.strip()[1:-1].split("|")] for line in table_lines][2:]
+    laws = _laws()
+    assert sorted(objective for _, objective, _, _ in rows) == sorted(laws)
+    for link, objective, alpha, offset in rows:
+        assert link == f"[{STUDY}](docs/studies/{STUDY}/report.md)"
+        assert (alpha, offset) == (laws[objective]["α [95 % CI]"], laws[objective]["E [95 % CI]"]), objective
+    said = re.search(r"Verdict \(test NLL\): (.+)\.$", report_text(STUDY), re.MULTILINE).group(1)
+    assert f"Verdict (test NLL): {said}." in block.split("\n\n", 2)[1]
