@@ -80,7 +80,7 @@ class _Stats:
         self.s1 = self.u = self.sum_z = like.new_zeros(rows)
         self.sums: tuple[Tensor, ...] = ()
         self.z_y = like.new_zeros(rows)
-        self.below_count = self.below_sum = None  # the score smoothing's: logits under lse + log(ε/V)
+        self.below_count = self.below_sum = like.new_zeros(rows)  # the score smoothing's: logits under lse + log(ε/V)
 
     def add(self, z: Tensor, block_start: int, targets: Tensor, want_sum: bool) -> None:
         """Merge a block of logits (left unchanged) into the running statistics."""
@@ -115,10 +115,7 @@ class _Stats:
 
     def add_below(self, z: Tensor, threshold: Tensor) -> None:
         count, total = TILES.call(tiles.below, z, threshold)
-        if self.below_count is None:
-            self.below_count, self.below_sum = count, total
-        else:
-            self.below_count, self.below_sum = self.below_count + count, self.below_sum + total
+        self.below_count, self.below_sum = self.below_count + count, self.below_sum + total
 
 
 def _chunk_scores(st: _Stats, targets: Tensor, vocab_size: int, opts: Options) -> dict[str, Tensor]:

@@ -59,9 +59,8 @@ def naive_linear_score(
     safe = torch.where(valid, targets, 0)
     s = naive_token_scores(logits, safe, label_smoothing=label_smoothing)
     score = bounded_score(bounded, alpha)
-    s["bounded"] = s.get(score.key if score.alpha == 2.0 else "", None)
-    if s["bounded"] is None:  # a family member of another order: its definition on the full probabilities
-        s["bounded"] = score.reference(logits, safe).to(logits.dtype)
+    # a reported score by its literal definition above, another family member by its own on the full probabilities
+    s["bounded"] = s[score.key] if score.key in s else score.reference(logits, safe).to(logits.dtype)
     mask = valid.to(logits.dtype)
     denom = mask.sum().clamp(min=1)
     mean = {k: (v * mask).sum() / denom for k, v in s.items()}

@@ -122,6 +122,12 @@ class Score:
         """ℓ per row of full (N, V) logits, in float64, from the definition (autograd gives its gradient)."""
         raise NotImplementedError
 
+    @staticmethod
+    def _probabilities(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """p = softmax(logits) in float64 and each row's p_y, for the references."""
+        p = torch.softmax(logits.double(), -1)
+        return p, p.gather(1, targets[:, None]).squeeze(1)
+
 
 @dataclass(frozen=True)
 class Power(Score):
@@ -155,8 +161,7 @@ class Power(Score):
         return merged_terms({1.0: a * (r.sum_p_power(a - 1.0) / r.vocab - r.sum_p_power(a)), a: a}, {a - 1.0: -a / r.vocab})
 
     def reference(self, logits: Tensor, targets: Tensor) -> Tensor:
-        p = torch.softmax(logits.double(), -1)
-        p_y = p.gather(1, targets[:, None]).squeeze(1)
+        p, p_y = self._probabilities(logits, targets)
         a = self.alpha
         return (1 - a * p_y ** (a - 1) + (a - 1) * (p ** a).sum(-1)) / (a - 1)
 
@@ -204,8 +209,7 @@ class PseudoSpherical(Score):
         return merged_terms({a: r.sum_p_power(a - 1.0) / (n * r.vocab * r.sum_p_power(a))}, {a - 1.0: -1.0 / (r.vocab * n)})
 
     def reference(self, logits: Tensor, targets: Tensor) -> Tensor:
-        p = torch.softmax(logits.double(), -1)
-        p_y = p.gather(1, targets[:, None]).squeeze(1)
+        p, p_y = self._probabilities(logits, targets)
         a = self.alpha
         norm = (p ** a).sum(-1) ** (1 / a)
         return (1 - (p_y / norm) ** (a - 1)) / (a - 1)

@@ -1,8 +1,8 @@
 """The elementwise work on one (token chunk × vocabulary block) tile of logits, between the head's matmuls.
 
 Three pure functions: the model's logit transform, the tile's statistics (max and argmax, Σe, Σe·(z−m), Σz and the
-power sums Σe^α the scores need, Σe² among them) and the logit gradient G = a·p + b·p^α − d, times the transform's
-chain-rule factor. Eagerly each is a string of
+power sums Σe^α the scores need, Σe² among them) and the logit gradient G = Σ_k a_k·p^k − d (less the score
+smoothing's term on the smallest probabilities), times the transform's chain-rule factor. Eagerly each is a string of
 memory-bound passes over the tile (a 1024 × 50k fp32 tile is 200 MB); ``torch.compile`` turns each into one
 vectorised loop (C++ on CPU, Triton on CUDA), which is what brings the head to its matmul floor
 (``benchmarks/scoring.py --against-floor``). The statistics read the logits without writing, and the gradient

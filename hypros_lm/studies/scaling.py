@@ -305,8 +305,8 @@ def analyse_scaling(runs: list, variations: list[str], *, log: str = "log", n_bo
 def _log_linear(by: dict[str, list], log: str, n_boot: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Each objective's test-NLL slope in ln N (the seeds drawn once for all) and its difference from log-loss's."""
     drawn: dict = {}
-    fits = {v: log_linear(_points(rs, "nll"), n_boot=n_boot, seeds_drawn=drawn) for v, rs in by.items()
-            if why_not_identified(_points(rs, "nll")) is None}
+    points = {v: _points(rs, "nll") for v, rs in by.items()}
+    fits = {v: log_linear(p, n_boot=n_boot, seeds_drawn=drawn) for v, p in points.items() if why_not_identified(p) is None}
     differences = {f"{v}-{log}": {"b": f["b"] - fits[log]["b"], "ci": list(interval(f["samples"] - fits[log]["samples"]))}
                    for v, f in fits.items() if log in fits and v != log}
     return {v: _public(f) for v, f in fits.items()}, differences
