@@ -32,7 +32,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
 import time
@@ -47,12 +46,20 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _reset_peak() -> None:
+    """Restart the peak resident size from the current one (Linux): a spawned process starts with its parent's peak,
+    which ``getrusage``'s ``ru_maxrss`` would report."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def _peak_mb() -> float:
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def _inputs(n: int, d: int, v: int):
@@ -94,6 +101,7 @@ def _measure(impl: str, n: int, d: int, v: int, repeats: int, queue) -> None:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
     else:
+        _reset_peak()
         base = _rss_mb()
     step()  # warm-up
     times = []

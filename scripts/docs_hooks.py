@@ -8,11 +8,18 @@
 
 from __future__ import annotations
 
-import importlib
+import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-INTEGRATIONS = ("hypros_lm.integrations.transformers", "hypros_lm.integrations.trl")
+INTEGRATIONS = ("hypros_lm.integrations.transformers", "hypros_lm.integrations.trl", "hypros_lm.integrations.axolotl")
+
+
+def _all_of(module: str) -> list[str]:
+    """A module's ``__all__``, read from its source: the Axolotl plugin's module imports only where Axolotl is."""
+    tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+    return next(list(ast.literal_eval(node.value)) for node in tree.body
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets))
 
 
 def exported_names() -> dict[str, list[str]]:
@@ -23,7 +30,7 @@ def exported_names() -> dict[str, list[str]]:
     for name in hypros_lm.__all__:
         if name != "__version__":
             top.setdefault(hypros_lm._EXPORTS[name], []).append(name)
-    return {**top, **{module: list(importlib.import_module(module).__all__) for module in INTEGRATIONS}}
+    return {**top, **{module: _all_of(module) for module in INTEGRATIONS}}
 
 
 def api_reference() -> str:

@@ -47,7 +47,7 @@ class ScoringState:
     """Token-weighted component sums of the training forwards since the last ``pop_components``, kept as
     detached tensors on the model's device: no host synchronisation per forward, one when logged."""
     evaluation: dict[str, Tensor] = field(default_factory=dict)
-    """The same for evaluation forwards (each registered score's and the ECE's bin sums), until ``pop_evaluation``."""
+    """The same for evaluation forwards (log-loss's, each registered score's and the ECE's bin sums), until ``pop_evaluation``."""
     scored_forwards: int = 0
     """Training forwards the fused head scored: HyProSCallback checks it against the trainer's micro-steps."""
     last: ScoreOutput | None = None
@@ -61,7 +61,7 @@ class ScoringState:
         bins = out.calibration
         if bins is None:  # an evaluation forward with gradients: no calibration pass
             return
-        _accumulate(self.evaluation, out, ())
+        _accumulate(self.evaluation, out, ("log",))
         self.evaluation["bins"] = self.evaluation["bins"] + bins if "bins" in self.evaluation else bins
 
     def pop_components(self) -> dict[str, float]:
@@ -77,7 +77,8 @@ class ScoringState:
         return means
 
     def pop_evaluation(self) -> dict[str, float]:
-        """Each registered score's token mean (by key) and the ECE of the evaluation forwards since the last call."""
+        """The token means of log-loss (``log``) and each registered score (by key), and the ECE, of the evaluation
+        forwards since the last call."""
         sums, self.evaluation = self.evaluation, {}
         n = float(sums.pop("n_tokens", 0.0))
         if not n:

@@ -76,7 +76,8 @@ class HyProSCallback(_callback_base()):
     """Sets a patched model's λ from ``state.global_step / state.max_steps`` before every optimizer step,
     and adds ``hypros/lambda`` and each component's mean (``hypros/log``, ``hypros/<score>`` for each registered
     score's key and the bounded score's, ``hypros/entropy``, ``hypros/accuracy``) to the Trainer's logs; evaluation
-    logs gain ``<prefix>_<score>`` for the same scores and ``<prefix>_ece`` (10 bins) from the fused pass.
+    logs gain ``<prefix>_log`` (log-loss's token mean), ``<prefix>_<score>`` for the same scores and ``<prefix>_ece``
+    (10 bins) from the fused pass.
 
     After every optimizer step it checks that the patched head scored each of the step's training forwards:
     a trainer that computed its own loss (TRL's fused head, a ``compute_loss_func``) stops training with an

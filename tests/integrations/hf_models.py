@@ -70,6 +70,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "ZeRO-3": ("llama", "gpt2", "gpt_neox", "qwen2"),
     "FSDP2": ("llama",),  # test_fsdp_compile: fully_shard on 2 ranks = one process
     "torch.compile": ("qwen2", "gemma2"),  # test_fsdp_compile: compiled = eager, ignored rows present
+    "Axolotl": ("llama",),  # test_axolotl: axolotl.cli.train; λ = 1 = the independent Brier, LoRA trains the adapter only
 }
 """Which architectures each integration's tests run on: the tests take their parameters from here, and the README's
 compatibility table is rendered from it (tests/integrations/test_compatibility.py)."""

@@ -114,6 +114,7 @@ def test_evaluate_logs_brier_spherical_and_ece_from_the_fused_pass(tmp_path):
     pseudo = float(bounded_score("pseudo-spherical", 1.5).reference(logits, targets).mean())  # the patch's own
     assert metrics["eval_pseudo-spherical-1.5"] == pytest.approx(pseudo, abs=1e-6)
     assert metrics["eval_ece"] == pytest.approx(ece, abs=1e-6) and metrics["eval_ece"] > 0
+    assert metrics["eval_log"] == pytest.approx(float(scores["log"].mean()), abs=1e-6)  # a token mean, as the scores
     assert abs(metrics["eval_loss"] - float(scores["log"].mean())) < 1e-3  # λ = 0; Trainer averages it per batch
     assert trainer.state.log_history[-1]["eval_ece"] == metrics["eval_ece"]
 
