@@ -26,7 +26,7 @@ from dataclasses import fields
 from typing import Any, get_type_hints
 
 from hypros_lm.errors import InvalidValue, MissingPackage
-from hypros_lm.integrations.transformers import HyProSCallback, check_patch, patch_causal_lm
+from hypros_lm.integrations.transformers import HyProSCallback, check_patch, extend_logs, patch_causal_lm
 from hypros_lm.scoring.fused import ScoringOptions
 from hypros_lm.scoring.losses import LossSettings
 
@@ -120,12 +120,9 @@ class AxolotlHyProSCallback(HyProSCallback):
         super().on_log(args, state, control, logs=logs, model=model, **kwargs)
         if not logs:
             return
-        log_keys = {"ppl": "hypros/log", **{f"{k[: -len('_loss')]}_ppl": f"{k[: -len('_loss')]}_log"
-                                            for k in logs if k.endswith("_loss")}}
-        fixed = {ppl: _exp(logs[log]) for ppl, log in log_keys.items() if log in logs}
-        logs.update(fixed)
-        if fixed and state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1].update(fixed)
+        prefixes = [key.removesuffix("_loss") for key in logs if key.endswith("_loss")]  # evaluation: eval_loss
+        sources = {"ppl": "hypros/log", **{f"{prefix}_ppl": f"{prefix}_log" for prefix in prefixes}}
+        extend_logs(state, logs, {ppl: _exp(logs[log]) for ppl, log in sources.items() if log in logs})
 
 
 def _exp(value: float) -> float:

@@ -137,9 +137,14 @@ class HyProSCallback(_callback_base()):
             prefix = next((k[: -len("_loss")] for k in logs if k.endswith("_loss")), None)
             scores = scoring.pop_evaluation() if prefix is not None else {}
             extra = {f"{prefix}_{k}": v for k, v in scores.items()}
-        logs.update(extra)
-        if extra and state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1].update(extra)
+        extend_logs(state, logs, extra)
+
+
+def extend_logs(state, logs: dict[str, float], extra: dict[str, float]) -> None:
+    """Add ``extra`` to a Trainer log being reported and to the history entry the Trainer already made of it."""
+    logs.update(extra)
+    if extra and state.log_history and state.log_history[-1].get("step") == state.global_step:
+        state.log_history[-1].update(extra)
 
 
 def add_hypros_callback(trainer, loss: str = "hypros", **params: float) -> HyProSCallback:
@@ -151,5 +156,5 @@ def add_hypros_callback(trainer, loss: str = "hypros", **params: float) -> HyPro
 
 
 __all__ = ["CALIBRATION_BINS", "HyProSCallback", "ScoringState", "add_hypros_callback", "body_hidden_states", "causal_lm",
-           "check_patch", "declared_logit_transform", "find_state", "patch_causal_lm", "router_aux_loss",
+           "check_patch", "declared_logit_transform", "extend_logs", "find_state", "patch_causal_lm", "router_aux_loss",
            "what_replaced_the_patch"]
