@@ -33,9 +33,9 @@ RECORDER = "tests.integrations.axolotl_recorder.Recorder"
 
 @pytest.fixture(scope="module")
 def axolotl_python() -> Path:
-    env_dir = Path(os.environ.get("HYPROS_AXOLOTL_ENV", ".venv-axolotl"))
+    """The Axolotl environment's interpreter, built (or found built) by its set-up script: an error if it cannot be."""
     subprocess.run(["bash", "scripts/axolotl_env.sh"], cwd=REPO, check=True)  # a no-op once built
-    return (REPO / env_dir if not env_dir.is_absolute() else env_dir) / "bin" / "python"
+    return REPO / os.environ.get("HYPROS_AXOLOTL_ENV", ".venv-axolotl") / "bin" / "python"  # absolute: as given
 
 
 @pytest.fixture(scope="module")
