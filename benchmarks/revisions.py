@@ -8,8 +8,8 @@ The base is checked out once (``git worktree add`` into a temporary folder, remo
 (implementation, shape) once at each revision, alternating which goes first, each in a fresh process importing that
 revision's ``hypros_lm`` (forward + backward on ``benchmarks/scoring.py``'s seeded inputs, one warm-up, then the
 best of ``--repeats``); the table keeps each revision's best over the rounds and the ratio head / base, so that a
-drift of the machine falls on both. Implementations: ``fused-<score>`` at λ = 1 (``fused-brier``,
-``fused-spherical``), ``fused-log`` (λ = 0) and ``fused-hypros`` (λ = 0.3 with Brier), as the two revisions both name them.
+drift of the machine falls on both. Implementations: the fused ones of ``benchmarks/scoring.py`` (``FUSED``) whose
+keywords the base revision takes too (``alpha`` is newer than the score registry).
 """
 
 from __future__ import annotations
@@ -32,17 +32,16 @@ SHAPES = ["8192x256x32768", "16384x256x50304", "4096x1024x50304"]  # benchmarks/
 def _child(impl: str, shape: str, repeats: int) -> None:
     """In a fresh process whose PYTHONPATH is a revision's root: that revision's fused head, timed."""
     import torch
-    from scoring import _inputs  # benchmarks/scoring.py beside this file: the same seeded inputs
+    from scoring import FUSED, _inputs  # benchmarks/scoring.py beside this file: the same names and seeded inputs
 
     import hypros_lm
     from hypros_lm.scoring import fused_linear_score
 
     h, w, t, _ = _inputs(*map(int, shape.split("x")))
-    lam, bounded = {"fused-log": (0.0, "brier"), "fused-hypros": (0.3, "brier")}.get(impl, (1.0, impl[len("fused-"):]))
 
     def step() -> float:
         start = time.perf_counter()
-        fused_linear_score(h, w, t, lam=lam, bounded=bounded).loss.backward()
+        fused_linear_score(h, w, t, **FUSED[impl]).loss.backward()
         h.grad = w.grad = None
         return time.perf_counter() - start
 

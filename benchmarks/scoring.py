@@ -90,8 +90,7 @@ def _measure(impl: str, n: int, d: int, v: int, repeats: int, queue) -> None:
         elif impl == "F.cross_entropy":
             loss = F.cross_entropy((h @ w.T).float(), t, ignore_index=-100)
         else:
-            lam = {"fused-log": 0.0, "fused-brier": 1.0}.get(impl, 0.3)
-            loss = fused_linear_score(h, w, t, lam=lam, bounded="brier", grad_in_forward=impl != "fused-hypros-recompute").loss
+            loss = fused_linear_score(h, w, t, **FUSED[impl]).loss
         loss.backward()
         h.grad = w.grad = None
         if device == "cuda":
@@ -129,6 +128,15 @@ def _memory_mb() -> float:
     """The machine's memory (MiB): what a process killed for memory needed more than."""
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
 
+
+FUSED: dict[str, dict] = {
+    "fused-log": {"lam": 0.0}, "fused-brier": {"lam": 1.0}, "fused-hypros": {"lam": 0.3},
+    "fused-hypros-recompute": {"lam": 0.3, "grad_in_forward": False},
+    "fused-power-3": {"lam": 1.0, "bounded": "power", "alpha": 3},
+    "fused-spherical": {"lam": 1.0, "bounded": "spherical"},
+    "fused-pseudo-spherical-3": {"lam": 1.0, "bounded": "pseudo-spherical", "alpha": 3},
+}
+"""fused_linear_score's keywords for each fused implementation the benchmarks name (Brier where none is named)."""
 
 FLOOR_IMPLS = ["floor", "F.linear_cross_entropy", "trl-chunked-logprob", "liger-flce", "F.cross_entropy", "fused-log",
                "fused-brier", "fused-hypros", "fused-power-3", "fused-spherical", "fused-pseudo-spherical-3"]
@@ -173,13 +181,7 @@ def _floor_steps(n: int, d: int, v: int):
         "floor": floor,
         "F.linear_cross_entropy": lambda: backward(F.linear_cross_entropy(h, w, t, ignore_index=-100)),
         "F.cross_entropy": lambda: backward(F.cross_entropy((h @ w.T).float(), t, ignore_index=-100)),
-        "fused-log": lambda: backward(fused_linear_score(h, w, t, lam=0.0).loss),
-        "fused-brier": lambda: backward(fused_linear_score(h, w, t, lam=1.0).loss),
-        "fused-hypros": lambda: backward(fused_linear_score(h, w, t, lam=0.3).loss),
-        "fused-power-3": lambda: backward(fused_linear_score(h, w, t, lam=1.0, bounded="power", alpha=3).loss),
-        "fused-spherical": lambda: backward(fused_linear_score(h, w, t, lam=1.0, bounded="spherical").loss),
-        "fused-pseudo-spherical-3": lambda: backward(
-            fused_linear_score(h, w, t, lam=1.0, bounded="pseudo-spherical", alpha=3).loss),
+        **{name: (lambda kw=kw: backward(fused_linear_score(h, w, t, **kw).loss)) for name, kw in FUSED.items()},
     }
     try:
         import trl.kernels  # noqa: F401

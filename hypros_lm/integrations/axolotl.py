@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any, get_type_hints
 
 from hypros_lm.errors import InvalidValue, MissingPackage
@@ -38,8 +38,6 @@ OTHER_TRAINERS = ("rl", "reward_model", "process_reward_model")
 OUTSIDE_SMOOTHING = ("label_smoothing_factor", "label_smoothing")
 """Keys a user may write for the Trainer's label smoothing: Axolotl drops them silently; the plugin names its own."""
 CCE_PLUGIN = "axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin"  # its key defaults to true when listed
-PATCH_KEYS = tuple(ScoringOptions.__dataclass_fields__) + ("bounded", "alpha")
-"""The settings the patch takes (the rest are the schedule's)."""
 
 
 def _axolotl():
@@ -138,7 +136,8 @@ class HyProSPlugin(BasePlugin):
     def post_model_build(self, cfg, model):
         settings = settings_of(cfg)
         if settings is not None:  # probed once the adapters are in (Axolotl's LoRA kernels need them to run)
-            patch_causal_lm(model, verify=False, **{key: getattr(settings, key) for key in PATCH_KEYS})
+            patch_causal_lm(model, verify=False, bounded=settings.bounded, alpha=settings.alpha,
+                            **asdict(settings.options()))
 
     def post_model_load(self, cfg, model):
         if settings_of(cfg) is not None:
@@ -150,9 +149,8 @@ class HyProSPlugin(BasePlugin):
         settings = settings_of(cfg)
         if settings is None:
             return
-        schedule = {f.name: getattr(settings, f.name) for f in fields(LossSettings)
-                    if f.name not in ("name", *PATCH_KEYS) and getattr(settings, f.name) != f.default}
-        callback = AxolotlHyProSCallback(settings.name, **schedule)
+        params = {k: v for k, v in asdict(settings).items() if k != "name" and k not in ScoringOptions.__dataclass_fields__}
+        callback = AxolotlHyProSCallback(settings.name, **params)  # the schedule's and the bounded score's
         trainer.callback_handler.callbacks.insert(0, callback)  # ahead of the reporting callbacks: they see λ
 
 
