@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring import tiles
 from hypros_lm.scoring.scores import REPORTED, RowStats, Score, Terms, merged_terms, power_sums_needed
 from hypros_lm.scoring.tiles import TILES
@@ -191,10 +192,12 @@ class _Logits:
         """G of the loss w.r.t. the untransformed logits of one tile, written into ``out`` (which may be ``z``)."""
         terms, c, d, floor = coefs
         local = targets - block_start
-        rows = (valid & (local >= 0) & (local < z.shape[1])).nonzero().squeeze(1)
-        c_y = c[rows] * tiles.chain_factor(z[rows, local[rows]], self.scale, self.cap)  # before z is overwritten
+        hit = valid & (local >= 0) & (local < z.shape[1])  # the rows whose target lies in this block
+        column = local.clamp(0, z.shape[1] - 1)[:, None]
+        z_y = z.gather(1, column).squeeze(1)  # before z is overwritten
+        c_y = torch.where(hit, c * tiles.chain_factor(z_y, self.scale, self.cap), 0.0)
         TILES.call(tiles.logit_grad, z, lse, terms, d, out, scale=self.scale, cap=self.cap, floor=floor)
-        out[rows, local[rows]] += c_y
+        out.scatter_add_(1, column, c_y[:, None].to(out.dtype))  # masked, not indexed: no nonzero, no host sync
         return out
 
 
@@ -209,6 +212,8 @@ class _Walk:
         self.logits = _Logits(weight, bias, opts)
         self.blocks = [(a, min(a + opts.vocab_block_size, self.vocab)) for a in range(0, self.vocab, opts.vocab_block_size)]
         self.single = len(self.blocks) == 1
+        if self.blocks[0][1] > 2**24:  # the tiles' argmax counts columns in fp32 (tiles._first_zero)
+            raise InvalidValue(f"vocab_block_size={self.blocks[0][1]} exceeds 2^24 columns; pass a smaller one")
         rows = min(opts.chunk_size, hidden.shape[0])
         self.buf_z = torch.empty(rows * self.blocks[0][1], dtype=self.acc, device=hidden.device)
         self.grad_w = torch.zeros(weight.shape, dtype=self.acc, device=weight.device) if want_grad else None
