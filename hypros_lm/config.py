@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import inspect
 import textwrap
 import types
@@ -192,6 +193,14 @@ def known_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in _sections().items() for f in dataclasses.fields(cls)]
 
 
+def unknown_setting(key: str) -> str:
+    """The message for a key no section holds: the closest known ones first (a typo's likely fix), then every one."""
+    known = known_keys()
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"unknown setting {key!r}; {hint}known settings: {', '.join(known)}"
+
+
 def _coerce(key: str, raw: Any, annotation: Any) -> Any:
     """Convert a YAML/CLI value to the field's type, or raise naming the key."""
     hint = annotation
@@ -231,7 +240,7 @@ def _apply(tree: dict[str, dict[str, Any]], key: str, raw: Any) -> None:
     section, _, name = key.partition(".")
     sections = _sections()
     if section not in sections or name not in {f.name for f in dataclasses.fields(sections[section])}:
-        raise InvalidValue(f"unknown setting {key!r}; known settings: {', '.join(known_keys())}")
+        raise InvalidValue(unknown_setting(key))
     hints = typing.get_type_hints(sections[section])
     tree.setdefault(section, {})[name] = _coerce(key, raw, hints[name])
 

@@ -136,3 +136,41 @@ def headless_chromium(download_dir: Path | None = None):
     if download_dir is not None:
         browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
     return browser
+
+
+def wandb_history(run_dir: Path) -> dict[int, dict]:
+    """{step: {key: value}} of what an offline wandb run logged, read back from its transaction log
+    (``wandb/offline-run-*/run-*.wandb``: a LevelDB-style log of 32 KiB blocks holding protobuf ``Record``s, after a
+    7-byte ``:W&B`` header); the values of one step merged as the wandb server merges them."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    data, block, header = path.read_bytes(), 32768, 7
+    assert data[:4] == b":W&B", f"{path} is not a wandb transaction log"
+    records, pending, pos = [], b"", header
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block's tail too short for a record header is padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0:  # zero padding to the block's end
+            pos += block - pos % block if pos % block else 0
+            continue
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            records.append(pending)
+            pending = b""
+    history: dict[int, dict] = {}
+    for raw in records:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") != "history":
+            continue
+        step = record.history.step.num
+        items = {(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in record.history.item}
+        history.setdefault(step, {}).update(items)
+    return history

@@ -113,3 +113,15 @@ def test_the_main_job_installs_no_browser_and_the_tests_do():
     assert "bash scripts/setup.sh" in demo and "test.sh" not in demo
     assert not re.search(r"apt-get|chromium", setup + demo), "the main job's set-up installs a browser"
     assert "apt-get install" in tests and "chromium chromium-driver" in tests
+
+
+def test_the_main_job_says_what_it_does_before_deepspeed_starts_and_names_the_cpu_itself():
+    """DeepSpeed's import takes about half a minute and, left to guess, it warns 'Setting accelerator to CPU' in
+    each of its processes; the demo prints its plan first and tells DeepSpeed where there is no GPU. The sample on
+    the pretraining page (scripts/demo_sample.py, from a real run) starts with that line."""
+    demo = (helpers.REPO / "scripts" / "demo.sh").read_text()
+    assert demo.index('echo "demo: ') < demo.index("exec deepspeed")
+    assert "export DS_ACCELERATOR=${DS_ACCELERATOR:-cpu}" in demo
+    page = (helpers.REPO / "docs" / "pretraining.md").read_text()
+    sample = page[page.index("<!-- demo-output -->"):page.index("<!-- /demo-output -->")].split("```")[1]
+    assert sample.strip().startswith("demo: HyProS pretraining")

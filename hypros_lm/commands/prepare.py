@@ -49,7 +49,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, DataSettings]:
     parser.add_argument("--splits", nargs="+", default=["train", "validation"],
                         help="splits to prepare; NAME=SOURCE prepares the source's SOURCE split as NAME (train=test)")
     parser.add_argument("--workers", type=int, default=1, help="tokenizer processes (besides the reader)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs and batch jobs)")
     parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # from the deepspeed launcher
     args, rest = parser.parse_known_args(argv)
     for arg in rest:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hypros_lm.data.holdout import Holdout, part_of
-from hypros_lm.errors import InvalidValue, MissingFile
+from hypros_lm.errors import InvalidValue, MissingFile, MissingPackage
 
 DATA_DIR_ENV = "HYPROS_DATA_DIR"
 
@@ -250,8 +250,7 @@ def _iter_split(source: TextSource) -> Iterator[str]:
             else:
                 yield from (line.strip() for line in f if line.strip())
         return
-    import datasets
-
+    datasets = _datasets(source.name)
     hub = source.hub
     ds = datasets.load_dataset(hub.path, hub.config, split=source.split, streaming=hub.streaming)
     rows = (row[source.text_field] for row in ds)
@@ -259,6 +258,17 @@ def _iter_split(source: TextSource) -> Iterator[str]:
         yield from _wikitext_articles(rows)
     else:
         yield from (t for t in rows if t)
+
+
+def _datasets(name: str):
+    """The datasets package, which reads a data set from the hub (the loss API and ``[hf]`` install it not)."""
+    try:
+        import datasets
+    except ImportError:
+        raise MissingPackage(f"reading {name!r} from the Hugging Face hub needs the datasets package: pip install "
+                             f"datasets (or install hypros-lm[train]), or set {DATA_DIR_ENV} to a folder of offline "
+                             f"copies (../shared/data in a checkout)") from None
+    return datasets
 
 
 def resolve_splits(name: str, splits: dict[str, str], *, text_field: str = "text",

@@ -348,7 +348,7 @@ def _score(model: nn.Module, named: dict[str, Any], extra: dict[str, Any], *, st
                            f"patch_causal_lm wrapped: it was replaced after patching (a PEFT adapter or modules_to_save "
                            f"on lm_head, resize_token_embeddings). Patch again after the change")
     training = model.training and torch.is_grad_enabled()
-    options = {"calibration_bins": CALIBRATION_BINS} if record and not training else {}
+    options = {"calibration_bins": CALIBRATION_BINS} if record and not torch.is_grad_enabled() else {}
     out = head(hidden, hypros_targets=shift_labels.to(hidden.device), hypros_state=state,
                num_items_in_batch=extra.get("num_items_in_batch"), **options)
     if record:

@@ -145,10 +145,13 @@ class HFCausalLM(nn.Module):
         self._register_load_state_dict_pre_hook(_rename_legacy)
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, lam: float | Tensor = 0.0, *,
-                mode: HeadMode = "score", **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
+                mode: HeadMode = "score", aux_weight: float = 1.0,
+                **head_options: Any) -> ScoreOutput | dict[str, Tensor] | Tensor:
         """The head's ``mode`` on the body's final hidden states: the fused score of ``targets`` (a
         [`ScoreOutput`][hypros_lm.scoring.fused.ScoreOutput]), their per-token scores (``"tokens"``: a dict of 1-D
-        tensors) or the logits (``"logits"``, of the ``columns`` given or all)."""
+        tensors) or the logits (``"logits"``, of the ``columns`` given or all). ``aux_weight`` scales a mixture of
+        experts' load-balancing term, a mean over this batch: the loop gives it 1/(micro-batches of the global batch)
+        where the score is a sum over the global batch's tokens (``num_items_in_batch``)."""
         if mode != "logits" and targets is None:
             raise InvalidValue(f"mode={mode!r} scores targets, and none were given: pass targets, or mode='logits' "
                                "for the logits")
@@ -159,7 +162,7 @@ class HFCausalLM(nn.Module):
         out = head(hidden, hypros_targets=targets, hypros_state=self.lm.hypros, lam=lam, **head_options)
         aux = router_aux_loss(self.lm, body, None)
         if aux is not None:  # a mixture of experts' load-balancing term, as the model's own forward adds it
-            out = out._replace(loss=out.loss + self.lm.router_aux_loss_coef * aux)
+            out = out._replace(loss=out.loss + aux_weight * self.lm.router_aux_loss_coef * aux)
         return out
 
     def score_over(self, columns: Tensor | None) -> None:

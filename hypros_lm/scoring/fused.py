@@ -46,6 +46,7 @@ When the vocabulary is split into several blocks, a token chunk needs two walks 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -160,10 +161,18 @@ def check_options(*, lam: float | Tensor, num_items_in_batch: int | Tensor | Non
     """Values that would give a loss of another objective, or none, refused with the value and its range before
     any work. A λ or item count held on an accelerator is not read back (that would wait on the device at every
     call). ``valid``: which targets are scored (an item count of 0 is allowed only when none is)."""
-    if _on_host(lam) and not 0.0 <= float(lam) <= 1.0:
+    if isinstance(lam, Tensor):
+        require(torch.all((lam >= 0) & (lam <= 1)), lambda: f"lam={float(lam):g} must lie in [0, 1]: the loss is "
+                f"(1 − λ)·log + λ·bounded, a proper score only for λ in that range (a LambdaSchedule gives such values)")
+    elif not 0.0 <= float(lam) <= 1.0:
         raise InvalidValue(f"lam={float(lam):g} must lie in [0, 1]: the loss is (1 − λ)·log + λ·bounded, a proper "
                            f"score only for λ in that range (a LambdaSchedule gives such values)")
-    if num_items_in_batch is not None and _on_host(num_items_in_batch) and float(num_items_in_batch) <= 0:
+    if isinstance(num_items_in_batch, Tensor):
+        scored = torch.ones((), dtype=torch.bool, device=num_items_in_batch.device) if valid is None else valid.any()
+        require(torch.all((num_items_in_batch > 0) | ((num_items_in_batch == 0) & ~scored.to(num_items_in_batch.device))),
+                lambda: f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of scored "
+                        f"tokens across the accumulated batch (or pass None to average over this batch)")
+    elif num_items_in_batch is not None and float(num_items_in_batch) <= 0:
         if float(num_items_in_batch) < 0 or valid is None or bool(valid.any()):
             held = "" if valid is None else f", which holds {int(valid.sum())} here"
             raise InvalidValue(f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of "
@@ -200,8 +209,16 @@ class ScoringOptions:
             raise InvalidValue(f"chunk_size={size!r} must be a whole number of tokens ≥ 1, or None for the default")
 
 
-def _on_host(value: float | Tensor) -> bool:
-    return not isinstance(value, Tensor) or value.device.type == "cpu"
+def require(condition: Tensor, message: Callable[[], str]) -> None:
+    """Refuse input by a condition computed on the device, without waiting for it: an asynchronous device assert
+    (``torch._assert_async``), so a training step never stops to read the device back. On the CPU it fails at once,
+    and the ``message`` (built only then, when reading values costs nothing) comes as an
+    [`InvalidValue`][hypros_lm.errors.InvalidValue]; on a GPU a failure stops the process at the next
+    synchronisation with a device-side assert."""
+    try:
+        torch._assert_async(condition, "hypros_lm: invalid input to the fused head (see the traceback)")
+    except RuntimeError:
+        raise InvalidValue(message()) from None
 
 
 DEFAULT_SCORING = ScoringOptions()
@@ -243,6 +260,10 @@ def fused_linear_score(
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (hidden, weight, bias))
     per_token_loss = reduction == "none"
+    if calibration_bins and needs_grad:
+        raise InvalidValue(f"calibration_bins={calibration_bins} asks for calibration from a pass that computes "
+                           f"gradients, which keeps no per-token confidences; score under torch.no_grad() (evaluation) "
+                           f"or pass calibration_bins=0")
     if needs_grad:
         loss, sums = _FusedLinearScore.apply(hidden, weight, bias, targets, token_weight, opts,
                                              grad_in_forward and not per_token_loss)
@@ -321,10 +342,6 @@ def _check_inputs(
     if softcap is not None and not softcap > 0:
         raise InvalidValue(f"softcap={softcap} must be positive (or None for no soft-capping)")
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= weight.shape[0]))
-    if bool(bad.any()):
-        first = int(targets[bad][0])
-        raise InvalidValue(
-            f"target id {first} is outside the vocabulary [0, {weight.shape[0]}) and is not "
-            f"ignore_index={ignore_index}; check the tokenizer's vocabulary against the model's"
-        )
+    require(~bad.any(), lambda: f"target id {int(targets[bad][0])} is outside the vocabulary [0, {weight.shape[0]}) "
+            f"and is not ignore_index={ignore_index}; check the tokenizer's vocabulary against the model's")
 

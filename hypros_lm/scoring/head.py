@@ -8,8 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from hypros_lm.errors import InvalidValue
-from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score
+from hypros_lm.scoring.fused import DEFAULT_SCORING, ScoreOutput, ScoringOptions, fused_linear_score, require
 from hypros_lm.scoring.scores import Score
 
 HeadMode = Literal["score", "tokens", "logits"]
@@ -56,6 +55,6 @@ def _restrict(weight: Tensor, targets: Tensor, bias: Tensor | None, columns: Ten
     position[columns] = torch.arange(columns.numel(), device=targets.device)
     scored = targets != ignore_index
     mapped = torch.where(scored, position[targets.clamp(min=0)], targets)
-    if bool((mapped[scored] < 0).any()):
-        raise InvalidValue("a target token is not among the head's score_columns (the label words)")
+    require(~(scored & (mapped < 0)).any(), lambda: "a target token is not among the head's score_columns (the label "
+            "words)")
     return weight[columns], mapped, None if bias is None else bias[columns]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 import uuid
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -41,7 +43,7 @@ from hypros_lm.runs import RunFolder, read_weights, resume_latest, save_checkpoi
 from hypros_lm.scoring import Objective, build_objective
 from hypros_lm.scoring.schedules import learning_rate
 from hypros_lm.tasks import TaskFamily, family_for
-from hypros_lm.training.divergence import check_step
+from hypros_lm.training.divergence import DivergenceGuard
 from hypros_lm.training.engine import (
     assign_parameters,
     build_engine,
@@ -126,6 +128,7 @@ class Run:
     flops_per_token: int
     peak_tflops: float | None
     energy: EnergyMeter
+    guard: DivergenceGuard
     lm_eval: Any = None  # InLoopLmEval when train.lm_eval_tasks is set
 
     def log(self, msg: str) -> None:
@@ -203,16 +206,19 @@ def run_step(run: Run, loggers: list, step: int, progress: Progress) -> bool:
     final = step == t.max_steps or step == t.stop_at
     log_step = step % t.log_every == 0 or final
     sums = train_step(run, step, lam, want_norms, timed=log_step)
-    check_step(run.engine, step=step, loss_sum=sums.components["loss"], micro_steps=t.grad_accum,
-               grad_norm=_grad_norm(run.engine, sums))  # a diverged run stops here, before it is evaluated or saved
+    run.guard.observe(step=step, loss=sums.loss, grad_norm=_grad_norm(run.engine, sums))
+    evaluates = bool(t.eval_every) and (step % t.eval_every == 0 or final)
+    saves = bool(t.save_every and step % t.save_every == 0) or final
+    if log_step or evaluates or saves:  # a diverged run stops here, before it is logged, evaluated or saved
+        health = run.guard.check()
     if log_step:
         now, (then, then_step) = time.perf_counter(), progress.last_log
-        record = _train_record(run, step, sums, lam=lam, lr=lr, elapsed_s=clock.elapsed(),
+        record = _train_record(run, step, sums, health, lam=lam, lr=lr, elapsed_s=clock.elapsed(),
                                tokens_per_s=tokens_per_step * (step - then_step) / (now - then),
                                tokens=tokens_per_step * step)
         progress.last_log = (now, step)
         _emit(run, loggers, record, clock, start_step)
-    if t.eval_every and (step % t.eval_every == 0 or final):
+    if evaluates:
         _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "val",
                              "lambda": lam, **evaluate(run, lam)}, clock, start_step)
         if run.lm_eval is not None:
@@ -221,7 +227,7 @@ def run_step(run: Run, loggers: list, step: int, progress: Progress) -> bool:
             _emit(run, loggers, {"step": step, "tokens": tokens_per_step * step, "split": "lm_eval", **scores},
                   clock, start_step)
         progress.last_log = (time.perf_counter(), step)  # evaluation time is not training throughput
-    if (t.save_every and step % t.save_every == 0) or final:
+    if saves:
         save_checkpoint(run.engine, RunFolder(out).checkpoints, step,
                         {"elapsed_s": clock.elapsed(), "tokens": tokens_per_step * step}, keep=t.keep_checkpoints)
         progress.last_log = (time.perf_counter(), step)  # nor is checkpoint time
@@ -269,7 +275,7 @@ def build_run(settings: RunSettings, plan: RunPlan, rank: int, world: int) -> Ru
         lm_eval = InLoopLmEval(settings.train.lm_eval_tasks, out / ".lm_eval_tasks", rank=rank, world=world)
         log("lm-eval at each evaluation: " + ", ".join(f"{t} ({n or 'all'} examples)" for t, n in lm_eval.tasks.items()))
     return Run(settings, out, rank, world, data, engine, objective, family, BlockOrder(len(data.train), settings.train.seed),
-               flops, peak, EnergyMeter(), lm_eval)
+               flops, peak, EnergyMeter(), DivergenceGuard(engine, partitioned=zero_stage(ds_config) == 3), lm_eval)
 
 
 def _load_initial_weights(model, init_from: str, rank: int) -> None:
@@ -317,35 +323,87 @@ def _maybe_resume(run: Run) -> tuple[int, float]:
 
 
 def batch_for(run: Run, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's micro-batch of a step: a pure function of (seed, step, micro, rank)."""
+    """This rank's micro-batch of a step, on the host: a pure function of (seed, step, micro, rank)."""
     t = run.settings.train
     first = (((step - 1) * t.grad_accum + micro) * run.world + run.rank) * t.micro_batch_size
-    x, y = run.data.train.batch(run.order.indices(first, t.micro_batch_size))
-    return x.to(run.engine.device), y.to(run.engine.device)
+    return run.data.train.batch(run.order.indices(first, t.micro_batch_size))
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on the engine's device: through pinned memory and without waiting where that is a GPU."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def scored_tokens(targets: list[torch.Tensor], *, world: int, device: torch.device) -> torch.Tensor:
+    """The number of scored targets in the whole global batch (every micro-batch of every rank): counted on the host
+    from this rank's batches, summed over ranks by one all-reduce on the device (no host synchronisation)."""
+    count = torch.tensor(sum(int(np.count_nonzero(y.numpy() != IGNORE_INDEX)) for y in targets), dtype=torch.float64)
+    count = to_device(count, device)
+    if world > 1:
+        dist.all_reduce(count)
+    return count
+
+
+IGNORE_INDEX = -100
+"""The target id the task families give positions that are not scored (prompts, padding)."""
+
+TOKEN_MEANS = ("loss_log", "accuracy", "entropy", "z_loss")
+"""Components of a pass that are means over its scored tokens (with each ``loss_<score>``): weighted by the pass's
+token count in the step's record."""
 
 
 @dataclass
 class StepSums:
-    """One optimizer step, for its training record and the divergence check: the loss components summed over the
-    micro-batches, the gradient norm where DeepSpeed reports none (ZeRO-0) and, on timed (log) steps, the seconds in
-    forward, backward and the optimizer and the model-state bytes held while the optimizer steps."""
+    """One optimizer step, for its training record and the divergence check, as this rank's sums over its
+    micro-batches (on the device): ``loss``, this rank's share of the global batch's per-token loss; the token-mean
+    components (``mean_keys``) times each pass's scored tokens, as one vector (``weighted``), and those tokens
+    (``n_tokens``); the squared per-component gradient norms (``norm_keys``, ``norms_sq``); the gradient norm where
+    DeepSpeed reports none (ZeRO-0); and, on timed (log) steps, the seconds in forward, backward and the optimizer and
+    the model-state bytes held while the optimizer steps."""
 
-    components: dict[str, torch.Tensor] = field(default_factory=dict)
+    loss: torch.Tensor | float = 0.0
+    n_tokens: torch.Tensor | float = 0.0
+    mean_keys: list[str] = field(default_factory=list)
+    weighted: torch.Tensor | float = 0.0
+    norm_keys: list[str] = field(default_factory=list)
+    norms_sq: torch.Tensor | float = 0.0
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("forward", "backward", "optimizer"), 0.0))
     held: dict[str, int] = field(default_factory=dict)
     grad_norm: torch.Tensor | None = None
 
+    def add(self, out) -> None:
+        """Add one micro-batch's pass (a [`ScoreOutput`][hypros_lm.scoring.fused.ScoreOutput]): a few operations on
+        stacked vectors, not a few per component (this runs at every micro-step)."""
+        n = out.n_tokens.double()
+        parts = out.components()
+        self.mean_keys = [k for k in parts if k in TOKEN_MEANS or k.startswith("loss_")]
+        self.norm_keys = [k for k in parts if k.startswith("grad_norm_")]
+        self.loss = self.loss + out.loss.detach().double()
+        self.n_tokens = self.n_tokens + n
+        self.weighted = self.weighted + torch.stack([parts[k] for k in self.mean_keys]).double() * n
+        if self.norm_keys:
+            self.norms_sq = self.norms_sq + torch.stack([parts[k] for k in self.norm_keys]).double().square()
+
 
 def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool = False) -> StepSums:
     """One optimizer step over grad_accum micro-batches; ``timed`` (log steps only: each timing is a device sync)
-    also measures the seconds and memory [`StepSums`][hypros_lm.training.loop.StepSums] holds for log steps."""
-    sums, tick, accum = StepSums(), Stopwatch(timed), run.settings.train.grad_accum
-    for micro in range(accum):
-        x, y = batch_for(run, step, micro)
+    also measures the seconds and memory [`StepSums`][hypros_lm.training.loop.StepSums] holds for log steps.
+
+    The step's loss is the per-token mean over the whole global batch, whatever its split into micro-batches and
+    ranks: each pass's sum of scores is divided by the global batch's scored tokens (``num_items_in_batch``, as
+    Hugging Face's Trainer does) and DeepSpeed's own averaging is undone (no division by the accumulation steps,
+    a factor ``world`` against its mean over ranks)."""
+    sums, tick, accum, device = StepSums(), Stopwatch(timed), run.settings.train.grad_accum, run.engine.device
+    batches = [batch_for(run, step, micro) for micro in range(accum)]
+    n_items = scored_tokens([y for _, y in batches], world=run.world, device=device)
+    for micro, (x, y) in enumerate(batches):
         tick.start()
-        out = run.engine(x, y, lam, bounded=run.objective.bounded, component_grad_norms=want_norms)
+        out = run.engine(to_device(x, device), to_device(y, device), lam, bounded=run.objective.bounded,
+                         component_grad_norms=want_norms, num_items_in_batch=n_items, aux_weight=1 / (accum * run.world))
         sums.seconds["forward"] += tick.lap()
-        run.engine.backward(out.loss)
+        run.engine.backward(out.loss * run.world, scale_wrt_gas=False)
         sums.seconds["backward"] += tick.lap()
         if micro == accum - 1 and run.engine.zero_optimization_stage() == 0:
             sums.grad_norm = full_grad_norm(run.engine.module)  # reduced over ranks by backward
@@ -353,27 +411,30 @@ def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool
         with counting_model_states(run.engine, sums.held) if last else contextlib.nullcontext():
             run.engine.step()
         sums.seconds["optimizer"] += tick.lap()
-        for key, value in out.components().items():
-            sums.components[key] = sums.components.get(key, 0.0) + value.detach().float()
+        sums.add(out)
     return sums
 
 
-def _train_record(run: Run, step: int, sums: StepSums, **extra: float) -> dict[str, Any]:
-    """Average the step's components over micro-batches and ranks (a sync point: log steps only)."""
-    keys = sorted(sums.components)
-    vec = torch.stack([sums.components[k] for k in keys]).to(run.engine.device)
+def _train_record(run: Run, step: int, sums: StepSums, health: dict[str, float], **extra: float) -> dict[str, Any]:
+    """The step's record: token-weighted means over the global batch, summed over ranks (a sync point: log steps
+    only); ``health`` is the divergence guard's read of the step (loss, gradient and parameter norms)."""
+    keys, norm_keys = sums.mean_keys, sums.norm_keys
+    vec = torch.cat([torch.as_tensor(v, dtype=torch.float64, device=run.engine.device).reshape(-1) for v in
+                     (sums.n_tokens, sums.weighted, sums.norms_sq if norm_keys else [])])
     dist.all_reduce(vec)
-    n = run.world * run.settings.train.grad_accum
-    record: dict[str, Any] = {"step": step, "split": "train"}
-    for key, value in zip(keys, vec.tolist(), strict=True):
-        record[key] = value / n  # grad_norm_log/bounded: mean over ranks and micro-steps of ‖∂L/∂h‖
-    grad_norm = _grad_norm(run.engine, sums)
-    record["grad_norm"] = float(grad_norm) if grad_norm is not None else None
+    n, *values = vec.tolist()
+    record: dict[str, Any] = {"step": step, "split": "train", "loss": health["loss"], "scored_tokens": int(n)}
+    for key, value in zip(keys, values[: len(keys)], strict=True):
+        record[key] = value / n if n else float("nan")
+    for key, value in zip(norm_keys, values[len(keys):], strict=True):
+        record[key] = math.sqrt(value)  # ‖∂L/∂h‖ of each component's loss over the whole global batch
+    record["grad_norm"] = health["grad_norm"] if _grad_norm(run.engine, sums) is not None else None
     record["lambda"] = extra.pop("lam")
     record.update(extra)
     record.update(efficiency_record(run.engine, seconds=sums.seconds, held=sums.held, step=step,
                                     tokens_per_s=record["tokens_per_s"], flops_per_token=run.flops_per_token,
-                                    peak_tflops=run.peak_tflops, world=run.world, energy=run.energy))
+                                    peak_tflops=run.peak_tflops, world=run.world, energy=run.energy,
+                                    param_norm=health["param_norm"]))
     return record
 
 

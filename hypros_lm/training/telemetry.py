@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import math
 import os
 import platform
 import resource
@@ -62,10 +61,33 @@ class WandbLogger(NullLogger):
         self._run = wandb.init(mode=mode, project=project, name=name, dir=str(out), config=config, resume="allow")
 
     def log(self, record: dict[str, Any]) -> None:
-        self._wandb.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+        self._wandb.log(namespaced(record), step=record["step"])
 
     def close(self) -> None:
         self._run.finish()
+
+
+EFFICIENCY_KEYS = ("tokens_per_s", "flops_per_token", "tflops_per_device", "mfu", "peak_mem_mb", "model_state_mb",
+                   "model_state_params_mb", "energy_j_per_step", "param_norm")
+"""The training record's throughput, memory and energy keys (and ``time_*_s``): ``eff/`` in a dashboard."""
+
+
+def namespaced(record: dict[str, Any]) -> dict[str, Any]:
+    """A metrics.jsonl record as a dashboard's keys: ``train/loss`` and ``val/loss`` apart (one wandb step holds
+    both at an evaluation, and flat keys would overwrite each other), ``eff/…`` for throughput and memory,
+    ``lm_eval/…`` as they are; the step and the split are the dashboard's own axis and group, not metrics."""
+    split = record.get("split", "train")
+    out = {}
+    for key, value in record.items():
+        if key in ("step", "split"):
+            continue
+        if key.startswith("lm_eval/"):
+            out[key] = value
+        elif split == "train" and (key in EFFICIENCY_KEYS or (key.startswith("time_") and key.endswith("_s"))):
+            out[f"eff/{key}"] = value
+        else:
+            out[f"{split}/{key}"] = value
+    return out
 
 
 # Dense (no sparsity) peak TFLOP/s of common GPUs from NVIDIA's data sheets: bf16 tensor cores, and
@@ -184,25 +206,6 @@ def make_loggers(settings, out: Path, *, resumed_step: int | None, rank: int) ->
         loggers.append(WandbLogger(mode=mode, project=settings.telemetry.wandb_project,
                                    name=settings.telemetry.run_name or out.name, out=out, config=settings.to_dict()))
     return loggers
-
-
-def parameter_norm(model: torch.nn.Module) -> float:
-    """‖θ‖₂ over all parameters. Collective under ZeRO-3: each rank sums the squares of its own shards."""
-    params = list(model.parameters())
-    if not any(is_partitioned(p) for p in params):
-        return math.sqrt(sum(float(p.detach().float().pow(2).sum()) for p in params))
-    rank = dist.get_rank()
-    total = torch.zeros((), dtype=torch.float64)
-    for p in params:
-        if not is_partitioned(p) or p.ds_persist:  # held whole on every rank: count it on rank 0 only
-            total += float(p.detach().float().pow(2).sum()) if rank == 0 else 0.0
-            continue
-        shard = p.ds_tensor
-        valid = max(0, min(shard.ds_numel, p.ds_numel - rank * shard.ds_numel))  # the last shard is padded
-        total += float(shard.detach().narrow(0, 0, valid).float().pow(2).sum())
-    total = total.to(_comm_device())
-    dist.all_reduce(total)
-    return math.sqrt(float(total))
 
 
 def model_state_bytes(engine) -> dict[str, int]:
@@ -330,10 +333,12 @@ def full_grad_norm(model: torch.nn.Module) -> torch.Tensor:
 
 
 def efficiency_record(engine, *, seconds: dict[str, float], held: dict[str, int], step: int, tokens_per_s: float,
-                      flops_per_token: int, peak_tflops: float | None, world: int, energy: EnergyMeter) -> dict[str, Any]:
+                      flops_per_token: int, peak_tflops: float | None, world: int, energy: EnergyMeter,
+                      param_norm: float) -> dict[str, Any]:
     """What users compare runs and hardware by: model FLOPs, TFLOP/s and MFU per device, the time split
     of this step (rank 0's), memory (the largest rank's; model states counted while gradients, weights
-    and optimizer states are all live, as the optimizer steps), the parameter norm, energy per step (CUDA)."""
+    and optimizer states are all live, as the optimizer steps), the parameter norm (the divergence guard's, measured
+    once a step), energy per step (CUDA)."""
     tflops = flops_per_token * tokens_per_s / world / 1e12
     held_mb = [held.get(k, 0) / 2**20 for k in ("total", "params")]
     worst = torch.tensor([peak_memory_mb(), *held_mb], device=engine.device)
@@ -344,7 +349,7 @@ def efficiency_record(engine, *, seconds: dict[str, float], held: dict[str, int]
         "tflops_per_device": tflops,
         "mfu": tflops / peak_tflops if peak_tflops else None,
         **{f"time_{k}_s": v for k, v in seconds.items()},
-        "param_norm": parameter_norm(engine.module),
+        "param_norm": param_norm,
         "peak_mem_mb": peak_mem,
         "model_state_mb": state_mb,
         "model_state_params_mb": params_mb,

@@ -170,6 +170,14 @@ def test_target_outside_vocabulary_raises_clear_error():
         fused_linear_score(h, w, t, lam=0.3)
 
 
+def test_calibration_bins_on_a_pass_with_gradients_are_refused_not_dropped():
+    h, w, t = _inputs(8, 4, 9, torch.float32)
+    with pytest.raises(ValueError, match=r"calibration_bins=10 asks for calibration from a pass that computes gradients"):
+        fused_linear_score(h.requires_grad_(), w, t, lam=0.3, calibration_bins=10)
+    with torch.no_grad():
+        assert fused_linear_score(h, w, t, lam=0.3, calibration_bins=10).calibration.shape == (3, 10)
+
+
 def test_unknown_bounded_score_raises():
     h, w, t = _inputs(8, 4, 9, torch.float32)
     with pytest.raises(ValueError, match="log"):

@@ -7,7 +7,15 @@ import math
 import pytest
 
 from hypros_lm.runs import RunFolder
-from tests.helpers import STAGE_RUN, TINY_RUN, leftover_shared_memory, read_metrics, run_deepspeed, run_python
+from tests.helpers import (
+    STAGE_RUN,
+    TINY_RUN,
+    leftover_shared_memory,
+    read_metrics,
+    run_deepspeed,
+    run_python,
+    wandb_history,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +88,14 @@ def test_zero3_offload_accumulation_checkpointing_and_wandb_offline(tmp_path, ca
     train = read_metrics(tmp_path)
     assert [r["tokens"] for r in train] == [2 * 2 * 4 * 64, 2 * 2 * 2 * 4 * 64]  # 2 ranks × 2 micro-steps
     assert [r["lambda"] for r in train] == [0.0, 1.0]  # the switch at 0.5·T
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    # wandb keeps training and validation apart: at step 2, which also evaluated, both values of every shared metric
+    history, (val,) = wandb_history(tmp_path), read_metrics(tmp_path, "val")
+    shared = {k for k in set(train[1]) & set(val) if isinstance(val[k], float)} - {"elapsed_s"}
+    assert {"loss", "loss_log", "loss_brier", "accuracy", "entropy"} <= shared
+    for key in shared:
+        assert history[2][f"train/{key}"] == pytest.approx(train[1][key]), key
+        assert history[2][f"val/{key}"] == pytest.approx(val[key]), key
+    assert history[1]["eff/tokens_per_s"] == pytest.approx(train[0]["tokens_per_s"])
 
 
 @pytest.mark.parametrize("stage", ["zero0", "zero2", "zero3"])

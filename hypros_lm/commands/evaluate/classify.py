@@ -26,7 +26,7 @@ def main(argv: list[str]) -> None:
     add_task_options(parser, split="validation", task_help="classification task (default: the run's; imdb for "
                      "domain shift)", limit_help="a seeded sample of this many examples")
     parser.add_argument("--perturb", nargs="*", default=[], help="swap:0.05, swap:0.1, trigger:prefix, trigger:suffix, ...")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled examples and the perturbations")
     add_device_options(parser)
     parser.add_argument("--out", type=Path, help="default: <run>/cls-<task>-<split>")
     args = parser.parse_args(argv)

@@ -10,8 +10,8 @@ from hypros_lm.runs import export_hf
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("out_dir")
+    parser.add_argument("run_dir", help="a training run folder")
+    parser.add_argument("out_dir", help="the Hugging Face folder to write (config, weights, tokenizer)")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     args = parser.parse_args(argv)
 

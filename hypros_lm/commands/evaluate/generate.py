@@ -21,11 +21,11 @@ def main(argv: list[str]) -> None:
     add_task_options(parser, split="test", task_help="task to evaluate on (default: the run's; another one tests "
                      "domain shift)", limit_help="first N examples")
     parser.add_argument("--beams", type=int, default=1, help="1: greedy; >1: beam search")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest generated output, in tokens")
+    parser.add_argument("--batch-size", type=int, default=16, help="sources generated together")
     parser.add_argument("--perturb", nargs="*", default=[],
                         help="perturbation specs: swap:0.05, typo:0.1, prefix, distractor; combine with +")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     add_device_options(parser)
     parser.add_argument("--out", help="output folder (default: <run>/gen-<task>-<split>)")
     args = parser.parse_args(argv)

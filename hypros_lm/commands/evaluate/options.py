@@ -12,9 +12,9 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
 
 def add_task_options(parser: argparse.ArgumentParser, *, split: str, task_help: str, limit_help: str) -> None:
     """A fine-tuned run folder, the task and split to evaluate it on, and how many examples."""
-    parser.add_argument("run_dir")
+    parser.add_argument("run_dir", help="a fine-tuned run folder")
     parser.add_argument("--task", help=task_help)
-    parser.add_argument("--split", default=split)
+    parser.add_argument("--split", default=split, help="the task's split")
     parser.add_argument("--limit", type=int, help=limit_help)
 
 

@@ -14,8 +14,8 @@ from hypros_lm.runs import EVALUATION_FILE, RunFolder
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders to draw together")
+    parser.add_argument("--out", type=Path, required=True, help="folder the figures are written to")
     parser.add_argument("--eval-split", default="test", help="which eval-<split>/metrics.json to overlay")
     args = parser.parse_args(argv)
 

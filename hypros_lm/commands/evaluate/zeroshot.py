@@ -22,9 +22,10 @@ from hypros_lm.runs import load_run, to_hf
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_source(parser, run_help="a training run folder (its latest checkpoint)")
-    parser.add_argument("--tasks", nargs="+", default=["lambada_openai", "arc_easy", "piqa", "wikitext"])
+    parser.add_argument("--tasks", nargs="+", default=["lambada_openai", "arc_easy", "piqa", "wikitext"],
+                        help="lm-eval task names (offline copies where there are)")
     parser.add_argument("--limit", type=int, help="examples per task (for quick runs); reported in the results")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="requests scored together")
     add_device_options(parser)
     parser.add_argument("--out", help="output folder (default: <run>/zeroshot)")
     args = parse_model_source(parser, argv)
