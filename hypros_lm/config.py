@@ -3,7 +3,7 @@ YAML, overridden from the CLI.
 
 Precedence: dataclass defaults < ``--config FILE.yaml`` < command-line flags. Flags are dotted
 (``--loss.tau 0.05``, ``--train.max_steps=200``) with a few short aliases (``--loss hypros``,
-``--max-steps 200``). Unknown keys are errors that list the known ones.
+``--max-steps 200``). Unknown keys are errors that name the closest known ones, then all.
 """
 
 from __future__ import annotations
@@ -193,14 +193,6 @@ def known_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in _sections().items() for f in dataclasses.fields(cls)]
 
 
-def unknown_setting(key: str) -> str:
-    """The message for a key no section holds: the closest known ones first (a typo's likely fix), then every one."""
-    known = known_keys()
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
-    return f"unknown setting {key!r}; {hint}known settings: {', '.join(known)}"
-
-
 def _coerce(key: str, raw: Any, annotation: Any) -> Any:
     """Convert a YAML/CLI value to the field's type, or raise naming the key."""
     hint = annotation
@@ -240,7 +232,9 @@ def _apply(tree: dict[str, dict[str, Any]], key: str, raw: Any) -> None:
     section, _, name = key.partition(".")
     sections = _sections()
     if section not in sections or name not in {f.name for f in dataclasses.fields(sections[section])}:
-        raise InvalidValue(unknown_setting(key))
+        close = " or ".join(difflib.get_close_matches(key, known_keys(), n=3, cutoff=0.6))  # a typo's fix first
+        raise InvalidValue(f"unknown setting {key!r}; " + (f"did you mean {close}? " if close else "")
+                           + f"known settings: {', '.join(known_keys())}")
     hints = typing.get_type_hints(sections[section])
     tree.setdefault(section, {})[name] = _coerce(key, raw, hints[name])
 
@@ -276,10 +270,7 @@ def parse_cli(argv: list[str]) -> tuple[str | None, list[tuple[str, Any]]]:
                 value, i = nxt, i + 2
         else:
             i += 1
-        if key == "config":
-            config = value
-        else:
-            overrides.append((key, value))  # a string: _coerce converts it to the field's type
+        config, overrides = (value, overrides) if key == "config" else (config, [*overrides, (key, value)])
     return config, overrides
 
 

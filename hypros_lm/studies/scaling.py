@@ -226,7 +226,10 @@ def leave_largest_out(points: Points) -> dict[str, float] | None:
 
 def envelope(curves: Sequence[tuple[Sequence[float], Sequence[float]]], points: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """The lower envelope of learning curves (compute, loss) on a log grid of compute (Kaplan's L(C_min)): at each
-    grid point the least loss any curve reaches there (each curve interpolated in log compute, within its span)."""
+    grid point the least loss any curve reaches at that compute or less (each curve interpolated in log compute,
+    within its span). It never rises: a loss reached with less compute is reachable with more, so where a small run
+    ends, its last loss carries on (counting each curve only inside its own span made the frontier jump up there).
+    Caveat: a point of a curve before its run's end is a checkpoint mid-schedule, not a run trained to that compute."""
     lo = min(min(c) for c, _ in curves)
     hi = max(max(c) for c, _ in curves)
     grid = np.geomspace(lo, hi, points)
@@ -236,7 +239,7 @@ def envelope(curves: Sequence[tuple[Sequence[float], Sequence[float]]], points: 
         inside = (grid >= c.min()) & (grid <= c.max())
         best[inside] = np.minimum(best[inside], np.interp(np.log(grid[inside]), np.log(c), loss))
     keep = np.isfinite(best)
-    return grid[keep], best[keep]
+    return grid[keep], np.minimum.accumulate(best[keep])
 
 
 METRICS = (("nll", "test NLL"), ("brier", "test Brier"), ("ece_10", "test ECE (10 bins)"))

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -43,6 +41,7 @@ from hypros_lm.runs import RunFolder, read_weights, resume_latest, save_checkpoi
 from hypros_lm.scoring import Objective, build_objective
 from hypros_lm.scoring.schedules import learning_rate
 from hypros_lm.tasks import TaskFamily, family_for
+from hypros_lm.training.batches import StepSums, scored_tokens, to_device
 from hypros_lm.training.divergence import DivergenceGuard
 from hypros_lm.training.engine import (
     assign_parameters,
@@ -329,67 +328,9 @@ def batch_for(run: Run, step: int, micro: int) -> tuple[torch.Tensor, torch.Tens
     return run.data.train.batch(run.order.indices(first, t.micro_batch_size))
 
 
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host batch on the engine's device: through pinned memory and without waiting where that is a GPU."""
-    if device.type != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
-
-
-def scored_tokens(targets: list[torch.Tensor], *, world: int, device: torch.device) -> torch.Tensor:
-    """The number of scored targets in the whole global batch (every micro-batch of every rank): counted on the host
-    from this rank's batches, summed over ranks by one all-reduce on the device (no host synchronisation)."""
-    count = torch.tensor(sum(int(np.count_nonzero(y.numpy() != IGNORE_INDEX)) for y in targets), dtype=torch.float64)
-    count = to_device(count, device)
-    if world > 1:
-        dist.all_reduce(count)
-    return count
-
-
-IGNORE_INDEX = -100
-"""The target id the task families give positions that are not scored (prompts, padding)."""
-
-TOKEN_MEANS = ("loss_log", "accuracy", "entropy", "z_loss")
-"""Components of a pass that are means over its scored tokens (with each ``loss_<score>``): weighted by the pass's
-token count in the step's record."""
-
-
-@dataclass
-class StepSums:
-    """One optimizer step, for its training record and the divergence check, as this rank's sums over its
-    micro-batches (on the device): ``loss``, this rank's share of the global batch's per-token loss; the token-mean
-    components (``mean_keys``) times each pass's scored tokens, as one vector (``weighted``), and those tokens
-    (``n_tokens``); the squared per-component gradient norms (``norm_keys``, ``norms_sq``); the gradient norm where
-    DeepSpeed reports none (ZeRO-0); and, on timed (log) steps, the seconds in forward, backward and the optimizer and
-    the model-state bytes held while the optimizer steps."""
-
-    loss: torch.Tensor | float = 0.0
-    n_tokens: torch.Tensor | float = 0.0
-    mean_keys: list[str] = field(default_factory=list)
-    weighted: torch.Tensor | float = 0.0
-    norm_keys: list[str] = field(default_factory=list)
-    norms_sq: torch.Tensor | float = 0.0
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("forward", "backward", "optimizer"), 0.0))
-    held: dict[str, int] = field(default_factory=dict)
-    grad_norm: torch.Tensor | None = None
-
-    def add(self, out) -> None:
-        """Add one micro-batch's pass (a [`ScoreOutput`][hypros_lm.scoring.fused.ScoreOutput]): a few operations on
-        stacked vectors, not a few per component (this runs at every micro-step)."""
-        n = out.n_tokens.double()
-        parts = out.components()
-        self.mean_keys = [k for k in parts if k in TOKEN_MEANS or k.startswith("loss_")]
-        self.norm_keys = [k for k in parts if k.startswith("grad_norm_")]
-        self.loss = self.loss + out.loss.detach().double()
-        self.n_tokens = self.n_tokens + n
-        self.weighted = self.weighted + torch.stack([parts[k] for k in self.mean_keys]).double() * n
-        if self.norm_keys:
-            self.norms_sq = self.norms_sq + torch.stack([parts[k] for k in self.norm_keys]).double().square()
-
-
 def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool = False) -> StepSums:
     """One optimizer step over grad_accum micro-batches; ``timed`` (log steps only: each timing is a device sync)
-    also measures the seconds and memory [`StepSums`][hypros_lm.training.loop.StepSums] holds for log steps.
+    also measures the seconds and memory [`StepSums`][hypros_lm.training.batches.StepSums] holds for log steps.
 
     The step's loss is the per-token mean over the whole global batch, whatever its split into micro-batches and
     ranks: each pass's sum of scores is divided by the global batch's scored tokens (``num_items_in_batch``, as
@@ -416,18 +357,9 @@ def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool
 
 
 def _train_record(run: Run, step: int, sums: StepSums, health: dict[str, float], **extra: float) -> dict[str, Any]:
-    """The step's record: token-weighted means over the global batch, summed over ranks (a sync point: log steps
-    only); ``health`` is the divergence guard's read of the step (loss, gradient and parameter norms)."""
-    keys, norm_keys = sums.mean_keys, sums.norm_keys
-    vec = torch.cat([torch.as_tensor(v, dtype=torch.float64, device=run.engine.device).reshape(-1) for v in
-                     (sums.n_tokens, sums.weighted, sums.norms_sq if norm_keys else [])])
-    dist.all_reduce(vec)
-    n, *values = vec.tolist()
-    record: dict[str, Any] = {"step": step, "split": "train", "loss": health["loss"], "scored_tokens": int(n)}
-    for key, value in zip(keys, values[: len(keys)], strict=True):
-        record[key] = value / n if n else float("nan")
-    for key, value in zip(norm_keys, values[len(keys):], strict=True):
-        record[key] = math.sqrt(value)  # ‖∂L/∂h‖ of each component's loss over the whole global batch
+    """The step's record (a sync point: log steps only): its token-weighted means over the global batch, and
+    ``health``, the divergence guard's read of the step (loss, gradient and parameter norms)."""
+    record: dict[str, Any] = {"step": step, "split": "train", "loss": health["loss"], **sums.means(run.engine.device)}
     record["grad_norm"] = health["grad_norm"] if _grad_norm(run.engine, sums) is not None else None
     record["lambda"] = extra.pop("lam")
     record.update(extra)

@@ -10,7 +10,7 @@ from hypros_lm.training.telemetry import console_line
 from tests.helpers import REPO
 
 PAGE = REPO / "docs" / "pretraining.md"
-NUMBER = r"[-+0-9.e:k%]+"
+NUMBER = r"-?\d[\d.:k%]*(?:e[-+]\d+)?"
 
 
 def _sample() -> list[str]:
@@ -22,7 +22,7 @@ def _sample() -> list[str]:
 def _shape(line: str) -> re.Pattern:
     """A line with every number opened up: what stays are the labels, their order and the separators."""
     parts = re.split(NUMBER, line)
-    return re.compile("^" + NUMBER.join(re.escape(p).replace("\\ ", " ").replace(" ", " +") for p in parts) + "$")
+    return re.compile("^" + NUMBER.join(re.sub(" +", " +", re.escape(p).replace("\\ ", " ")) for p in parts) + "$")
 
 
 def test_the_sample_s_step_lines_are_today_s_console_lines():

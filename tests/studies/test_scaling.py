@@ -101,6 +101,16 @@ def test_the_envelope_is_the_least_loss_any_curve_reaches_at_each_compute():
     assert at_1e5 == pytest.approx(3.5) and best[-1] == pytest.approx(3.0) and best[0] == pytest.approx(5.0)
 
 
+def test_the_envelope_never_rises_where_a_small_run_ends():
+    """A small run ends at 1e4 FLOPs with loss 3.0; a large one passes 1e4 still at 5.4 and reaches 2.9 at 1e5: the
+    least loss reachable with 3e4 FLOPs is 3.0, not the large run's 4.4 there."""
+    small = ([1e3, 1e4], [5.0, 3.0])
+    large = ([1e3, 1e5], [6.0, 2.9])
+    grid, best = envelope([small, large], points=11)
+    assert np.all(np.diff(best) <= 0)
+    assert best[np.argmin(abs(grid - 3e4))] == pytest.approx(3.0) and best[-1] == pytest.approx(2.9)
+
+
 def test_the_cpu_demo_study_identifies_no_law_and_says_why():
     """The cpu-demo study's own test NLLs (3 sizes × 3 seeds, its committed analysis) carry no law: too few sizes."""
     import json
