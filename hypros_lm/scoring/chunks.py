@@ -241,10 +241,18 @@ class _Walk:
     def gradient(self, h_mm: Tensor, sc: dict[str, Tensor], coefs, targets: Tensor, valid: Tensor,
                  components=None) -> tuple[Tensor, Tensor | None]:
         """∂L/∂h of the chunk (fp32), adding its ∂L/∂W and ∂L/∂b into the accumulators; with ``components``
-        (the coefficients of λ = 0 and λ = 1) also the squared norms of ∂L_log/∂h and ∂L_bounded/∂h."""
+        (the coefficients of λ = 0 and λ = 1) also the squared norms of ∂L_log/∂h and ∂L_bounded/∂h.
+
+        Without a z-loss, G = (1 − λ)·G_log + λ·G_bounded exactly, so one component is computed (an elementwise pass
+        and a matmul) and the other follows from the total: the one whose weight is under ½ is computed, and the one
+        divided by its weight ≥ ½ is derived, which keeps the rounding of the total within a factor 2."""
         c = h_mm.shape[0]
         gh = torch.zeros((c, h_mm.shape[1]), dtype=self.acc, device=h_mm.device)
-        comp_h = [torch.zeros_like(gh) for _ in range(2)] if components is not None else []
+        derive = components is not None and not self.opts.z_loss
+        direct = (0 if self.opts.lam >= 0.5 else 1) if derive else None
+        if derive:
+            components = [components[direct]]
+        comp_h = [torch.zeros_like(gh) for _ in components] if components is not None else []
         for a, b in self.blocks:
             z = _view(self.buf_z, c, b - a)
             if not self.single:  # the statistics pass left the last block's logits: recompute this one's
@@ -259,6 +267,10 @@ class _Walk:
             g = _as_operand(g, h_mm)
             _addmm_(gh, g, w_blk)
             _addmm_(self.grad_w[a:b], g.T, h_mm)
+        if derive:  # the other component from the total: G·W = (1 − λ)·G_log·W + λ·G_bounded·W
+            weights = (1.0 - self.opts.lam, self.opts.lam)
+            other = (gh - weights[direct] * comp_h[0]) / weights[1 - direct]
+            comp_h = [comp_h[0], other] if direct == 0 else [other, comp_h[0]]
         return gh, (torch.stack([x.square().sum() for x in comp_h]) if comp_h else None)
 
 

@@ -126,10 +126,13 @@ def test_lambda_as_tensor_and_no_grad_path():
     assert not b.loss.requires_grad
 
 
-def test_component_grad_norms_match_autograd():
+@pytest.mark.parametrize(("lam", "z_loss"), [(0.3, 0.0), (0.8, 0.0), (0.0, 0.0), (1.0, 0.0), (0.3, 1e-2)])
+def test_component_grad_norms_match_autograd(lam, z_loss):
+    """Each component's ‖∂L/∂h‖ against autograd of that component alone: computed directly, derived from the total
+    (λ on either side of ½, and at its ends), and both computed where a z-loss makes the total more than the two."""
     h, w, t = _inputs(30, 8, 40, torch.float64)
-    out = fused_linear_score(h, w, t, lam=0.3, bounded="spherical", options=ScoringOptions(chunk_size=8), vocab_block_size=16,
-                             component_grad_norms=True)
+    out = fused_linear_score(h, w, t, lam=lam, bounded="spherical", vocab_block_size=16, component_grad_norms=True,
+                             options=ScoringOptions(chunk_size=8, z_loss=z_loss))
     for lam, got in ((0.0, out.grad_norm_log), (1.0, out.grad_norm_bounded)):
         ref = naive_linear_score(h, w, t, lam, "spherical")
         (gh,) = torch.autograd.grad(ref["loss"], (h,))
