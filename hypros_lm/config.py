@@ -8,11 +8,8 @@ Precedence: dataclass defaults < ``--config FILE.yaml`` < command-line flags. Fl
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import difflib
-import inspect
-import textwrap
 import types
 import typing
 from collections.abc import Collection
@@ -185,12 +182,13 @@ ALIASES = {
 _IGNORED_FLAGS = {"local_rank", "local-rank"}  # passed by the deepspeed launcher; we read LOCAL_RANK
 
 
-def _sections() -> dict[str, type]:
+def sections() -> dict[str, type]:
+    """Each section's name in the settings tree and its dataclass."""
     return {f.name: f.default_factory().__class__ for f in dataclasses.fields(RunSettings)}
 
 
 def known_keys() -> list[str]:
-    return [f"{s}.{f.name}" for s, cls in _sections().items() for f in dataclasses.fields(cls)]
+    return [f"{s}.{f.name}" for s, cls in sections().items() for f in dataclasses.fields(cls)]
 
 
 def _coerce(key: str, raw: Any, annotation: Any) -> Any:
@@ -230,12 +228,12 @@ def _coerce(key: str, raw: Any, annotation: Any) -> Any:
 
 def _apply(tree: dict[str, dict[str, Any]], key: str, raw: Any) -> None:
     section, _, name = key.partition(".")
-    sections = _sections()
-    if section not in sections or name not in {f.name for f in dataclasses.fields(sections[section])}:
+    classes = sections()
+    if section not in classes or name not in {f.name for f in dataclasses.fields(classes[section])}:
         close = " or ".join(difflib.get_close_matches(key, known_keys(), n=3, cutoff=0.6))  # a typo's fix first
         raise InvalidValue(f"unknown setting {key!r}; " + (f"did you mean {close}? " if close else "")
                            + f"known settings: {', '.join(known_keys())}")
-    hints = typing.get_type_hints(sections[section])
+    hints = typing.get_type_hints(classes[section])
     tree.setdefault(section, {})[name] = _coerce(key, raw, hints[name])
 
 
@@ -270,7 +268,10 @@ def parse_cli(argv: list[str]) -> tuple[str | None, list[tuple[str, Any]]]:
                 value, i = nxt, i + 2
         else:
             i += 1
-        config, overrides = (value, overrides) if key == "config" else (config, [*overrides, (key, value)])
+        if key == "config":
+            config = value
+        else:
+            overrides.append((key, value))  # a string: _coerce converts it to the field's type
     return config, overrides
 
 
@@ -303,7 +304,7 @@ def load_data_settings(argv: list[str], *, keys: Collection[str]) -> DataSetting
 
 
 def _build(tree: dict[str, dict[str, Any]]) -> RunSettings:
-    return RunSettings(**{name: cls(**tree.get(name, {})) for name, cls in _sections().items()})
+    return RunSettings(**{name: cls(**tree.get(name, {})) for name, cls in sections().items()})
 
 
 def settings_from_dict(data: dict[str, Any]) -> RunSettings:
@@ -312,71 +313,6 @@ def settings_from_dict(data: dict[str, Any]) -> RunSettings:
     for key, value in _flatten(data, "settings"):
         _apply(tree, key, value)
     return _build(tree)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Each field's docstring: the string literal written under it in the class body (read from the source)."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    docs = {}
-    for node, after in zip(body, body[1:], strict=False):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-            docs[node.target.id] = " ".join(after.value.value.split())
-    return docs
-
-
-def _type_name(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(hint)))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join("none" if a is type(None) else _type_name(a) for a in typing.get_args(hint))
-    return getattr(hint, "__name__", str(hint))
-
-
-def setting_rows() -> list[tuple[str, str, str, Any, str]]:
-    """(section, field, type, default, description) of every setting, in the order of the dataclasses: what
-    ``--help`` and the documentation's settings reference both print."""
-    rows = []
-    for section, cls in _sections().items():
-        hints, docs = typing.get_type_hints(cls), field_docs(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((section, f.name, _type_name(hints[f.name]), default, docs.get(f.name, "")))
-    return rows
-
-
-def settings_help(keys: Collection[str] | None = None) -> str:
-    """Every setting (or those of ``keys``, dotted), grouped by section, with its type, default and description;
-    then the short flags."""
-    where = "; in a --config YAML file as section: {key: value}" if keys is None else ""
-    lines = [f"Settings (--section.key VALUE{where}):"]
-    previous = None
-    for section, name, type_name, default, doc in setting_rows():
-        if keys is not None and f"{section}.{name}" not in keys:
-            continue
-        if section != previous:
-            lines += ["", f"{section}:"]
-            previous = section
-        lines.append(f"  --{section}.{name}  ({type_name}; default {default!r})")
-        if doc:
-            lines.append(textwrap.fill(doc, width=110, initial_indent="      ", subsequent_indent="      "))
-    lines += ["", "Short flags:"] + [f"  --{short:<18} = --{key}" for short, key in ALIASES.items()
-                                     if keys is None or key in keys]
-    return "\n".join(lines)
-
-
-def settings_reference() -> str:
-    """The settings as Markdown tables, one per section (the documentation's settings page)."""
-    out, previous = [], None
-    for section, name, type_name, default, doc in setting_rows():
-        if section != previous:
-            out += ["", f"## `{section}`", "", "| setting | type | default | description |", "|---|---|---|---|"]
-            previous = section
-        out.append(f"| `--{section}.{name}` | {type_name} | `{default!r}` | {doc.replace('|', chr(92) + '|')} |")
-    out += ["", "## Short flags", "", "| flag | is |", "|---|---|"]
-    out += [f"| `--{short}` | `--{key}` |" for short, key in ALIASES.items()]
-    return "\n".join(out).strip() + "\n"
 
 
 def settings_warnings(settings: RunSettings) -> list[str]:

@@ -1,7 +1,7 @@
 """MkDocs hooks (mkdocs.yml `hooks:`): pages generated from the code, so that the site cannot disagree with it.
 
 - ``index.md``: the README, its links into ``docs/`` made relative to the site;
-- ``settings.md``: the settings reference from the settings dataclasses (``hypros_lm.config.setting_rows``, the
+- ``settings.md``: the settings reference from the settings dataclasses (``hypros_lm.settings_docs.setting_rows``, the
   same rows ``--help`` prints);
 - ``api.md``: one mkdocstrings entry per name exported at the package top and by the integrations.
 """
@@ -49,7 +49,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if page.file.src_uri == "index.md":
         return readme_as_home()
     if page.file.src_uri == "settings.md":
-        from hypros_lm.config import settings_reference
+        from hypros_lm.settings_docs import settings_reference
 
         return markdown.replace("<!-- settings reference -->", settings_reference())
     if page.file.src_uri == "api.md":

@@ -17,7 +17,7 @@ FLOORS = {  # top-level part of the package -> floor (lowest first)
     "files": 0, "cli": 0, "errors": 0, "resources": 0,
     "scoring": 1, "metrics": 1,
     "models": 2, "data": 2, "integrations": 2,
-    "config": 3, "runs": 3,
+    "config": 3, "settings_docs": 3, "runs": 3,
     "evaluation": 4,
     "tasks": 5,
     "training": 6,

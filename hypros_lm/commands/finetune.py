@@ -11,8 +11,9 @@ Tasks: multi30k-en-de, wmt14-en-de, iwslt15-vi-en, cnn-dailymail, xsum (offline:
 
 
 from hypros_lm.cli import run_main
-from hypros_lm.config import load_settings, settings_help
+from hypros_lm.config import load_settings
 from hypros_lm.errors import InvalidValue
+from hypros_lm.settings_docs import settings_help
 from hypros_lm.training import train
 
 

@@ -25,13 +25,14 @@ import argparse
 from pathlib import Path
 
 from hypros_lm.cli import run_main
-from hypros_lm.config import load_data_settings, settings_help
+from hypros_lm.config import load_data_settings
 from hypros_lm.data import DataSettings, prepare_corpus
 from hypros_lm.data.holdout import Holdout
 from hypros_lm.data.settings import PREPARE_SETTINGS
 from hypros_lm.data.sources import canonical_split, resolve_splits
 from hypros_lm.errors import InvalidValue
 from hypros_lm.files import launcher_rank
+from hypros_lm.settings_docs import settings_help
 
 RENAMED = {"--vocab-size": "data.vocab_size", "--tokenizer": "data.tokenizer", "--text-field": "data.text_field",
            "--tokenizer-sample-chars": "data.tokenizer_sample_chars", "--token-budget": "data.token_budget",

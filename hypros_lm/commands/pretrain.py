@@ -9,7 +9,8 @@ Settings: --config FILE.yaml, then --section.key value overrides (listed below, 
 
 
 from hypros_lm.cli import run_main
-from hypros_lm.config import load_settings, settings_help
+from hypros_lm.config import load_settings
+from hypros_lm.settings_docs import settings_help
 from hypros_lm.training import train
 
 

@@ -159,25 +159,28 @@ class _FusedLinearScore(torch.autograd.Function):
 def check_options(*, lam: float | Tensor, num_items_in_batch: int | Tensor | None = None,
                   valid: Tensor | None = None) -> None:
     """Values that would give a loss of another objective, or none, refused with the value and its range before
-    any work. A λ or item count held on an accelerator is not read back (that would wait on the device at every
-    call). ``valid``: which targets are scored (an item count of 0 is allowed only when none is)."""
+    any work. A λ or item count given as a tensor is checked on its device without being read back (``require``:
+    reading it would wait on the device at every call). ``valid``: which targets are scored (an item count of 0 is
+    allowed only when none is)."""
+    def lam_message() -> str:
+        return (f"lam={float(lam):g} must lie in [0, 1]: the loss is (1 − λ)·log + λ·bounded, a proper score only for "
+                f"λ in that range (a LambdaSchedule gives such values)")
+
+    def items_message(held: str = "") -> str:
+        return (f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of scored tokens "
+                f"across the accumulated batch{held} (or pass None to average over this batch)")
+
     if isinstance(lam, Tensor):
-        require(torch.all((lam >= 0) & (lam <= 1)), lambda: f"lam={float(lam):g} must lie in [0, 1]: the loss is "
-                f"(1 − λ)·log + λ·bounded, a proper score only for λ in that range (a LambdaSchedule gives such values)")
+        require(torch.all((lam >= 0) & (lam <= 1)), lam_message)
     elif not 0.0 <= float(lam) <= 1.0:
-        raise InvalidValue(f"lam={float(lam):g} must lie in [0, 1]: the loss is (1 − λ)·log + λ·bounded, a proper "
-                           f"score only for λ in that range (a LambdaSchedule gives such values)")
+        raise InvalidValue(lam_message())
     if isinstance(num_items_in_batch, Tensor):
-        scored = torch.ones((), dtype=torch.bool, device=num_items_in_batch.device) if valid is None else valid.any()
-        require(torch.all((num_items_in_batch > 0) | ((num_items_in_batch == 0) & ~scored.to(num_items_in_batch.device))),
-                lambda: f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of scored "
-                        f"tokens across the accumulated batch (or pass None to average over this batch)")
+        n = num_items_in_batch
+        scored = torch.ones((), dtype=torch.bool, device=n.device) if valid is None else valid.any().to(n.device)
+        require(torch.all((n > 0) | ((n == 0) & ~scored)), items_message)
     elif num_items_in_batch is not None and float(num_items_in_batch) <= 0:
         if float(num_items_in_batch) < 0 or valid is None or bool(valid.any()):
-            held = "" if valid is None else f", which holds {int(valid.sum())} here"
-            raise InvalidValue(f"num_items_in_batch={float(num_items_in_batch):g} must be positive: it is the number of "
-                               f"scored tokens across the accumulated batch{held} (or pass None to average over this "
-                               f"batch)")
+            raise InvalidValue(items_message("" if valid is None else f", which holds {int(valid.sum())} here"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,18 +21,16 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
-def scored_tokens(targets: list[torch.Tensor], *, world: int, device: torch.device) -> torch.Tensor:
-    """The number of scored targets in the whole global batch (every micro-batch of every rank): counted on the host
-    from this rank's batches, summed over ranks by one all-reduce on the device (no host synchronisation)."""
-    count = torch.tensor(sum(int(np.count_nonzero(y.numpy() != IGNORE_INDEX)) for y in targets), dtype=torch.float64)
+def scored_tokens(targets: list[torch.Tensor], *, ignore_index: int, world: int, device: torch.device) -> torch.Tensor:
+    """The number of scored targets in the whole global batch (every micro-batch of every rank; ``ignore_index``, the
+    head's, marks the others): counted on the host from this rank's batches, summed over ranks by one all-reduce on
+    the device (no host synchronisation)."""
+    count = torch.tensor(sum(int(np.count_nonzero(y.numpy() != ignore_index)) for y in targets), dtype=torch.float64)
     count = to_device(count, device)
     if world > 1:
         dist.all_reduce(count)
     return count
 
-
-IGNORE_INDEX = -100
-"""The target id the task families give positions that are not scored (prompts, padding)."""
 
 TOKEN_MEANS = ("loss_log", "accuracy", "entropy", "z_loss")
 """Components of a pass that are means over its scored tokens (with each ``loss_<score>``): weighted by the pass's

@@ -338,7 +338,8 @@ def train_step(run: Run, step: int, lam: float, want_norms: bool, *, timed: bool
     a factor ``world`` against its mean over ranks)."""
     sums, tick, accum, device = StepSums(), Stopwatch(timed), run.settings.train.grad_accum, run.engine.device
     batches = [batch_for(run, step, micro) for micro in range(accum)]
-    n_items = scored_tokens([y for _, y in batches], world=run.world, device=device)
+    n_items = scored_tokens([y for _, y in batches], ignore_index=run.engine.module.lm.hypros.ignore_index,
+                            world=run.world, device=device)
     for micro, (x, y) in enumerate(batches):
         tick.start()
         out = run.engine(to_device(x, device), to_device(y, device), lam, bounded=run.objective.bounded,

@@ -61,7 +61,7 @@ def test_the_loss_options_table_is_the_functions_signature():
 
 
 def test_the_settings_reference_is_generated_from_the_dataclasses(site):
-    from hypros_lm.config import setting_rows
+    from hypros_lm.settings_docs import setting_rows
 
     rows = setting_rows()
     undocumented = [f"{section}.{name}" for section, name, *_, doc in rows if not doc.strip()]

@@ -83,8 +83,8 @@ def test_the_preparer_takes_the_data_settings_under_training_s_names(capsys):
     """hypros-prepare --help shows its data settings as hypros-pretrain --help does, line for line; values go
     through the same conversions and checks; the flags of 0.1 are named with what they are now."""
     from hypros_lm.commands import prepare
-    from hypros_lm.config import settings_help
     from hypros_lm.data.settings import PREPARE_SETTINGS
+    from hypros_lm.settings_docs import settings_help
 
     with pytest.raises(SystemExit):
         prepare.parse(["--help"])
