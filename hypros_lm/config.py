@@ -191,7 +191,7 @@ def known_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in sections().items() for f in dataclasses.fields(cls)]
 
 
-def _coerce(key: str, raw: Any, annotation: Any) -> Any:
+def coerce(key: str, raw: Any, annotation: Any) -> Any:
     """Convert a YAML/CLI value to the field's type, or raise naming the key."""
     hint = annotation
     origin = typing.get_origin(hint)
@@ -234,7 +234,7 @@ def _apply(tree: dict[str, dict[str, Any]], key: str, raw: Any) -> None:
         raise InvalidValue(f"unknown setting {key!r}; " + (f"did you mean {close}? " if close else "")
                            + f"known settings: {', '.join(known_keys())}")
     hints = typing.get_type_hints(classes[section])
-    tree.setdefault(section, {})[name] = _coerce(key, raw, hints[name])
+    tree.setdefault(section, {})[name] = coerce(key, raw, hints[name])
 
 
 def _flatten(data: dict[str, Any], source: str) -> list[tuple[str, Any]]:
@@ -271,7 +271,7 @@ def parse_cli(argv: list[str]) -> tuple[str | None, list[tuple[str, Any]]]:
         if key == "config":
             config = value
         else:
-            overrides.append((key, value))  # a string: _coerce converts it to the field's type
+            overrides.append((key, value))  # a string: coerce converts it to the field's type
     return config, overrides
 
 

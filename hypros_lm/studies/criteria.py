@@ -1,387 +1,223 @@
-"""A study's analysis: per-cell summaries, paired comparisons of the method, the five criteria (each a small
-function in CRITERIA), the schedule sweep and the scaling fits. Pure computation over RunResults.
+"""The study's five criteria, each a small function in CRITERIA from the analysis' context and its Holm-adjusted
+comparisons to a [`Judgement`][hypros_lm.studies.schema.Judgement] (numbers; the report writes the sentences):
 
-Criteria (the study's own), each reported with its measured value and a verdict:
-  C1 step-time overhead of the method vs log-loss ≤ 3 %.
-  C2 final task metric (test NLL for pretraining) ≥ 0.3σ better than log-loss, or matched (within 0.3σ)
-     with ≥ 25 % fewer steps to the target validation loss.
-  C3 ≥ 10 % lower test ECE or token Brier than log-loss, with a task metric not significantly worse.
-  C4 no significant degradation (paired t-test, p < 0.05) vs the bounded-score baseline on the robustness sets.
-  C5 positive or neutral (within 1 %) in ≥ 80 % of all paired comparisons, binomial p < 0.05.
+  C1 step-time overhead of the method vs log-loss ≤ 3 %: the 95 % t interval of the step-time ratio wholly below
+     1.03 (an interleaved timing where the study made one).
+  C2 task metric ≥ 0.3σ_log better than log-loss (and significant, Holm-adjusted), or matched (no worse by the
+     margin, the one-sided bound) with ≥ 25 % fewer steps to a target that discriminates: by default the log-loss
+     baseline's mean final validation loss; a target every run meets at its first evaluation is uninformative.
+  C3 ≥ 10 % lower test ECE or Brier than log-loss (significant, Holm-adjusted), with the task metric no worse by
+     the margin (non-inferiority: its one-sided 95 % bound above −margin).
+  C4 no significant degradation (Holm-adjusted over every set × metric) vs the bounded baseline on the robustness
+     sets.
+  C5 no worse than log-loss by the margin in ≥ 80 % of independent units (model × seed, on the task metric),
+     binomial p < α.
+
+A verdict is ``pass``, ``fail`` (the claim is not shown, or its opposite is) or ``not measured`` (too few seeds or
+units to judge; the reason says which).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from hypros_lm.models.hf import model_label
-from hypros_lm.studies.results import COMPARED, EFFICIENCY, GENERATION_SCORES, RunResult, task_metric
-from hypros_lm.studies.scaling import analyse_scaling
-from hypros_lm.studies.spec import Study
-from hypros_lm.studies.stats import (
-    NotEnoughData,
-    bootstrap_ci,
-    mean_std,
-    paired_t_test,
-    sign_test,
-    time_to_target,
-)
+from hypros_lm.studies.comparisons import adjust, label, paired
+from hypros_lm.studies.context import Context, ttt
+from hypros_lm.studies.results import GENERATION_SCORES
+from hypros_lm.studies.schema import Comparison, Judgement, Measurement
+from hypros_lm.studies.stats import NotEnoughData, non_inferiority, sign_test, t_half_width
 
-Cells = dict[tuple[str, str], dict[int, RunResult]]
+C1_THRESHOLD = 1.03  # method/log step time
+C2_SIGMA = 0.3
+C2_FASTER = 0.75
+C3_REDUCTION = 0.10
+C5_SHARE = 0.8
 
 
-@dataclass
-class Context:
-    """What every criterion reads: the study, its runs by (variation, model) and seed, the model sizes
-    present, the time-to-target levels, and the notes on comparisons not made (appended to)."""
-
-    study: Study
-    cells: Cells
-    models: list[str]
-    targets: dict[str, float]
-    notes: list[str]
-    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Interleaved step timings by model (results.read_timings), where the study made them."""
-
-    @property
-    def method(self) -> str:
-        return self.study.baselines["method"]
-
-    @property
-    def log(self) -> str:
-        return self.study.baselines["log"]
-
-    @property
-    def bounded(self) -> str:
-        return self.study.baselines["bounded"]
-
-    @property
-    def primary(self) -> str | None:
-        """The generation score the study is judged on first (results.task_metric), None for test NLL."""
-        return task_metric(self.study)
-
-    def task_pairs(self, a: str, b: str, model: str) -> tuple[list[float], list[float], int, str]:
-        """Paired test values of the task metric for variations a and b, the sign that makes "higher" better
-        (+1 for BLEU/ROUGE-L, −1 for NLL) and the metric's name."""
-        key = self.primary or "nll"
-        x, y = self.paired(a, b, model, lambda r: r.test[key])
-        return x, y, (1 if self.primary else -1), GENERATION_SCORES.get(key, "NLL")
-
-    @property
-    def metric(self) -> str:
-        return self.study.target.get("metric", "loss_log")
-
-    def paired(self, a: str, b: str, model: str, value) -> tuple[list[float], list[float]]:
-        seeds = sorted(set(self.cells.get((a, model), {})) & set(self.cells.get((b, model), {})))
-        return ([value(self.cells[(a, model)][s]) for s in seeds], [value(self.cells[(b, model)][s]) for s in seeds])
+def overall(measurements: list[Measurement]) -> str:
+    verdicts = [m.verdict for m in measurements if m.verdict in ("pass", "fail")]
+    return "not measured" if not verdicts else "fail" if "fail" in verdicts else "pass"
 
 
-def by_cell(runs: list[RunResult]) -> dict[tuple[str, str], dict[int, RunResult]]:
-    table: dict[tuple[str, str], dict[int, RunResult]] = defaultdict(dict)
-    for r in runs:
-        table[(r.variation, r.model)][r.seed] = r
-    return table
+def c1_step_time(ctx: Context, comparisons: list[Comparison]) -> Judgement:
+    """Judged on the study's interleaved timing where it made one (the method's and log-loss's steps alternated in
+    one process, so the machine's drift hits both alike), else on the paired runs' median step times; a verdict only
+    where the 95 % t interval of the mean method/log ratio lies wholly on one side of 1.03."""
+    timed = {m: ctx.timings[m] for m in ctx.models if m in ctx.timings}
+    measurements = []
+    for m in ctx.models:
+        if m in timed:
+            t = timed[m]
+            ratios = list(np.divide(t["method_times"], t["log_times"]))
+            extra = {"source": "interleaved timing", "method_s": t["method_s"], "log_s": t["log_s"]}
+        else:
+            a, b = ctx.paired(ctx.method, ctx.log, m, lambda r: r.step_time)
+            ratios, extra = [x / y for x, y in zip(a, b, strict=True)], {"source": "paired runs' median step times"}
+        if ratios:
+            measurements.append(_ratio(m, ratios, extra))
+    source = "an interleaved timing" if timed else "paired runs' median step times"
+    verdict = overall(measurements)
+    reason = "" if verdict != "not measured" else (
+        "an interval spans 1.03 or a model has fewer than 2 timed pairs (more timing steps would settle it; "
+        "benchmarks/step_time.py alternates the two in one process)" if measurements else "no paired runs")
+    return Judgement("C1", f"step-time overhead vs log-loss ≤ 3 % (judged on {source})", verdict, measurements,
+                     reason=reason)
 
 
-def _targets(study: Study, cells, models: list[str]) -> dict[str, float]:
-    """Time-to-target level per model: the study's value, or the worst final value of any run of that
-    size, so that every run reaches it and the steps taken are comparable."""
-    metric, value = study.target.get("metric", "loss_log"), study.target.get("value")
-    out = {}
-    for m in models:
-        finals = [r.curve[-1][metric] for (v, mm), seeds in cells.items() if mm == m for r in seeds.values()]
-        out[m] = float(value) if value is not None else float(max(finals))
-    return out
-
-
-def ttt(run: RunResult, metric: str, target: float) -> tuple[float, float] | None:
-    return time_to_target([r["step"] for r in run.curve], [r["elapsed_s"] for r in run.curve],
-                          [r[metric] for r in run.curve], target)
-
-
-
-def analyse(study: Study, runs: list[RunResult], timings: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Everything a report shows, as plain data (written to analysis.json beside report.md)."""
-    cells = by_cell(runs)
-    models = [m for m in map(model_label, study.models) if any(k[1] == m for k in cells)]  # hf:<path> -> its label
-    variations = [v for v in study.variations if any(k[0] == v for k in cells)]
-    ctx = Context(study, cells, models, _targets(study, cells, models), [], timings or {})
-    for m in models:
-        for role, v in (("method", ctx.method), ("log-loss baseline", ctx.log), ("bounded baseline", ctx.bounded)):
-            if (v, m) not in cells:
-                ctx.notes.append(f"{m}: the {role} {v!r} has no finished runs, so comparisons with it are not made")
-    summary = [_summary_row(ctx, m, v) for m in models for v in variations if cells.get((v, m))]
-    comparisons = _comparisons(ctx)
-    criteria = [c for judge in CRITERIA for c in judge(ctx)]
-    return {"summary": summary, "comparisons": comparisons, "criteria": criteria,
-            "scaling": _scaling(runs, variations, ctx.notes), "sweep": _sweep(ctx),
-            "targets": ctx.targets, "notes": ctx.notes, "models": models, "variations": variations,
-            "seeds": sorted({r.seed for r in runs}), "runs": len(runs)}
-
-
-def _summary_row(ctx: Context, model: str, variation: str) -> dict[str, Any]:
-    """Mean ± std over seeds of one (model, variation) cell: scores, step time, telemetry, time-to-target,
-    robustness sets."""
-    seeds = ctx.cells[(variation, model)]
-    row = {"model": model, "variation": variation, "seeds": len(seeds), "params": next(iter(seeds.values())).params}
-    for key in ("nll", "brier", "ece_10", "accuracy", "auc", *GENERATION_SCORES):
-        if all(key in r.test for r in seeds.values()):
-            row[key] = mean_std([r.test[key] for r in seeds.values()])
-    row["step_time"] = mean_std([r.step_time for r in seeds.values()])
-    for key, _ in EFFICIENCY:
-        logged = [v for v in (r.telemetry(key) for r in seeds.values()) if v is not None]
-        row[f"eff:{key}"] = mean_std(logged) if logged else None
-    reached = [ttt(r, ctx.metric, ctx.targets[model]) for r in seeds.values()]
-    row["ttt_steps"] = mean_std([t[0] for t in reached]) if all(reached) else None
-    row["ttt_seconds"] = mean_std([t[1] for t in reached]) if all(reached) else None
-    for name in ctx.study.robustness:
-        vals = [r.evals[name] for r in seeds.values() if name in r.evals]
-        if vals:
-            row[f"{name}:nll"] = mean_std([x["loss_log"] for x in vals])
-            row[f"{name}:ece_10"] = mean_std([x["ece_10"] for x in vals])
-            row[f"{name}:accuracy"] = mean_std([x["accuracy"] for x in vals])
-            if ctx.primary and all(ctx.primary in x for x in vals):
-                row[f"{name}:{ctx.primary}"] = mean_std([x[ctx.primary] for x in vals])
-        drops = [_drop(r, name, ctx.primary or "accuracy") for r in seeds.values() if name in r.evals]
-        drops = [d for d in drops if d is not None]
-        if drops:
-            row[f"{name}:drop"] = mean_std(drops)
+def _ratio(model: str, ratios: list[float], extra: dict) -> Measurement:
+    mean = float(np.mean(ratios))
+    row = Measurement(model, "step-time ratio (method / log-loss)", mean, n=len(ratios), threshold=C1_THRESHOLD,
+                      extra=extra)
+    if len(ratios) >= 2:
+        half = t_half_width(ratios)
+        row.low, row.high = mean - half, mean + half
+        row.verdict = "pass" if row.high <= C1_THRESHOLD else "fail" if row.low > C1_THRESHOLD else "not measured"
     return row
 
 
-def _drop(run: RunResult, name: str, key: str) -> float | None:
-    """Relative degradation of the task score on a robustness set: the perturbed evaluation's own (against its
-    clean sources), else (test − set) / test."""
-    ev = run.evals[name]
-    if isinstance(ev.get("relative_degradation"), float):
-        return ev["relative_degradation"]
-    return (run.test[key] - ev[key]) / run.test[key] if run.test.get(key) and key in ev else None
+def _of(comparisons: list[Comparison], model: str, vs: str, metric: str) -> Comparison | None:
+    return next((c for c in comparisons if (c.model, c.vs, c.metric) == (model, vs, metric)), None)
 
 
-def _comparisons(ctx: Context) -> list[dict[str, Any]]:
-    """The method against each baseline (once each, also when they are one variation) on every compared score."""
-    out = []
+def c2_task_metric(ctx: Context, comparisons: list[Comparison]) -> Judgement:
+    measurements = []
     for m in ctx.models:
-        for other in dict.fromkeys((ctx.log, ctx.bounded)):
-            if other == ctx.method:
-                continue
-            scores = [(ctx.primary, f"test {GENERATION_SCORES[ctx.primary]}")] if ctx.primary else []
-            for key, label in (*scores, *COMPARED):
-                a, b = ctx.paired(ctx.method, other, m, lambda r, k=key: r.test[k])
-                comp = {"model": m, "vs": other, "metric": label, "n": len(a)}
-                try:
-                    comp["diff"] = float(np.mean(np.subtract(a, b)))
-                    comp["t"], comp["p"] = paired_t_test(a, b)
-                    comp["ci"] = bootstrap_ci(a, b)
-                except NotEnoughData as err:
-                    ctx.notes.append(f"{ctx.method} vs {other}, {m}, {label}: not compared ({err})")
-                    continue
-                out.append(comp)
+        c = _of(comparisons, m, ctx.log, ctx.primary)
+        if c is None:
+            continue
+        a, b = ctx.test_pairs(ctx.method, ctx.log, m, ctx.primary)
+        sign = 1 if ctx.higher_is_better else -1
+        sigma = float(np.std(b, ddof=1)) if len(b) > 1 else 0.0
+        row = Measurement(m, f"{ctx.primary_label} gain over log-loss", sign * c.diff, n=c.n, p=c.p,
+                          p_adjusted=c.p_adjusted, margin=ctx.study.criteria.margin(ctx.primary),
+                          threshold=C2_SIGMA * sigma, extra={"sigma_log": sigma, **_time_to_target(ctx, m)})
+        if c.tested:
+            row.low, row.high = sorted((sign * c.low, sign * c.high))
+            ni = non_inferiority(a, b, margin=row.margin, higher_is_better=ctx.higher_is_better)
+            better = row.value >= row.threshold and c.p_adjusted < ctx.study.criteria.alpha
+            row.extra.update(matched=ni.verdict, matched_bound=ni.bound, matched_p=ni.p)
+            row.verdict = "pass" if better or (ni.verdict == "no worse" and row.extra["faster"]) else "fail"
+        measurements.append(row)
+    return Judgement("C2", f"test {ctx.primary_label} ≥ 0.3σ better than log-loss, or matched (no worse by the margin)"
+                     " with ≥ 25 % fewer steps to the target", overall(measurements), measurements,
+                     family=ctx.study.criteria.family(ctx.primary),
+                     reason="" if measurements else "no paired method and log-loss runs")
+
+
+def _time_to_target(ctx: Context, model: str) -> dict:
+    """Steps to the target of the method's and log-loss's runs: a run that never reaches it counts its last step (a
+    lower bound, so the comparison can only favour log-loss); uninformative where every run of both reaches it at
+    its first evaluation."""
+    out: dict = {"target": ctx.targets[model]}
+    first_hits = []
+    for role, v in (("method", ctx.method), ("log", ctx.log)):
+        runs = list(ctx.cells.get((v, model), {}).values())
+        reached = [ttt(r, ctx.metric, ctx.targets[model]) for r in runs]
+        steps = [t[0] if t else float(r.max_steps) for r, t in zip(runs, reached, strict=True)]
+        first_hits += [t is not None and t[0] <= r.curve[0]["step"] for r, t in zip(runs, reached, strict=True)]
+        out[f"steps_{role}"] = float(np.mean(steps)) if steps else None
+        out[f"reached_{role}"], out[f"runs_{role}"] = sum(t is not None for t in reached), len(runs)
+    out["informative"] = not all(first_hits)
+    out["faster"] = bool(out["informative"] and out["runs_method"] and out["reached_method"] == out["runs_method"]
+                         and out["steps_method"] <= C2_FASTER * out["steps_log"])
     return out
 
 
-def _verdict(cid: str, text: str, details: list[str], passed: bool) -> list[dict[str, Any]]:
-    """A criterion's row (none when nothing could be judged): what it asks, what was measured, the verdict."""
-    return [{"id": cid, "text": text, "value": "; ".join(details), "pass": passed}] if details else []
-
-
-C1_THRESHOLD = 1.03  # method/log step time
-
-
-def c1_step_time(ctx: Context) -> list[dict[str, Any]]:
-    """Judged on the study's interleaved timing where it made one (``timing:``: the method's and log-loss's
-    steps alternated in one process, so the machine's drift hits both alike), else on the paired runs' median
-    step times; either only when the spread allows a verdict: the 95 % t-interval of the mean method/log ratio
-    lies wholly on one side of 1.03. Otherwise (runs sharing the cores, one pair) the cell says "not measured"
-    and why."""
-    timed = {m: ctx.timings[m] for m in ctx.models if m in ctx.timings}
-    if timed:
-        return [_c1_from_timing(timed)]
-    ratios = []
+def c3_calibration(ctx: Context, comparisons: list[Comparison]) -> Judgement:
+    measurements = []
+    alpha = ctx.study.criteria.alpha
     for m in ctx.models:
-        a, b = ctx.paired(ctx.method, ctx.log, m, lambda r: r.step_time)
-        ratios += [x / y for x, y in zip(a, b, strict=True)]
-    if not ratios:
-        ctx.notes.append("C1: no paired method/log-loss runs")
-        return []
-    text = "step-time overhead vs log-loss ≤ 3 % (judged on paired runs' median step times)"
-    mean = float(np.mean(ratios))
-    measured = f"{more_or_less((mean - 1) * 100, '.1f', '% slower', '% faster')} per step than log-loss"
-    if len(ratios) < 2:
-        return [{"id": "C1", "text": text, "pass": None,
-                 "value": f"not measured: one pair ({measured}) gives no spread; use benchmarks/step_time.py"}]
-    low, high, verdict = _ratio_interval(ratios)
-    interval = f"95 % interval of the ratio [{low:.3f}, {high:.3f}] over {len(ratios)} pairs"
-    if verdict is None:
-        return [{"id": "C1", "text": text, "pass": None,
-                 "value": f"not measured: {measured}, but the {interval} spans the 1.03 threshold (runs that "
-                          f"shared the cores); use benchmarks/step_time.py, which alternates the two in one process"}]
-    return [{"id": "C1", "text": text, "value": f"{measured} ({interval})", "pass": verdict}]
-
-
-def _ratio_interval(ratios) -> tuple[float, float, bool | None]:
-    """The 95 % t-interval of the mean method/log step-time ratio and its verdict: PASS wholly at or below 1.03,
-    FAIL wholly above, None (no verdict) where it spans the threshold."""
-    mean = float(np.mean(ratios))
-    half = float(stats.t.ppf(0.975, len(ratios) - 1) * np.std(ratios, ddof=1) / np.sqrt(len(ratios)))
-    low, high = mean - half, mean + half
-    return low, high, True if high <= C1_THRESHOLD else False if low > C1_THRESHOLD else None
-
-
-def _c1_from_timing(timed: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """C1 on the interleaved timing: per model, the ratio of each method step to the log-loss step beside it,
-    and the 95 % t-interval of their mean; a verdict only where every model's interval lies on one side of 1.03."""
-    text = "step-time overhead vs log-loss ≤ 3 % (judged on an interleaved timing: the two alternated in one process)"
-    details, verdicts = [], []
-    for m, t in timed.items():
-        ratios = np.divide(t["method_times"], t["log_times"])
-        low, high, verdict = _ratio_interval(ratios)
-        verdicts.append(verdict)
-        details.append(f"{m}: {more_or_less((t['ratio'] - 1) * 100, '.1f', '% slower', '% faster')} (medians "
-                       f"{t['method_s']:.4f} vs {t['log_s']:.4f} s/step; 95 % interval of the step ratio "
-                       f"[{low:.3f}, {high:.3f}] over {len(ratios)} alternated pairs)")
-    passed = False if False in verdicts else (None if None in verdicts else True)
-    value = "; ".join(details)
-    if passed is None:
-        value = f"not measured: an interval spans the 1.03 threshold (more timing steps would settle it); {value}"
-    return {"id": "C1", "text": text, "value": value, "pass": passed}
-
-
-def c2_task_metric(ctx: Context) -> list[dict[str, Any]]:
-    verdicts, details = [], []
-    for m in ctx.models:
-        a, b, sign, label = ctx.task_pairs(ctx.method, ctx.log, m)
-        if len(a) < 2:
-            ctx.notes.append(f"C2/C3 for {m}: fewer than 2 paired seeds")
+        task = _of(comparisons, m, ctx.log, ctx.primary)
+        if task is None:
             continue
-        sigma = float(np.std(b, ddof=1))
-        gain = sign * float(np.mean(a) - np.mean(b))  # > 0: the method is better
-        ta = [ttt(r, ctx.metric, ctx.targets[m]) for r in ctx.cells[(ctx.method, m)].values()]
-        tb = [ttt(r, ctx.metric, ctx.targets[m]) for r in ctx.cells[(ctx.log, m)].values()]
-        faster = all(ta) and all(tb) and np.mean([t[0] for t in ta]) <= 0.75 * np.mean([t[0] for t in tb])
-        verdicts.append(gain >= 0.3 * sigma or (abs(gain) < 0.3 * sigma and faster))
-        steps = [f"{np.mean([t[0] for t in x]):.0f}" if all(x) else "never" for x in (ta, tb)]
-        details.append(f"{m}: {label} {more_or_less(sign * gain, '.4g')} than log-loss (σ_log {sigma:.4g}), steps to "
-                       f"target {steps[0]} vs {steps[1]}")
-    metric = f"test {GENERATION_SCORES[ctx.primary]}" if ctx.primary else "task metric"
-    return _verdict("C2", f"{metric} ≥ 0.3σ better than log-loss, or matched with ≥ 25 % faster time-to-target",
-                    details, all(verdicts))
-
-
-def c3_calibration(ctx: Context) -> list[dict[str, Any]]:
-    verdicts, details = [], []
-    for m in ctx.models:
-        a, b, sign, label = ctx.task_pairs(ctx.method, ctx.log, m)
-        if len(a) < 2:
-            continue  # C2 noted it
-        t_stat, p = paired_t_test(a, b)
-        task_ok = not (p < 0.05 and sign * t_stat < 0)
-        gains = {}
+        rows = []
         for key in ("ece_10", "brier"):
-            x, y = ctx.paired(ctx.method, ctx.log, m, lambda r, k=key: r.test[k])
-            gains[key] = (np.mean(y) - np.mean(x)) / np.mean(y)
-        verdicts.append(task_ok and max(gains.values()) >= 0.10)
-        details.append(f"{m}: {more_or_less(gains['ece_10'] * 100, '.1f', '% lower', '% higher')} ECE, "
-                       f"{more_or_less(gains['brier'] * 100, '.1f', '% lower', '% higher')} Brier than log-loss; "
-                       f"{label} {'not ' if task_ok else ''}significantly worse (p={p:.3f})")
-    return _verdict("C3", "≥ 10 % lower ECE or token Brier than log-loss, task metric no worse", details, all(verdicts))
+            c = _of(comparisons, m, ctx.log, key)
+            base = float(np.mean(ctx.test_pairs(ctx.method, ctx.log, m, key)[1]))
+            row = Measurement(m, f"{label(key)} reduction vs log-loss (relative)", -c.diff / base, n=c.n, p=c.p,
+                              p_adjusted=c.p_adjusted, threshold=C3_REDUCTION, extra={"part": "calibration"})
+            if c.tested:
+                row.low, row.high = -c.high / base, -c.low / base
+                row.verdict = "pass" if row.value >= C3_REDUCTION and c.diff < 0 and c.p_adjusted < alpha else "fail"
+            rows.append(row)
+        a, b = ctx.test_pairs(ctx.method, ctx.log, m, ctx.primary)
+        margin = ctx.study.criteria.margin(ctx.primary)
+        row = Measurement(m, f"{ctx.primary_label} advantage over log-loss (no worse by the margin)",
+                          (1 if ctx.higher_is_better else -1) * task.diff, n=task.n, margin=margin,
+                          extra={"part": "task"})
+        try:
+            ni = non_inferiority(a, b, margin=margin, higher_is_better=ctx.higher_is_better)
+            row.low, row.p = ni.bound, ni.p
+            row.extra["non_inferiority"] = ni.verdict
+            row.verdict = "pass" if ni.verdict == "no worse" else "fail"
+        except NotEnoughData:
+            pass
+        measurements += [*rows, row]
+    verdicts = {m: _c3_model(measurements, m) for m in ctx.models}
+    verdict = overall([Measurement(m, "", 0.0, verdict=v) for m, v in verdicts.items()])
+    return Judgement("C3", "≥ 10 % lower ECE or token Brier than log-loss, task metric no worse by the margin", verdict,
+                     measurements, family=" and ".join(dict.fromkeys(ctx.study.criteria.family(k) for k in ("ece_10", "brier"))))
 
 
-def c4_robustness(ctx: Context) -> list[dict[str, Any]]:
-    degraded, details = [], []
+def _c3_model(measurements: list[Measurement], model: str) -> str:
+    """A model passes C3 when a calibration reduction passes and the task metric is no worse."""
+    rows = [r for r in measurements if r.model == model]
+    if not rows or all(r.verdict == "not measured" for r in rows):
+        return "not measured"
+    calibrated = any(r.verdict == "pass" for r in rows if r.extra["part"] == "calibration")
+    return "pass" if calibrated and all(r.verdict == "pass" for r in rows if r.extra["part"] == "task") else "fail"
+
+
+def c4_robustness(ctx: Context, comparisons: list[Comparison]) -> Judgement:
+    rows = []
+    keys = [(ctx.primary, ctx.primary_label)] if ctx.higher_is_better else []
+    keys += [("loss_log", "NLL"), ("ece_10", "ECE")]
     for name in ctx.study.robustness:
         for m in ctx.models:
-            scores = [(ctx.primary, GENERATION_SCORES[ctx.primary], 1)] if ctx.primary else []
-            for key, shown, sign in (*scores, ("loss_log", "NLL", -1), ("ece_10", "ECE", -1)):
+            for key, shown in keys:
                 a, b = ctx.paired(ctx.method, ctx.bounded, m,
                                   lambda r, k=key, n=name: r.evals[n].get(k, np.nan) if n in r.evals else np.nan)
-                if len(a) < 2 or np.isnan(a + b).any():
-                    ctx.notes.append(f"C4 {name} {m} {key}: not enough paired evaluations")
+                if not a or np.isnan(a + b).any():
+                    ctx.notes.append(f"C4 {name} {m} {shown}: no paired evaluations")
                     continue
-                t_stat, p = paired_t_test(a, b)
-                degraded.append(p < 0.05 and sign * t_stat < 0)
-                details.append(f"{name} {m} {shown}: {more_or_less(float(np.mean(a) - np.mean(b)), '.4f')} than "
-                               f"{ctx.bounded} (p={p:.3f})")
-    return _verdict("C4", f"no significant degradation vs {ctx.bounded} on robustness sets", details, not any(degraded))
+                rows.append(paired(a, b, model=m, vs=ctx.bounded, metric=key, label=f"{name} {shown}", family="C4"))
+    adjust(rows)
+    measurements = []
+    for c in rows:
+        worse = (c.diff > 0) != (c.metric in GENERATION_SCORES)
+        row = Measurement(c.model, f"{c.label}: method − {ctx.bounded}", c.diff, c.low, c.high, c.n, c.p, c.p_adjusted)
+        if c.tested:
+            row.verdict = "fail" if worse and c.p_adjusted < ctx.study.criteria.alpha else "pass"
+        measurements.append(row)
+    return Judgement("C4", f"no significant degradation vs {ctx.bounded} on robustness sets", overall(measurements),
+                     measurements, family="C4", reason="" if measurements else "no robustness sets evaluated")
 
 
-def c5_paired_wins(ctx: Context) -> list[dict[str, Any]]:
-    outcomes: list[bool] = []
+def c5_paired_wins(ctx: Context, comparisons: list[Comparison]) -> Judgement:
+    """Independent units only: one outcome per model size × seed, the method against log-loss on the task metric,
+    a win where it is no worse by the metric's margin."""
+    margin, sign = ctx.study.criteria.margin(ctx.primary), 1 if ctx.higher_is_better else -1
+    outcomes = []
     for m in ctx.models:
-        for other in {ctx.log, ctx.bounded} - {ctx.method}:
-            for key in ("nll", "brier", "ece_10"):
-                a, b = ctx.paired(ctx.method, other, m, lambda r, k=key: r.test[k])
-                outcomes += [x <= y * 1.01 for x, y in zip(a, b, strict=True)]
-            if ctx.primary:  # higher is better
-                a, b = ctx.paired(ctx.method, other, m, lambda r: r.test[ctx.primary])
-                outcomes += [x >= y * 0.99 for x, y in zip(a, b, strict=True)]
-            for name in ctx.study.robustness:
-                a, b = ctx.paired(ctx.method, other, m, lambda r, n=name: r.evals.get(n, {}).get("loss_log", np.nan))
-                outcomes += [x <= y * 1.01 for x, y in zip(a, b, strict=True) if not (np.isnan(x) or np.isnan(y))]
+        a, b = ctx.test_pairs(ctx.method, ctx.log, m, ctx.primary)
+        outcomes += [sign * (x - y) >= -margin for x, y in zip(a, b, strict=True)]
+    text = (f"no worse than log-loss (test {ctx.primary_label}, margin {margin:g}) in ≥ 80 % of independent units "
+            f"(model size × seed), binomial p < {ctx.study.criteria.alpha:g}")
     if not outcomes:
-        return []
+        return Judgement("C5", text, "not measured", reason="no paired method and log-loss runs")
     wins, total = sum(outcomes), len(outcomes)
-    p = sign_test(wins, total)
-    return [{"id": "C5", "text": "positive or neutral in ≥ 80 % of paired comparisons, binomial p < 0.05",
-             "value": f"{wins}/{total} = {wins / total * 100:.0f} %, p = {p:.2g}", "pass": wins / total >= 0.8 and p < 0.05}]
+    row = Measurement("all", "share of units no worse than log-loss", wins / total, n=total, p=sign_test(wins, total),
+                      margin=margin, threshold=C5_SHARE, extra={"wins": wins, "unit": "model size × seed"})
+    minimum = next(n for n in range(1, 64) if 0.5 ** n < ctx.study.criteria.alpha)
+    if total < minimum:
+        return Judgement("C5", text, "not measured", [row], reason=f"{total} units: a binomial test needs ≥ {minimum} "
+                         f"to reach p < {ctx.study.criteria.alpha:g}")
+    row.verdict = "pass" if row.value >= C5_SHARE and row.p < ctx.study.criteria.alpha else "fail"
+    return Judgement("C5", text, row.verdict, [row])
 
 
-CRITERIA: tuple[Callable[[Context], list[dict[str, Any]]], ...] = (
+CRITERIA: tuple[Callable[[Context, list[Comparison]], Judgement], ...] = (
     c1_step_time, c2_task_metric, c3_calibration, c4_robustness, c5_paired_wins,
 )
-
-
-def _sweep(ctx: Context) -> list[dict[str, Any]]:
-    """Per model and grid cell: the sweep metric over seeds, and its paired difference from the reference
-    (the default schedule) with the paired t-test's p (seeds matched); empty without a sweep."""
-    study = ctx.study
-    if not study.grid_cells:
-        return []
-    reference, metric = study.sweep["variation"], study.sweep["metric"]
-    rows = []
-    for m in ctx.models:
-        for variation, values in study.grid_cells.items():
-            seeds = ctx.cells.get((variation, m), {})
-            if not seeds:
-                ctx.notes.append(f"sweep {m} {variation}: no finished runs")
-                continue
-            row = {"model": m, "variation": variation, "values": values, "reference": variation == reference,
-                   "metric": metric, "value": mean_std([r.test[metric] for r in seeds.values()]),
-                   "diff": None, "p": None, "significant": False}
-            if variation != reference:
-                a, b = ctx.paired(variation, reference, m, lambda r: r.test[metric])
-                try:
-                    row["t"], row["p"] = paired_t_test(a, b)
-                    row["diff"] = float(np.mean(np.subtract(a, b)))
-                    row["significant"] = row["p"] < 0.05
-                except NotEnoughData as err:
-                    ctx.notes.append(f"sweep {m} {variation} vs {reference}: not tested ({err})")
-            rows.append(row)
-    return rows
-
-
-def more_or_less(amount: float, fmt: str, up: str = "higher", down: str = "lower") -> str:
-    """'0.1412 higher' / '19.1 lower': a measured change with its direction in words, never a bare sign."""
-    if amount == 0:
-        return f"{0:{fmt}} (no change)"
-    return f"{abs(amount):{fmt}} {up if amount > 0 else down}"
-
-
-def _scaling(runs: list[RunResult], variations: list[str], notes: list[str]) -> dict[str, Any]:
-    """The scaling laws per variation and metric with intervals and what compares them
-    ([`analyse_scaling()`][hypros_lm.studies.scaling.analyse_scaling]); each law not identified is noted with why
-    (none where the study has one model size: one note then)."""
-    if len({r.params for r in runs}) < 2:
-        notes.append("scaling fits: not made (one model size)")
-        return {}
-    result = analyse_scaling(runs, variations)
-    for key, law in result["laws"].items():
-        if not law["identified"]:
-            notes.append(f"scaling law {key.replace(':', ' ')} vs parameters: not identified ({law['reason']})")
-    return result

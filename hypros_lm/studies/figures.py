@@ -99,10 +99,10 @@ def robustness(runs: list[RunResult], models: list[str], variations: list[str], 
 
 def sweep_heatmaps(rows: list[dict], study, models: list[str], out: Path) -> Path:
     """One heat-map per model size of the sweep metric over the grid (mean over seeds, each cell annotated
-    with mean ± std and * where it differs from the reference at p < 0.05; the reference cell outlined).
+    with mean ± std and * where it differs from the reference at Holm-adjusted p < α; the reference cell outlined).
     The reference's own values join the axes, so an off-grid default sits in its place on the surface;
     grid points without runs stay blank."""
-    reference = study.sweep["variation"]
+    reference = study.sweep.variation
     names = list(study.grid_cells[reference])
     axes_values = []
     for name in names:
@@ -136,5 +136,6 @@ def sweep_heatmaps(rows: list[dict], study, models: list[str], out: Path) -> Pat
             ax.set_ylabel(names[0])
         else:
             ax.set_yticks([])
-        ax.set_title(f"{model}: test {study.sweep['metric']} (* p < 0.05 vs reference)", fontsize=9)
+        ax.set_title(f"{model}: test {study.sweep.metric} (* adjusted p < {study.criteria.alpha:g} vs reference)",
+                     fontsize=9)
     return save_figure(fig, out / "sweep_heatmaps.png")

@@ -135,16 +135,16 @@ def run_timings(study: Study, runs: list[RunSpec], *, log=print) -> None:
     """One interleaved step timing per model (``<out>/timing/<model>.json``), of the method variation's first
     run's settings, in a fresh process of its own (skipped when its file exists)."""
     for model in dict.fromkeys(r.model for r in runs):
-        spec = next((r for r in runs if r.model == model and r.variation == study.baselines["method"]), None)
+        spec = next((r for r in runs if r.model == model and r.variation == study.baselines.method), None)
         if spec is None:
             continue
         path = spec.out.parent / TIMING_FOLDER / f"{model}.json"
         if path.is_file():
             log(f"timing {model}: done, skipped")
             continue
-        log(f"timing {model}: {study.baselines['method']} and log-loss steps alternated, {study.timing['steps']} each ...")
+        log(f"timing {model}: {study.baselines.method} and log-loss steps alternated, {study.timing.steps} each ...")
         cmd = [sys.executable, "-m", "hypros_lm.commands.timing", "--config", str(spec.out / "study-run.yaml"),
-               "--steps", str(study.timing["steps"]), "--out", str(path)]
+               "--steps", str(study.timing.steps), "--out", str(path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if proc.returncode != 0:
             raise RuntimeError(f"the timing of {model} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n"

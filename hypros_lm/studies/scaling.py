@@ -4,9 +4,11 @@ objectives, a leave-the-largest-out prediction and the compute frontier. Pure fu
 The fit is variable projection: for a fixed α the law is linear in (E, A), so E and A are solved by least squares
 for every α on a fine grid (then refined between the grid's neighbours), and the α of the least residual wins.
 Nothing depends on a starting point, and the same closed form, run on resampled weights, gives the bootstrap.
-The bootstrap is clustered by size: within each size the runs (seeds) are drawn with replacement, so every
-resample keeps every size (a law needs the sizes) and the spread is the seeds'. Where objectives are compared, the
-same seeds are drawn for each (their runs are paired by seed).
+The bootstrap resamples at two levels: the sizes with replacement, then within each drawn size its runs (seeds) with
+replacement. Resampling seeds alone measures the seeds' noise only; where the law does not hold exactly at these sizes
+(local slopes that change from size to size), resampling the sizes carries that misspecification into the interval.
+Resamples with too few distinct sizes to fit (under 3 for a law, under 2 for a line) are left out. Where objectives
+are compared, the same sizes and seeds are drawn for each (their runs are paired by seed).
 
 "Identified" means: at least ``MIN_SIZES`` sizes, at least 2 seeds at each, the fitted α strictly inside its
 bounds, and a finite 95 % interval; otherwise the result says which condition failed.
@@ -55,10 +57,10 @@ def _weighted_ls(u: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarra
     sw, su, sy = w.sum(-1), (w * u).sum(-1), (w * y).sum(-1)
     suu, suy = (w * u * u).sum(-1), (w * u * y).sum(-1)
     det = sw * suu - su * su
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # a resample with one distinct size: NaN, left out
         a = (sw * suy - su * sy) / det
         e = (sy - a * su) / sw
-    rss = (w * (y - e[..., None] - a[..., None] * u) ** 2).sum(-1)
+        rss = (w * (y - e[..., None] - a[..., None] * u) ** 2).sum(-1)
     return e, a, np.where(np.isfinite(rss), rss, np.inf)
 
 
@@ -93,39 +95,58 @@ def predict(fit: dict[str, float], x: float | np.ndarray) -> float | np.ndarray:
     return fit["E"] + fit["A"] * np.asarray(x, dtype=float) ** (-fit["alpha"])
 
 
-def resample_weights(points: Points, n_boot: int, rng: np.random.Generator, seeds_drawn: dict | None = None) -> np.ndarray:
-    """(n_boot, n) counts of each run in each resample: within each size, its seeds drawn with replacement.
-    ``seeds_drawn`` (size → (n_boot, k) drawn seed indices) pairs the draws of several objectives."""
+def resample_weights(points: Points, n_boot: int, rng: np.random.Generator, drawn: dict | None = None) -> np.ndarray:
+    """(n_boot, n) counts of each run in each resample: the sizes drawn with replacement, then for each copy of a
+    size its seeds drawn with replacement. ``drawn`` (filled on first use) shares the draws between objectives with
+    the same sizes and seeds per size, so that their resamples are paired."""
+    sizes = points.sizes
+    key = ("sizes", tuple(sizes.tolist()))
+    if drawn is not None and key in drawn:
+        copies = drawn[key]
+    else:
+        copies = np.stack([np.bincount(row, minlength=sizes.size) for row in
+                           rng.integers(0, sizes.size, size=(n_boot, sizes.size))])  # (n_boot, sizes)
+        if drawn is not None:
+            drawn[key] = copies
     w = np.zeros((n_boot, points.x.size))
-    for size in points.sizes:
+    for i, size in enumerate(sizes):
         rows = np.flatnonzero(points.x == size)
         order = rows[np.argsort(points.seed[rows])]
-        key = (float(size), order.size)
-        if seeds_drawn is not None and key in seeds_drawn:
-            drawn = seeds_drawn[key]
+        seed_key = (float(size), order.size)
+        if drawn is not None and seed_key in drawn:
+            seeds = drawn[seed_key]
         else:
-            drawn = rng.integers(0, order.size, size=(n_boot, order.size))
-            if seeds_drawn is not None:
-                seeds_drawn[key] = drawn
+            seeds = rng.integers(0, order.size, size=(n_boot, sizes.size, order.size))  # a draw per possible copy
+            if drawn is not None:
+                drawn[seed_key] = seeds
+        used = np.arange(sizes.size)[None, :, None] < copies[:, i, None, None]  # (n_boot, copies, 1)
         for j in range(order.size):
-            w[:, order[j]] = (drawn == j).sum(1)
+            w[:, order[j]] = ((seeds == j) & used).sum((1, 2))
     return w
 
 
+def distinct_sizes(points: Points, w: np.ndarray) -> np.ndarray:
+    """(n_boot,) how many distinct sizes each resample holds."""
+    return np.stack([(w[:, points.x == s].sum(1) > 0) for s in points.sizes], axis=1).sum(1)
+
+
 def bootstrap(points: Points, n_boot: int = 2000, *, seed: int = 0, seeds_drawn: dict | None = None) -> np.ndarray:
-    """(n_boot, 3) of (E, A, α) refitted on resamples clustered by size (grid fit, no refinement: ±0.005 in α)."""
+    """(n_boot, 3) of (E, A, α) refitted on resamples of sizes and seeds (grid fit, no refinement: ±0.005 in α);
+    NaN rows where a resample holds fewer than 3 distinct sizes."""
     w = resample_weights(points, n_boot, np.random.default_rng(seed), seeds_drawn)
     out = np.empty((n_boot, 3))
     for start in range(0, n_boot, 100):  # (100, grid, runs) at a time: tens of MB, not GB
         e, a, rss = _profile(points.x, points.y, w[start:start + 100], ALPHA_GRID)
         best, rows = np.argmin(rss, axis=1), np.arange(e.shape[0])
         out[start:start + 100] = np.stack([e[rows, best], a[rows, best], ALPHA_GRID[best]], axis=1)
+    out[distinct_sizes(points, w) < 3] = np.nan
     return out
 
 
 def interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of bootstrap samples, NaN (left-out) resamples excluded."""
     tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(samples, [tail, 100 - tail])
+    lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
     return float(lo), float(hi)
 
 
@@ -158,8 +179,8 @@ def identified_law(points: Points, *, n_boot: int = 2000, seed: int = 0, seeds_d
     grid = np.geomspace(points.x.min(), points.x.max(), 40)
     curves = samples[:, :1] + samples[:, 1:2] * grid[None, :] ** (-samples[:, 2:3])  # (B, 40)
     tail = (1 - LEVEL) / 2 * 100
-    band = {"x": grid.tolist(), "lo": np.percentile(curves, tail, axis=0).tolist(),
-            "hi": np.percentile(curves, 100 - tail, axis=0).tolist()}
+    band = {"x": grid.tolist(), "lo": np.nanpercentile(curves, tail, axis=0).tolist(),
+            "hi": np.nanpercentile(curves, 100 - tail, axis=0).tolist()}
     out = {**fit, **{f"{k}_ci": list(v) for k, v in cis.items()}, "n_boot": n_boot, "sizes": int(points.sizes.size),
            "runs": int(points.x.size), "identified": reason is None, "band": band, "samples": samples}
     if reason:
@@ -207,7 +228,9 @@ def log_linear(points: Points, *, n_boot: int = 2000, seed: int = 1, seeds_drawn
     parameters. ``samples`` holds the resamples' b."""
     u = np.log(points.x)
     c, a, _ = _weighted_ls(u, points.y, np.ones_like(u))
-    cs, slopes, _ = _weighted_ls(u, points.y, resample_weights(points, n_boot, np.random.default_rng(seed), seeds_drawn))
+    w = resample_weights(points, n_boot, np.random.default_rng(seed), seeds_drawn)
+    cs, slopes, _ = _weighted_ls(u, points.y, w)
+    cs[distinct_sizes(points, w) < 2], slopes[distinct_sizes(points, w) < 2] = np.nan, np.nan
     return {"c": float(c), "b": float(-a), "c_ci": list(interval(cs)), "b_ci": list(interval(-slopes)), "samples": -slopes}
 
 
@@ -242,130 +265,47 @@ def envelope(curves: Sequence[tuple[Sequence[float], Sequence[float]]], points: 
     return grid[keep], np.minimum.accumulate(best[keep])
 
 
-METRICS = (("nll", "test NLL"), ("brier", "test Brier"), ("ece_10", "test ECE (10 bins)"))
-
-
-def _points(runs: list, metric: str) -> Points:
-    return Points.of([r.params for r in runs], [r.test[metric] for r in runs], [r.seed for r in runs])
-
-
-def _public(law: dict[str, Any]) -> dict[str, Any]:
-    """A fit without its bootstrap samples (what analysis.json keeps)."""
-    return {k: v for k, v in law.items() if k != "samples"}
-
-
-def analyse_scaling(runs: list, variations: list[str], *, log: str = "log", n_boot: int = 2000) -> dict[str, Any]:
-    """Everything a scaling report says, from a study's finished runs (``RunResult``): each run's size, tokens,
-    FLOPs, learning rate and test metrics; per variation and metric the law in parameters with intervals; the
-    shared-exponent test; α differences against log-loss with intervals; the compute multiplier at the largest
-    size; the leave-the-largest-out prediction; the compute frontier of the validation NLL and its law."""
-    table = [{"name": r.name, "variation": r.variation, "model": r.model, "seed": r.seed, "params": r.params,
-              "non_embedding_params": r.non_embedding, "tokens": r.tokens, "flops": r.flops, "lr": r.lr,
-              "max_steps": r.max_steps, **{m: r.test[m] for m, _ in METRICS}} for r in runs]
-    by = {v: [r for r in runs if r.variation == v] for v in variations}
-    drawn: dict = {}  # the same seeds drawn for every variation: their runs are paired by seed
-    laws = {f"{v}:{m}": identified_law(_points(rs, m), n_boot=n_boot, seeds_drawn=drawn if m == "nll" else None)
-            for v, rs in by.items() for m, _ in METRICS}
-    out: dict[str, Any] = {"runs": table, "laws": {k: _public(v) for k, v in laws.items()}, "differences": {},
-                           "multipliers": {}, "leave_largest_out": {}, "shared_alpha": {}, "frontier": {},
-                           "lr_sweep": learning_rate_sweep(runs)}
-    for m, _ in METRICS:
-        groups = {v: _points(rs, m) for v, rs in by.items()}
-        if all(why_not_identified(p) is None for p in groups.values()) and len(groups) > 1:
-            out["shared_alpha"][m] = shared_exponent_test(groups)
-    for v, rs in by.items():
-        out["leave_largest_out"][v] = leave_largest_out(_points(rs, "nll"))
-        curves = [([c["flops"] for c in r.curve_compute], [c["loss_log"] for c in r.curve_compute]) for r in rs]
-        grid, best = envelope(curves)
-        fit = fit_law(grid, best) if grid.size >= 3 else None
-        out["frontier"][v] = {"compute": grid.tolist(), "nll": best.tolist(), "law": fit}
-    if log in by:
-        flops = np.array([[r.params, r.flops] for r in runs], dtype=float)
-        slope, intercept = np.polyfit(np.log(flops[:, 0]), np.log(flops[:, 1]), 1)  # C(N) at D = k·N: ≈ N²
-
-        def compute_of(n: float) -> float:
-            return float(np.exp(intercept + slope * np.log(n)))
-
-        largest = max(r.params for r in runs)
-        ref = laws[f"{log}:nll"]
-        for v in variations:
-            other = laws[f"{v}:nll"]
-            if v == log or not (ref["identified"] and other["identified"]):
-                continue
-            d = other["samples"][:, 2] - ref["samples"][:, 2]
-            out["differences"][f"{v}-{log}"] = {"alpha": other["alpha"] - ref["alpha"], "ci": list(interval(d))}
-            samples = [compute_multiplier(_law(o), _law(r), at=largest, compute_of=compute_of)
-                       for o, r in zip(other["samples"], ref["samples"], strict=True)]
-            out["multipliers"][f"{log} to match {v}"] = {
-                "at_params": largest, "value": compute_multiplier(other, ref, at=largest, compute_of=compute_of),
-                "ci": list(interval(np.array(samples)))}
-        out["compute_of_params"] = {"slope": float(slope), "intercept": float(intercept)}
-    out["log_linear"], out["log_linear_differences"] = _log_linear(by, log, n_boot)
-    out["verdict"] = verdict(out)
+def local_slopes(points: Points, level: float = LEVEL) -> list[dict[str, float | None]]:
+    """Between each pair of successive sizes, the loss removed per e-fold of parameters,
+    b = −(ȳ₂ − ȳ₁)/(ln N₂ − ln N₁), with its t interval from the seeds at the two sizes (Welch's degrees of freedom;
+    none where a size has one run). A law that holds has slopes that change smoothly with size; slopes that jump
+    show where a line or a power law in N is misspecified."""
+    out = []
+    sizes = points.sizes
+    for lo, hi in zip(sizes, sizes[1:], strict=False):
+        y1, y2 = points.y[points.x == lo], points.y[points.x == hi]
+        step = math.log(hi / lo)
+        row: dict[str, float | None] = {"from": float(lo), "to": float(hi), "b": -(y2.mean() - y1.mean()) / step,
+                                        "low": None, "high": None}
+        if y1.size > 1 and y2.size > 1:
+            v1, v2 = y1.var(ddof=1) / y1.size, y2.var(ddof=1) / y2.size
+            se = math.sqrt(v1 + v2)
+            df = (v1 + v2) ** 2 / (v1 ** 2 / (y1.size - 1) + v2 ** 2 / (y2.size - 1)) if se > 0 else 1.0
+            half = float(stats.t.ppf((1 + level) / 2, df)) * se / step
+            row["low"], row["high"] = row["b"] - half, row["b"] + half
+        out.append(row)
     return out
 
 
-def _log_linear(by: dict[str, list], log: str, n_boot: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Each objective's test-NLL slope in ln N (the seeds drawn once for all) and its difference from log-loss's."""
-    drawn: dict = {}
-    points = {v: _points(rs, "nll") for v, rs in by.items()}
-    fits = {v: log_linear(p, n_boot=n_boot, seeds_drawn=drawn) for v, p in points.items() if why_not_identified(p) is None}
-    differences = {f"{v}-{log}": {"b": f["b"] - fits[log]["b"], "ci": list(interval(f["samples"] - fits[log]["samples"]))}
-                   for v, f in fits.items() if log in fits and v != log}
-    return {v: _public(f) for v, f in fits.items()}, differences
+def windows(points: Points, *, smallest: int = 4) -> list[dict[str, Any]]:
+    """The fits on every contiguous window of at least ``smallest`` sizes (window sensitivity): the line's slope b
+    in ln N and the law's α (``at_bound`` where it hit a bound, so no exponent is read from it)."""
+    sizes = points.sizes
+    out = []
+    for first in range(sizes.size):
+        for last in range(first + smallest - 1, sizes.size):
+            keep = (points.x >= sizes[first]) & (points.x <= sizes[last])
+            x, y = points.x[keep], points.y[keep]
+            _, a, _ = _weighted_ls(np.log(x), y, np.ones_like(y))
+            law = fit_law(x, y)
+            out.append({"from": float(sizes[first]), "to": float(sizes[last]), "sizes": last - first + 1,
+                        "b": float(-a), "alpha": law["alpha"], "at_bound": law["at_bound"]})
+    return out
 
 
-def verdict(scaling: dict[str, Any]) -> str:
-    """Exponent or offset, in words, from the test-NLL laws: ``offset`` where one shared α suffices (ΔAIC ≤ 0) and
-    every α difference's interval holds 0, ``exponent`` where separate α's fit better and some interval excludes 0,
-    else why no verdict is given."""
-    laws = {k: v for k, v in scaling["laws"].items() if k.endswith(":nll")}
-    unidentified = [k.split(":")[0] for k, v in laws.items() if not v["identified"]]
-    if unidentified:
-        return f"no verdict: the test-NLL law of {', '.join(unidentified)} is not identified"
-    test, differences = scaling["shared_alpha"].get("nll"), scaling["differences"].values()
-    if test is None or not differences:
-        return "no verdict: fewer than two objectives with identified laws"
-    holds_zero = [d["ci"][0] <= 0 <= d["ci"][1] for d in differences]
-    if test["delta_aic"] <= 0 and all(holds_zero):
-        return "offset: one shared α fits the objectives (ΔAIC ≤ 0) and every α difference's interval holds 0"
-    if test["delta_aic"] > 0 and not all(holds_zero):
-        return "exponent: separate α's fit better (ΔAIC > 0) and an α difference's interval excludes 0"
-    return "no verdict: the shared-α test and the α differences' intervals disagree"
-
-
-def learning_rate_sweep(runs: list, *, reference: float = 20000) -> dict[str, Any] | None:
-    """Where a study swept the learning rate (≥ 3 rates at a size): per size the mean test NLL at each rate, the best
-    rate, whether it lies inside the sweep (not at its edge), and the optimum of a parabola in log lr through the best
-    and its neighbours; then the rule lr(N) = value·(N/reference)^−exponent, a least-squares line through log lr*
-    against log N over the sizes whose best lies inside."""
-    sizes: dict[int, dict[float, list[float]]] = {}
-    for r in runs:
-        sizes.setdefault(r.params, {}).setdefault(r.lr, []).append(r.test["nll"])
-    rows = []
-    for params, by_lr in sorted(sizes.items()):
-        if len(by_lr) < 3:
-            continue
-        lrs = sorted(by_lr)
-        nll = [float(np.mean(by_lr[lr])) for lr in lrs]
-        best = int(np.argmin(nll))
-        inside = 0 < best < len(lrs) - 1
-        optimum = lrs[best]
-        if inside:  # the vertex of the parabola through the best and its two neighbours, in log lr
-            x = np.log(lrs[best - 1:best + 2])
-            c2, c1, _ = np.polyfit(x, nll[best - 1:best + 2], 2)
-            optimum = float(np.exp(-c1 / (2 * c2))) if c2 > 0 else lrs[best]
-        rows.append({"params": params, "model": next(r.model for r in runs if r.params == params), "lrs": lrs,
-                     "nll": nll, "best": lrs[best], "inside": inside, "optimum": optimum})
-    if not rows:
-        return None
-    fitted = [r for r in rows if r["inside"]]
-    rule = None
-    if len(fitted) >= 2:
-        slope, intercept = np.polyfit(np.log([r["params"] / reference for r in fitted]), np.log([r["optimum"] for r in fitted]), 1)
-        rule = {"reference": reference, "value": float(f"{math.exp(intercept):.3g}"), "exponent": float(f"{-slope:.3g}")}
-    return {"sizes": rows, "rule": rule}
-
-
-def _law(row: np.ndarray) -> dict[str, float]:
-    return {"E": float(row[0]), "A": float(row[1]), "alpha": float(row[2])}
+def window_slope_differences(points: Points, reference: Points, *, smallest: int = 4) -> list[dict[str, float]]:
+    """For every contiguous window of ≥ ``smallest`` sizes both objectives share: the difference of their slopes
+    b (this objective's minus the reference's), how the comparison moves with the window."""
+    mine = {(w["from"], w["to"]): w["b"] for w in windows(points, smallest=smallest)}
+    theirs = {(w["from"], w["to"]): w["b"] for w in windows(reference, smallest=smallest)}
+    return [{"from": lo, "to": hi, "b": mine[(lo, hi)] - theirs[(lo, hi)]} for lo, hi in mine if (lo, hi) in theirs]

@@ -1,4 +1,4 @@
-"""A scaling study's figures, drawn from its analysis (hypros_lm.studies.scaling.analyse_scaling): the laws with
+"""A scaling study's figures, drawn from its analysis (hypros_lm.studies.scaling_study.analyse_scaling): the laws with
 their bands, the learning curves against compute with each objective's frontier, a forest plot of the exponents
 and offsets, and Brier and ECE against size (one PNG each)."""
 
@@ -30,6 +30,10 @@ def _log_x_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
     ax.legend(fontsize=8)
 
 
+def _law(res: dict[str, Any], variation: str, metric: str) -> dict[str, Any]:
+    return next(law for law in res["laws"] if (law["variation"], law["metric"]) == (variation, metric))
+
+
 def laws(res: dict[str, Any], variations: list[str], out: Path) -> Path:
     """Test NLL against parameters (log x): every run's point, each objective's law with its 95 % band, α [CI]."""
     colour = _colours(variations)
@@ -37,7 +41,7 @@ def laws(res: dict[str, Any], variations: list[str], out: Path) -> Path:
     for v in variations:
         rows = [r for r in res["runs"] if r["variation"] == v]
         ax.plot([r["params"] for r in rows], [r["nll"] for r in rows], "o", ms=4, alpha=0.7, color=colour[v])
-        law = res["laws"][f"{v}:nll"]
+        law = _law(res, v, "nll")
         if "band" not in law:  # too few sizes or seeds: nothing was fitted
             ax.plot([], [], "o", color=colour[v], label=f"{v}: not identified ({law['reason']})")
             continue
@@ -48,7 +52,7 @@ def laws(res: dict[str, Any], variations: list[str], out: Path) -> Path:
         ax.plot(x, law["E"] + law["A"] * x ** (-law["alpha"]), "-" if identified else "--", color=colour[v], label=label)
         ax.fill_between(x, band["lo"], band["hi"], color=colour[v], alpha=0.2 if identified else 0.1)
     _log_x_axes(ax, "parameters (total)", "test NLL (nats per token)",
-                "L(N) = E + A·N^−α, 95 % bootstrap bands (seeds resampled within each size)")
+                "L(N) = E + A·N^−α, 95 % bootstrap bands (sizes resampled, then seeds within each size)")
     return save_figure(fig, out / "scaling.png")
 
 
@@ -74,13 +78,13 @@ def frontier(res: dict[str, Any], runs: list, variations: list[str], out: Path) 
 
 def forest(res: dict[str, Any], variations: list[str], out: Path) -> Path:
     """α and E of each objective's law of each metric, with 95 % intervals."""
-    metrics = [m for m in ("nll", "brier") if any(res["laws"][f"{v}:{m}"]["identified"] for v in variations)] or ["nll"]
+    metrics = [m for m in ("nll", "brier") if any(_law(res, v, m)["identified"] for v in variations)] or ["nll"]
     fig, axes = plt.subplots(len(metrics), 2, figsize=(9, 1.2 + 1.1 * len(variations) * len(metrics)), squeeze=False)
     for row, m in enumerate(metrics):
         for col, key in enumerate(("alpha", "E")):
             ax = axes[row][col]
             for i, v in enumerate(variations):
-                law = res["laws"][f"{v}:{m}"]
+                law = _law(res, v, m)
                 if not law["identified"]:
                     ax.text(0.02, i, f"{v}: not identified", va="center", transform=ax.get_yaxis_transform(), fontsize=8)
                     continue

@@ -11,7 +11,7 @@
     # or a task's own evaluation: {task: imdb, split: test, limit: 2000}, {task: sst2, split: validation, perturb: swap:0.05}
     robustness: [shift-lambada]               # evaluations that test robustness (criterion C4)
     eval_batches: 20
-    target: {metric: loss_log, value: null}   # time-to-target; null = the level every variation reaches
+    target: {metric: loss_log, value: null}   # time-to-target (C2); null = the log-loss baseline's mean final value
     timing: {steps: 12}                       # optional: method and log-loss steps alternated in one process per
                                               #   model after the runs (timing/<model>.json): what C1 is judged on
     scaling:                                  # optional: budgets that grow with the model (a scaling-law study)
@@ -19,16 +19,25 @@
       warmup_fraction: 0.02                   #   each run's warm-up, a fraction of its own steps
       evaluations: 8                          #   validations per run (its learning curve; the compute frontier)
       lr: {reference: 20000, value: 1.0e-2, exponent: 0.3}   # optional: lr(N) = value·(N/reference)^−exponent
+      fit_from: w16                           #   optional: the smallest size the laws are fitted from
     sweep:                                    # optional: a grid of variations around one variation
       variation: hypros                       #   the grid varies this one; its own settings are the reference cell
       grid: {loss.tau: [0.05, 0.15], loss.lam_max: [0.7, 1.0]}   # one or two settings (heat-maps need two)
       metric: ece_10                          #   the heat-maps' test metric: nll, brier, ece_10, accuracy or auc
+    baselines: {method: hypros, log: log, bounded: brier}
+    criteria:                                 # optional: how the criteria judge (studies/sections.py: Criteria)
+      alpha: 0.05                             #   the level of Holm-adjusted p-values
+      margins: {bleu: 1.0}                    #   "no worse" margins in each metric's units (defaults: DEFAULT_MARGINS)
+      families: {calibration: [brier, ece_10]}   # Holm families (default: one per metric)
 
 A sweep expands into named variations (``hypros-tau0.05-lam_max0.7``) that run, skip and resume like the
 others; a grid point with the reference's own settings is the reference variation itself, not a copy.
 String settings may name their cell: ``{variation}``, ``{model}`` and ``{seed}`` are filled per run (e.g. a
 fine-tune study's ``task.init_from: runs/studies/exp1-core/{variation}-{model}-s{seed}``).
-Every run's settings are built and checked when the file is loaded, before anything runs.
+Every run's settings are built and checked when the file is loaded, before anything runs; so are the sections
+(studies/sections.py): an unknown key or a bad value is named in one line. A study that compares a method with a
+baseline needs at least three seeds at every size (a paired test of fewer has no interval worth printing), unless
+it is a pilot (``criteria: {pilot: true}``: what needs three seeds is marked untested or not measured).
 """
 
 from __future__ import annotations
@@ -46,13 +55,14 @@ from hypros_lm.errors import InvalidValue, MissingFile
 from hypros_lm.files import read_yaml
 from hypros_lm.models import count_parameters
 from hypros_lm.models.hf import model_label
+from hypros_lm.studies.sections import Baselines, Criteria, Scaling, Sweep, Target, Timing, section
+from hypros_lm.studies.stats import MIN_PAIRS
 from hypros_lm.tasks import family_for
 
 STUDY_KEYS = {"name", "description", "task", "ranks", "base", "variations", "models", "seeds", "evaluations",
-              "robustness", "eval_batches", "target", "baselines", "sweep", "timing", "scaling"}
-SCALING_KEYS = {"tokens_per_parameter", "warmup_fraction", "evaluations", "lr", "seeds"}
-SWEEP_KEYS = {"variation", "grid", "metric"}
-SWEEP_METRICS = ("nll", "brier", "ece_10", "accuracy", "auc", "bleu", "chrf", "rouge1_f", "rouge2_f", "rougeL_f")
+              "robustness", "eval_batches", "target", "baselines", "sweep", "timing", "scaling", "criteria"}
+SECTIONS = {"target": Target, "baselines": Baselines, "sweep": Sweep, "timing": Timing, "scaling": Scaling,
+            "criteria": Criteria}
 
 
 @dataclass
@@ -81,14 +91,15 @@ class Study:
     evaluations: dict[str, dict[str, str]] = field(default_factory=dict)
     robustness: list[str] = field(default_factory=list)
     eval_batches: int = 20
-    target: dict[str, Any] = field(default_factory=lambda: {"metric": "loss_log", "value": None})
-    baselines: dict[str, str] = field(default_factory=lambda: {"log": "log", "bounded": "brier", "method": "hypros"})
-    sweep: dict[str, Any] | None = None
-    timing: dict[str, int] | None = None
-    """``{steps: N}``: after the runs, an interleaved step timing per model (training/timing.py) for C1."""
-    scaling: dict[str, Any] | None = None
+    target: Target = field(default_factory=Target)
+    baselines: Baselines = field(default_factory=Baselines)
+    sweep: Sweep | None = None
+    timing: Timing | None = None
+    """After the runs, an interleaved step timing per model (training/timing.py) for C1."""
+    scaling: Scaling | None = None
     """Budgets that grow with the model (see the module docstring): each run's max_steps from D = k·N, its warm-up,
     validations and (by a stated rule) learning rate; ``seeds`` may map a model to its own seeds."""
+    criteria: Criteria = field(default_factory=Criteria)
     grid_cells: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Filled from ``sweep``: variation name → its grid values (the reference variation included)."""
 
@@ -105,13 +116,14 @@ class GridAxis:
 
 
 def grid_axes(study: Study) -> list[GridAxis]:
-    return [GridAxis(*name.split(".", 1), tuple(values)) for name, values in (study.sweep or {}).get("grid", {}).items()]
+    grid = study.sweep.grid if study.sweep else {}
+    return [GridAxis(*name.split(".", 1), tuple(values)) for name, values in grid.items()]
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
-    for section, values in (over or {}).items():
-        out.setdefault(section, {}).update(values)
+    for name, values in (over or {}).items():
+        out.setdefault(name, {}).update(values)
     return out
 
 
@@ -128,20 +140,20 @@ def load_study(path: str | Path) -> Study:
     for key in ("name", "variations", "models", "seeds"):
         if key not in raw:
             raise InvalidValue(f"{path}: the study needs {key!r}")
-    study = Study(**{"task": "pretrain", **raw})
+    sections = {key: section(cls, raw[key], f"{path}: {key}") for key, cls in SECTIONS.items()
+                if raw.get(key) is not None}
+    study = Study(**{"task": "pretrain", **raw, **sections})
     if study.sweep is not None:
         _expand_sweep(study, path)
     if study.scaling is not None:
         _check_scaling(study, path)
     for name, spec in study.evaluations.items():
         _check_evaluation(path, name, spec)
-    if study.timing is not None and (set(study.timing) != {"steps"} or not isinstance(study.timing["steps"], int)
-                                     or study.timing["steps"] < 3):
-        raise InvalidValue(f"{path}: timing={study.timing!r}; give timing: {{steps: N}} with N ≥ 3 (e.g. 12)")
+    _check_seeds(study, path)
     missing = [r for r in study.robustness if r not in study.evaluations]
     if missing:
         raise InvalidValue(f"{path}: robustness names {missing}, which are not among evaluations {list(study.evaluations)}")
-    for role, variation in study.baselines.items():
+    for role, variation in vars(study.baselines).items():
         if variation not in study.variations:
             raise InvalidValue(f"{path}: baselines.{role}={variation!r} is not a variation ({list(study.variations)}); "
                                f"name the method and the baselines among them with a `baselines:` key, e.g. "
@@ -164,14 +176,11 @@ def _check_evaluation(path: Path, name: str, spec: Any) -> None:
             parse(spec["perturb"])
 
 
-def _check_sweep(sweep: Any, study: Study, path: Path) -> None:
-    if not isinstance(sweep, dict) or set(sweep) - SWEEP_KEYS or "grid" not in sweep or "variation" not in sweep:
-        raise InvalidValue(f"{path}: sweep must be a mapping with 'variation' and 'grid' (and optionally 'metric'), "
-                           f"e.g. sweep: {{variation: hypros, grid: {{loss.tau: [0.05, 0.2]}}, metric: ece_10}}")
-    if sweep["variation"] not in study.variations:
-        raise InvalidValue(f"{path}: sweep.variation={sweep['variation']!r} is not a variation ({list(study.variations)})")
-    grid = sweep["grid"]
-    if not isinstance(grid, dict) or not 1 <= len(grid) <= 2:
+def _check_sweep(sweep: Sweep, study: Study, path: Path) -> None:
+    if sweep.variation not in study.variations:
+        raise InvalidValue(f"{path}: sweep.variation={sweep.variation!r} is not a variation ({list(study.variations)})")
+    grid = sweep.grid
+    if not 1 <= len(grid) <= 2:
         raise InvalidValue(f"{path}: sweep.grid must map one or two settings (section.key) to lists of values; got {grid!r}")
     for name, values in grid.items():
         if name.count(".") != 1:
@@ -180,43 +189,44 @@ def _check_sweep(sweep: Any, study: Study, path: Path) -> None:
             raise InvalidValue(f"{path}: sweep.grid.{name} must be a non-empty list of distinct values; got {values!r}")
     if len({n.split(".")[1] for n in grid}) != len(grid):
         raise InvalidValue(f"{path}: sweep.grid keys {list(grid)} share a name; variation names would collide")
-    metric = sweep.setdefault("metric", "ece_10")
-    if metric not in SWEEP_METRICS:
-        raise InvalidValue(f"{path}: sweep.metric={metric!r}; choose one of {list(SWEEP_METRICS)}")
 
 
 def _check_scaling(study: Study, path: Path) -> None:
     sc = study.scaling
-    example = ("scaling: {tokens_per_parameter: 10, warmup_fraction: 0.02, evaluations: 8, "
-               "lr: {reference: 20000, value: 1.0e-2, exponent: 0.3}}")
-    if not isinstance(sc, dict) or set(sc) - SCALING_KEYS or "tokens_per_parameter" not in sc:
-        raise InvalidValue(f"{path}: scaling={sc!r}; give {example}")
-    if not sc["tokens_per_parameter"] > 0 or not 0 <= sc.setdefault("warmup_fraction", 0.02) < 0.5 \
-            or not int(sc.setdefault("evaluations", 8)) >= 2:
-        raise InvalidValue(f"{path}: scaling needs tokens_per_parameter > 0, 0 ≤ warmup_fraction < 0.5 and "
-                           f"evaluations ≥ 2; got {sc!r}")
-    lr = sc.get("lr")
-    if lr is not None and (not isinstance(lr, dict) or set(lr) != {"reference", "value", "exponent"}):
-        raise InvalidValue(f"{path}: scaling.lr={lr!r}; give lr: {{reference: N0, value: lr0, exponent: b}} for "
-                           f"lr(N) = lr0·(N/N0)^−b, or leave it out to keep each run's optim.lr")
-    unknown = set(sc.get("seeds", {})) - set(study.models)
+    unknown = set(sc.seeds) - set(study.models)
     if unknown:
         raise InvalidValue(f"{path}: scaling.seeds names {sorted(unknown)}, which are not among models {study.models}")
+    if sc.fit_from is not None and sc.fit_from not in study.models:
+        raise InvalidValue(f"{path}: scaling.fit_from={sc.fit_from!r} is not among models {study.models}; name the "
+                           f"smallest model the laws are fitted from")
 
 
-def budget(settings: RunSettings, scaling: dict[str, Any], *, ranks: int) -> dict[str, Any]:
+def _check_seeds(study: Study, path: Path) -> None:
+    """A study that compares its method with a baseline tests them over paired seeds: fewer than three at a size
+    give no test, so the file is refused before anything runs."""
+    if study.baselines.method == study.baselines.log or study.criteria.pilot:
+        return  # compares no method (e.g. a learning-rate sweep), or a pilot
+    for model in study.models:
+        seeds = study.scaling.seeds.get(model, study.seeds) if study.scaling else study.seeds
+        if len(seeds) < MIN_PAIRS:
+            key = f"scaling.seeds.{model}" if study.scaling and model in study.scaling.seeds else "seeds"
+            raise InvalidValue(f"{path}: {key}={seeds!r}: the method is compared with its baselines over paired seeds, "
+                               f"and a test needs at least {MIN_PAIRS}; give {MIN_PAIRS} or more (e.g. [1, 2, 3]), or "
+                               f"criteria: {{pilot: true}} for a pilot whose tests are marked not measured")
+
+
+def budget(settings: RunSettings, scaling: Scaling, *, ranks: int) -> dict[str, Any]:
     """What a scaling study sets for one run from its model's size: max_steps for D = k·N tokens (N the total
     parameters), warm-up, validation and checkpoint steps, and the learning rate by the study's rule."""
     total, _ = count_parameters(settings.model, settings.data.vocab_size)
     t = settings.train
     per_step = t.micro_batch_size * t.grad_accum * settings.data.seq_len * ranks
-    steps = max(2, -(-int(scaling["tokens_per_parameter"] * total) // per_step))
-    every = max(1, steps // int(scaling["evaluations"]))
+    steps = max(2, -(-int(scaling.tokens_per_parameter * total) // per_step))
+    every = max(1, steps // scaling.evaluations)
     out: dict[str, Any] = {"train": {"max_steps": steps, "eval_every": every, "save_every": every},
-                           "optim": {"warmup_steps": max(1, round(scaling["warmup_fraction"] * steps))}}
-    if scaling.get("lr"):
-        rule = scaling["lr"]
-        out["optim"]["lr"] = float(f"{rule['value'] * (total / rule['reference']) ** (-rule['exponent']):.3g}")
+                           "optim": {"warmup_steps": max(1, round(scaling.warmup_fraction * steps))}}
+    if scaling.lr is not None:
+        out["optim"]["lr"] = scaling.lr.at(total)
     return out
 
 
@@ -227,7 +237,7 @@ def grid_value(value: Any) -> str:
 def _expand_sweep(study: Study, path: Path) -> None:
     """Add one variation per grid point; the point with the reference's own settings is the reference."""
     _check_sweep(study.sweep, study, path)
-    reference = study.sweep["variation"]
+    reference = study.sweep.variation
     axes = grid_axes(study)
 
     def resolved(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -260,7 +270,7 @@ def expand(study: Study, out_root: Path) -> list[RunSpec]:
     for variation, overrides in study.variations.items():
         for model_name in study.models:
             model = model_label(model_name)  # hf:<path> -> the folder's name
-            for seed in (study.scaling or {}).get("seeds", {}).get(model_name, study.seeds):
+            for seed in (study.scaling.seeds if study.scaling else {}).get(model_name, study.seeds):
                 name = f"{variation}-{model}-s{seed}"
                 tree = _merge(_merge(study.base, overrides),
                               {"model": {"name": model_name}, "train": {"seed": seed, "out": str(out_root / name)}})

@@ -38,19 +38,6 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]
     return float(res.statistic), float(res.pvalue)
 
 
-def bootstrap_ci(a: Sequence[float], b: Sequence[float], *, n_boot: int = 10_000, level: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean paired difference a − b."""
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    if d.size < 2:
-        raise NotEnoughData(f"a bootstrap interval needs ≥ 2 pairs; got {d.size}")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
 def sign_test(successes: int, trials: int) -> float:
     """One-sided binomial p-value that the success rate exceeds 1/2."""
     if trials < 1:

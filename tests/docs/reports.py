@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.helpers import REPO
+
+
+def schema(study: str) -> int:
+    """The analysis.json schema the study's report was rendered with (1: before numbers-only criteria, t intervals
+    and Holm's adjustment; such a study awaits its re-run)."""
+    return json.loads((REPO / "docs" / "studies" / study / "analysis.json").read_text(encoding="utf-8")).get("schema", 1)
 
 
 def report_text(study: str) -> str:
@@ -28,10 +36,16 @@ def result(study: str, model: str, variation: str, metric: str) -> str:
     return next(r[metric] for r in table(report_text(study), "Results") if r["model"] == model and r["variation"] == variation)
 
 
-def paired_p(study: str, model: str, baseline: str, metric: str) -> str:
-    """The paired t-test's p of the method against a baseline (metric as the results table names it)."""
+def seeds(study: str, model: str, variation: str) -> str:
+    """The n (seeds) cell of the report's results table."""
+    return next(r["n"] for r in table(report_text(study), "Results") if r["model"] == model and r["variation"] == variation)
+
+
+def paired_p(study: str, model: str, baseline: str, metric: str, column: str = "p (Holm)") -> str:
+    """The paired t-test's Holm-adjusted (or, with column="p", raw) p of the method against a baseline (metric as the
+    results table names it)."""
     rows = table(report_text(study), "Paired comparisons")
-    return next(r["p"] for r in rows if r["model"] == model and r["vs"] == baseline and r["metric"].startswith(metric))
+    return next(r[column] for r in rows if r["model"] == model and r["vs"] == baseline and r["metric"].startswith(metric))
 
 
 def verdict(study: str, criterion: str) -> str:

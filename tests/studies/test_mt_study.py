@@ -22,7 +22,7 @@ def _miniature(tmp_path, init_from) -> tuple:
     study.pop("sweep")
     study.pop("timing")
     study["baselines"] = {"method": "hypros", "log": "log", "bounded": "log"}
-    study["models"], study["seeds"] = ["nano"], [1]
+    study["models"], study["seeds"], study["criteria"] = ["nano"], [1], {"pilot": True}
     study["base"]["task"]["init_from"] = str(init_from)
     study["base"]["data"]["seq_len"] = 96
     study["base"]["train"].update(max_steps=2, micro_batch_size=4, eval_every=1, eval_batches=1, save_every=2,

@@ -15,12 +15,14 @@ from hypros_lm.studies.scaling import (
     envelope,
     fit_law,
     identified_law,
-    learning_rate_sweep,
     leave_largest_out,
+    local_slopes,
     log_linear,
     shared_exponent_test,
-    verdict,
+    window_slope_differences,
+    windows,
 )
+from hypros_lm.studies.scaling_study import learning_rate_sweep, verdict
 
 SIZES = np.array([7e3, 2e4, 4e4, 1e5, 1.8e5, 3.5e5])
 TRUE = {"E": 1.8, "A": 60.0, "alpha": 0.45}
@@ -47,7 +49,7 @@ def test_the_bootstrap_interval_holds_the_true_values_in_most_of_20_draws():
         for key in held:
             lo, hi = law[f"{key}_ci"]
             held[key] += lo <= TRUE[key] <= hi
-    assert held["alpha"] >= 15 and held["E"] >= 15, held  # nominal 95 %: 19 of 20; clustered by 6 sizes, fewer
+    assert held["alpha"] >= 15 and held["E"] >= 15, held  # nominal 95 %: 19 of 20; resampling 6 sizes, fewer
 
 
 @pytest.mark.parametrize(("points", "reason"), [
@@ -147,18 +149,21 @@ def test_the_learning_rate_sweep_finds_each_optimum_and_the_rule_through_them():
 
 
 def test_the_verdict_is_offset_or_exponent_only_where_both_tests_agree():
-    laws = {"log:nll": {"identified": True}, "hypros:nll": {"identified": True}, "log:brier": {"identified": False}}
+    laws = [{"variation": "log", "metric": "nll", "identified": True},
+            {"variation": "hypros", "metric": "nll", "identified": True},
+            {"variation": "log", "metric": "brier", "identified": False}]
 
     def case(delta_aic, *cis):
         return {"laws": laws, "shared_alpha": {"nll": {"delta_aic": delta_aic}},
-                "differences": {f"v{i}-log": {"ci": list(ci)} for i, ci in enumerate(cis)}}
+                "differences": [{"variation": f"v{i}", "low": lo, "high": hi} for i, (lo, hi) in enumerate(cis)]}
 
-    assert verdict(case(-1.5, (-0.1, 0.2), (-0.3, 0.01))).startswith("offset:")
-    assert verdict(case(4.0, (0.05, 0.2))).startswith("exponent:")
-    assert verdict(case(4.0, (-0.05, 0.2))).startswith("no verdict: the shared-α test and the α differences")
-    assert verdict(case(-1.0, (0.05, 0.2))).startswith("no verdict: the shared-α test and the α differences")
-    unidentified = {**case(-1.0, (-0.1, 0.1)), "laws": {**laws, "brier:nll": {"identified": False}}}
-    assert verdict(unidentified) == "no verdict: the test-NLL law of brier is not identified"
+    assert verdict(case(-1.5, (-0.1, 0.2), (-0.3, 0.01)))["kind"] == "offset"
+    assert verdict(case(4.0, (0.05, 0.2)))["kind"] == "exponent"
+    assert verdict(case(4.0, (-0.05, 0.2))) == {"kind": "none", "why": "disagree"}
+    assert verdict(case(-1.0, (0.05, 0.2))) == {"kind": "none", "why": "disagree"}
+    assert verdict({**case(-1.0), "differences": []}) == {"kind": "none", "why": "fewer than two"}
+    unidentified = {**case(-1.0, (-0.1, 0.1)), "laws": [*laws, {"variation": "brier", "metric": "nll", "identified": False}]}
+    assert verdict(unidentified) == {"kind": "none", "why": "unidentified", "unidentified": ["brier"]}
 
 
 def test_the_log_linear_limit_recovers_a_known_slope_and_its_interval():
@@ -170,3 +175,45 @@ def test_the_log_linear_limit_recovers_a_known_slope_and_its_interval():
     assert fit["b"] == pytest.approx(0.5, abs=0.02) and fit["c"] == pytest.approx(6.0, abs=0.2)
     assert fit["b_ci"][0] <= 0.5 <= fit["b_ci"][1] and fit["b_ci"][1] - fit["b_ci"][0] < 0.05
     assert fit["samples"].shape == (500,)
+
+
+def test_the_local_slopes_of_a_known_law_are_its_secants_and_their_intervals_hold_them():
+    """L = E + A·N^−α with seed noise: each local slope is the law's secant −ΔL/Δln N between successive sizes, and
+    its t interval holds the true secant in most of 20 draws."""
+    rng = np.random.default_rng(11)
+    law = lambda n: TRUE["E"] + TRUE["A"] * n ** (-TRUE["alpha"])  # noqa: E731
+    secants = [-(law(b) - law(a)) / math.log(b / a) for a, b in zip(SIZES, SIZES[1:], strict=False)]
+    exact = local_slopes(_points(rng, noise=0.0))
+    assert [r["b"] for r in exact] == pytest.approx(secants, rel=1e-9)
+    assert [(r["from"], r["to"]) for r in exact] == list(zip(SIZES[:-1], SIZES[1:], strict=True))
+    held = sum(r["low"] <= s <= r["high"] for _ in range(20)
+               for r, s in zip(local_slopes(_points(rng, noise=0.01)), secants, strict=True))
+    assert held >= 0.85 * 20 * len(secants), held
+    one_seed = local_slopes(Points.of(SIZES, law(SIZES), np.ones(SIZES.size)))
+    assert all(r["low"] is None for r in one_seed)  # one run a size: no interval
+
+
+def test_every_window_of_four_sizes_or_more_is_fitted_and_a_line_is_found_in_each():
+    """Points on L = 6 − 0.5·ln N: every contiguous window of ≥ 4 of the 6 sizes (3 + 2 + 1 of them) finds b = 0.5;
+    against a second objective with slope 0.4, the difference is −0.1 in every window."""
+    x = np.repeat(SIZES, 2)
+    line = Points.of(x, 6.0 - 0.5 * np.log(x), np.tile([1, 2], SIZES.size))
+    other = Points.of(x, 5.0 - 0.4 * np.log(x), np.tile([1, 2], SIZES.size))
+    fits = windows(line)
+    assert [(w["from"], w["to"]) for w in fits] == [(SIZES[i], SIZES[j]) for i in range(3) for j in range(i + 3, 6)]
+    assert all(w["b"] == pytest.approx(0.5) for w in fits) and [w["sizes"] for w in fits] == [4, 5, 6, 4, 5, 4]
+    assert all(d["b"] == pytest.approx(-0.1) for d in window_slope_differences(other, line))
+    law = windows(_points(np.random.default_rng(0), noise=0.0))
+    assert law[-1]["alpha"] == pytest.approx(TRUE["alpha"], abs=1e-4)  # the window of the four largest sizes
+
+
+def test_the_slope_interval_carries_misspecification_that_seed_noise_alone_would_not_show():
+    """Noise-free points whose slope changes at the middle size (0.8 below, 0.2 above): resampling seeds alone would
+    give an interval of zero width; resampling sizes gives one that spans much of the two local slopes."""
+    x = np.repeat(SIZES, 3)
+    y = np.where(x <= SIZES[2], 6.0 - 0.8 * np.log(x), 6.0 - 0.8 * np.log(SIZES[2]) - 0.2 * np.log(x / SIZES[2]))
+    fit = log_linear(Points.of(x, y, np.tile([1, 2, 3], SIZES.size)), n_boot=1000)
+    low, high = fit["b_ci"]
+    assert high - low > 0.2 and 0.2 - 1e-9 <= low < fit["b"] < high <= 0.8 + 1e-9
+    exact = log_linear(Points.of(x, 6.0 - 0.5 * np.log(x), np.tile([1, 2, 3], SIZES.size)), n_boot=200)
+    assert exact["b_ci"] == pytest.approx([0.5, 0.5])  # a law that holds: no misspecification to carry

@@ -29,19 +29,18 @@ def test_the_cpu_study_budgets_follow_d_equals_k_n(tmp_path):
         s = r.settings
         total, non_embedding = count_parameters(s.model, s.data.vocab_size)
         per_step = s.train.micro_batch_size * s.data.seq_len
-        assert (s.train.max_steps - 1) * per_step < sc["tokens_per_parameter"] * total <= s.train.max_steps * per_step
-        assert s.optim.warmup_steps == max(1, round(sc["warmup_fraction"] * s.train.max_steps))
-        rule = sc["lr"]
-        assert s.optim.lr == pytest.approx(rule["value"] * (total / rule["reference"]) ** -rule["exponent"], rel=1e-2)
-        assert s.optim.beta2 == 0.99 and s.train.eval_every == s.train.max_steps // sc["evaluations"]
+        assert (s.train.max_steps - 1) * per_step < sc.tokens_per_parameter * total <= s.train.max_steps * per_step
+        assert s.optim.warmup_steps == max(1, round(sc.warmup_fraction * s.train.max_steps))
+        rule = sc.lr
+        assert s.optim.lr == pytest.approx(rule.value * (total / rule.reference) ** -rule.exponent, rel=1e-2)
+        assert s.optim.beta2 == 0.99 and s.train.eval_every == s.train.max_steps // sc.evaluations
         sizes[r.model] = total
         assert non_embedding < total
     ordered = [sizes[m] for m in study.models]
     assert all(1.7 < b / a < 3.0 for a, b in zip(ordered, ordered[1:], strict=False))  # about ×2 a size
     assert math.log10(ordered[-1] / ordered[0]) >= 1.5
     seeds = {m: len({r.seed for r in runs if r.model == m}) for m in study.models}
-    half = len(study.models) // 2
-    assert all(seeds[m] >= 3 for m in study.models[:half]) and all(seeds[m] >= 2 for m in study.models[half:])
+    assert all(seeds[m] >= 3 for m in study.models)  # a paired test at every size
     epochs = max(r.settings.train.max_steps for r in runs) * 8 * 128 / 4.4e6  # WikiText-2 train in this BPE: ~4.4M tokens
     assert epochs <= 4
 
@@ -91,4 +90,4 @@ def test_the_cpu_study_s_learning_rate_rule_is_its_sweep_s_with_every_optimum_in
 
     sweep = json.loads((REPO / "docs" / "studies" / "scaling-cpu-lr" / "analysis.json").read_text())["scaling"]["lr_sweep"]
     assert len(sweep["sizes"]) == 4 and all(r["inside"] and len(r["lrs"]) == 5 for r in sweep["sizes"])
-    assert load_study("scaling-cpu").scaling["lr"] == sweep["rule"]
+    assert vars(load_study("scaling-cpu").scaling.lr) == sweep["rule"]

@@ -10,7 +10,6 @@ from scipy import stats
 
 from hypros_lm.studies.stats import (
     NotEnoughData,
-    bootstrap_ci,
     curve_area,
     mean_std,
     paired_t_test,
@@ -34,14 +33,6 @@ def test_mean_std_and_sign_test():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
     assert sign_test(9, 10) == pytest.approx(11 / 1024)  # P(X ≥ 9), X ~ Bin(10, 1/2)
     assert sign_test(5, 10) == pytest.approx(stats.binomtest(5, 10, 0.5, alternative="greater").pvalue)
-
-
-def test_bootstrap_ci_brackets_the_mean_difference():
-    rng = np.random.default_rng(3)
-    a = rng.normal(1.0, 0.1, 50)
-    b = a - 0.3 + rng.normal(0, 0.01, 50)
-    lo, hi = bootstrap_ci(a, b)
-    assert lo < 0.3 < hi and hi - lo < 0.02
 
 
 def test_time_to_target_and_area():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hypros_lm.studies.criteria import analyse
+from hypros_lm.studies.analysis import analyse
 from hypros_lm.studies.results import RunResult, headline, task_metric
 from hypros_lm.studies.spec import Study
 
@@ -46,17 +46,17 @@ def _run(variation: str, seed: int, bleu: float, swap_bleu: float, nll: float = 
     return run
 
 
-@pytest.mark.parametrize(("hypros_bleu", "verdict"), [((12.1, 12.4, 12.2), True), ((9.9, 10.2, 10.0), False)])
+@pytest.mark.parametrize(("hypros_bleu", "verdict"), [((12.1, 12.4, 12.2), "pass"), ((9.9, 10.2, 10.0), "fail")])
 def test_c2_compares_bleu_with_higher_better(hypros_bleu, verdict):
     runs = [_run("log", s, b, b - 1) for s, b in zip((1, 2, 3), (10.0, 10.3, 10.1), strict=True)]
     runs += [_run("brier", s, 8.0 + s / 10, 7.0) for s in (1, 2, 3)]
     runs += [_run("hypros", s, b, b - 0.5) for s, b in zip((1, 2, 3), hypros_bleu, strict=True)]
     res = analyse(_study("multi30k-en-de"), runs)
     c2 = next(c for c in res["criteria"] if c["id"] == "C2")
-    assert c2["pass"] is verdict and "test BLEU" in c2["text"] and "BLEU" in c2["value"]
+    assert c2["verdict"] == verdict and "test BLEU" in c2["text"] and c2["measurements"][0]["quantity"].startswith("BLEU")
     hypros = next(r for r in res["summary"] if r["variation"] == "hypros")
     assert hypros["bleu"][0] == pytest.approx(sum(hypros_bleu) / 3)
     assert hypros["swap:drop"][0] == pytest.approx(sum(0.5 / b for b in hypros_bleu) / 3)  # the evaluation's own
-    assert any(c["metric"] == "test BLEU" and c["vs"] == "log" for c in res["comparisons"])
+    assert any(c["label"] == "test BLEU" and c["vs"] == "log" for c in res["comparisons"])
     c4 = next(c for c in res["criteria"] if c["id"] == "C4")
-    assert "swap nano BLEU" in c4["value"]
+    assert any(m["quantity"].startswith("swap BLEU") for m in c4["measurements"])
