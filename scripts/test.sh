@@ -22,4 +22,5 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
-exec python -m pytest -n "${HYPROS_TEST_WORKERS:-2}" --dist loadfile "$@"
+# whole files to a worker, the costliest first (tests/conftest.py orders them by tests/file_seconds.json)
+exec python -m pytest -n "${HYPROS_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

@@ -66,8 +66,16 @@ def stage_runs(tmp_path_factory, cache_dir):
     return runs
 
 
+FILE_SECONDS = Path(__file__).with_name("file_seconds.json")
+"""Each test file's seconds in a recent full run (scripts/test_durations.py writes it)."""
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked requires_gpu are skipped where CUDA is absent (CI and these machines)."""
+    """The costliest test files first (stable within a file), so that the workers, handed whole files in this order
+    (scripts/test.sh: --dist loadfile --no-loadscope-reorder), do not end on one long file while the other idles;
+    tests marked requires_gpu are skipped where CUDA is absent (CI and these machines)."""
+    seconds = json.loads(FILE_SECONDS.read_text()) if FILE_SECONDS.is_file() else {}
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::", 1)[0], 0.0))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA")

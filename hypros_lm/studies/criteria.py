@@ -136,6 +136,8 @@ def c3_calibration(ctx: Context, comparisons: list[Comparison]) -> Judgement:
         for key in ("ece_10", "brier"):
             c = _of(comparisons, m, ctx.log, key)
             base = float(np.mean(ctx.test_pairs(ctx.method, ctx.log, m, key)[1]))
+            if c is None or base == 0:
+                continue  # a metric the runs lack, or a baseline at 0: no relative reduction
             row = Measurement(m, f"{label(key)} reduction vs log-loss (relative)", -c.diff / base, n=c.n, p=c.p,
                               p_adjusted=c.p_adjusted, threshold=C3_REDUCTION, extra={"part": "calibration"})
             if c.tested:
