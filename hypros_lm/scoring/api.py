@@ -11,6 +11,7 @@ Three pieces, importable with torch alone (``from hypros_lm import ...``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -72,6 +73,8 @@ def linear_scoring_loss(
     num_items_in_batch: int | Tensor | None = None,
     return_components: bool = False,
     chunk_size: int | None = None,
+    process_group=None,
+    shard_sizes: Sequence[int] | None = None,
 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """A proper scoring rule (or a HyProS mixture) of the LM head's logits, fused with the head.
 
@@ -91,6 +94,9 @@ def linear_scoring_loss(
             gradient accumulation gives the gradients of one large batch).
         z_loss: coefficient of the stabiliser lse² (PaLM, OLMo), added per token.
         score_smoothing: Shao et al.'s (2024) smoothing ε of the bounded score (``ScoringOptions.score_smoothing``).
+        process_group: the vocab-parallel head: ``linear_weight`` (and ``bias``) are this rank's contiguous block of
+            the vocabulary's rows in rank order, ``input`` and ``target`` (global ids) the same on every rank; ∂W
+            stays on the shard, ∂input is summed over the group (``fused_linear_score``; ``shard_sizes`` optional).
         return_components: also return detached means over the non-ignored tokens: ``log``,
             each reported score and the bounded one by key, ``entropy``, ``accuracy``, ``n_tokens`` (and
             ``z_loss``).
@@ -100,7 +106,7 @@ def linear_scoring_loss(
         input, linear_weight, target, lam=lam_value, bounded=partner, bias=bias, ignore_index=ignore_index,
         reduction=reduction, num_items_in_batch=num_items_in_batch, logit_scale=logit_scale, softcap=softcap,
         options=ScoringOptions(label_smoothing=label_smoothing, score_smoothing=score_smoothing, z_loss=z_loss,
-                               chunk_size=chunk_size),
+                               chunk_size=chunk_size), process_group=process_group, shard_sizes=shard_sizes,
     )
     return (out.loss, components_of(out)) if return_components else out.loss
 
@@ -164,7 +170,7 @@ class LinearScoringLoss(nn.Module):
 
     # the keywords of linear_scoring_loss a module holds (the rest come with each call)
     OPTIONS = ("bounded", "alpha", "ignore_index", "reduction", "label_smoothing", "score_smoothing", "z_loss",
-               "softcap", "logit_scale", "chunk_size")
+               "softcap", "logit_scale", "chunk_size", "process_group", "shard_sizes")
 
     def __init__(self, score: str | None = None, *, lam: float | None = None, schedule: LambdaSchedule | None = None,
                  **options: Any):

@@ -13,6 +13,7 @@ from torch import Tensor
 from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring import tiles
 from hypros_lm.scoring.scores import REPORTED, RowStats, Score, Terms, merged_terms, power_sums_needed
+from hypros_lm.scoring.shards import Shard, reduce_statistics, reduce_sum
 from hypros_lm.scoring.tiles import TILES
 
 
@@ -32,6 +33,8 @@ class Options:
     softcap: float | None = None
     keep_per_token_loss: bool = False
     score_smoothing: float = 0.0
+    shard: Shard | None = None
+    """This rank's block of a vocabulary split over a process group (the vocab-parallel head), or None."""
     powers: tuple[float, ...] = field(init=False)
     """The α of each power sum Σe^α the statistics keep (the reported scores' and the bounded score's)."""
 
@@ -207,17 +210,21 @@ class _Walk:
     gradient accumulators of the weight and bias."""
 
     def __init__(self, hidden: Tensor, weight: Tensor, bias: Tensor | None, opts: Options, *, want_grad: bool):
-        self.opts, self.vocab = opts, weight.shape[0]
+        self.opts, self.shard = opts, opts.shard
+        self.vocab = self.shard.vocab if self.shard else weight.shape[0]  # the whole vocabulary's size
+        self.offset = self.shard.start if self.shard else 0  # this weight's first row in the whole vocabulary
         self.acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # statistics dtype
         self.logits = _Logits(weight, bias, opts)
-        self.blocks = [(a, min(a + opts.vocab_block_size, self.vocab)) for a in range(0, self.vocab, opts.vocab_block_size)]
+        rows = weight.shape[0]
+        self.blocks = [(a, min(a + opts.vocab_block_size, rows)) for a in range(0, rows, opts.vocab_block_size)]
         self.single = len(self.blocks) == 1
-        if self.blocks[0][1] > 2**24:  # the tiles' argmax counts columns in fp32 (tiles._first_zero)
-            raise InvalidValue(f"vocab_block_size={self.blocks[0][1]} exceeds 2^24 columns; pass a smaller one")
+        widest = min(opts.vocab_block_size, self.shard.widest if self.shard else rows)  # the same on every rank
+        if widest > 2**24:  # the tiles' argmax counts columns in fp32 (tiles._first_zero)
+            raise InvalidValue(f"vocab_block_size={widest} exceeds 2^24 columns; pass a smaller one")
         rows = min(opts.chunk_size, hidden.shape[0])
         self.buf_z = torch.empty(rows * self.blocks[0][1], dtype=self.acc, device=hidden.device)
         self.grad_w = torch.zeros(weight.shape, dtype=self.acc, device=weight.device) if want_grad else None
-        self.grad_b = (torch.zeros(self.vocab, dtype=self.acc, device=weight.device)
+        self.grad_b = (torch.zeros(weight.shape[0], dtype=self.acc, device=weight.device)
                        if want_grad and bias is not None else None)
 
     def statistics(self, h_mm: Tensor, targets: Tensor) -> tuple[_Stats, dict[str, Tensor]]:
@@ -227,12 +234,16 @@ class _Walk:
         st = _Stats(c, self.buf_z, self.opts.powers)
         for a, b in self.blocks:
             z = self.logits(h_mm, a, b, _view(self.buf_z, c, b - a))  # (C, B)
-            st.add(z, a, targets, want_sum=bool(self.opts.label_smoothing))
+            st.add(z, self.offset + a, targets, want_sum=bool(self.opts.label_smoothing))
+        if self.shard:
+            reduce_statistics(st, self.shard)
         if self.opts.score_smoothing:  # a second look, once the row's lse is known (recomputing blocks if several)
             threshold = st.smoothing_threshold(self.opts.score_smoothing, self.vocab)
             for a, b in self.blocks:
                 z = _view(self.buf_z, c, b - a)
                 st.add_below(z if self.single else self.logits(h_mm, a, b, z), threshold)
+            if self.shard:
+                st.below_count, st.below_sum = reduce_sum([st.below_count, st.below_sum], self.shard)
         scores = _chunk_scores(st, targets, self.vocab, self.opts)
         if self.opts.score_smoothing:
             scores["threshold"], scores["below_count"] = threshold, st.below_count
@@ -259,14 +270,16 @@ class _Walk:
                 z = self.logits(h_mm, a, b, z)
             w_blk = self.logits.w[a:b]
             for co, acc_h in zip(components or [], comp_h, strict=True):  # for telemetry
-                g_i = self.logits.grad(z, torch.empty_like(z), sc["lse"], co, a, targets, valid)
+                g_i = self.logits.grad(z, torch.empty_like(z), sc["lse"], co, self.offset + a, targets, valid)
                 _addmm_(acc_h, _as_operand(g_i, h_mm), w_blk)
-            g = self.logits.grad(z, z, sc["lse"], coefs, a, targets, valid)
+            g = self.logits.grad(z, z, sc["lse"], coefs, self.offset + a, targets, valid)
             if self.grad_b is not None:
                 self.grad_b[a:b] += g.sum(0)
             g = _as_operand(g, h_mm)
             _addmm_(gh, g, w_blk)
             _addmm_(self.grad_w[a:b], g.T, h_mm)
+        if self.shard:  # ∂L/∂h sums every rank's rows' share
+            gh, *comp_h = reduce_sum([gh, *comp_h], self.shard)
         if derive:  # the other component from the total: G·W = (1 − λ)·G_log·W + λ·G_bounded·W
             weights = (1.0 - self.opts.lam, self.opts.lam)
             other = (gh - weights[direct] * comp_h[0]) / weights[1 - direct]

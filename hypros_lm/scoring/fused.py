@@ -46,7 +46,7 @@ When the vocabulary is split into several blocks, a token chunk needs two walks 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -57,6 +57,7 @@ from hypros_lm.errors import InvalidValue
 from hypros_lm.metrics.calibration import bin_sums
 from hypros_lm.scoring.chunks import Options, score_pass
 from hypros_lm.scoring.scores import REPORTED, Score, bounded_score
+from hypros_lm.scoring.shards import vocab_shard
 
 # Default working-memory budget for one chunk: three fp32 (chunk × vocab-block) buffers.
 _CHUNK_BUDGET_BYTES = 512 * 2**20
@@ -233,7 +234,8 @@ def fused_linear_score(
     alpha: float | None = None, bias: Tensor | None = None, ignore_index: int = -100, reduction: Reduction = "mean",
     num_items_in_batch: int | Tensor | None = None, options: ScoringOptions = DEFAULT_SCORING, logit_scale: float = 1.0,
     softcap: float | None = None, vocab_block_size: int | None = None, component_grad_norms: bool = False,
-    grad_in_forward: bool = True, calibration_bins: int = 0,
+    grad_in_forward: bool = True, calibration_bins: int = 0, process_group=None,
+    shard_sizes: Sequence[int] | None = None,
 ) -> ScoreOutput:
     """``(1 − λ)·log + λ·bounded`` (+ ``z_loss``·lse²) per token for the logits
     ``softcap·tanh(logit_scale·(hidden @ weight.T + bias)/softcap)``, without materialising the (N, V) logits,
@@ -247,13 +249,23 @@ def fused_linear_score(
     means over the non-ignored tokens; ``component_grad_norms`` adds ‖∂L_log/∂h‖ and
     ‖∂L_bounded/∂h‖ (unweighted by λ) when gradients are being computed in forward; ``calibration_bins``
     (without gradients, i.e. in evaluation) adds the top-1 calibration bin sums.
+
+    ``process_group``: the vocab-parallel head (hypros_lm.scoring.shards): ``weight`` (and ``bias``) are this rank's
+    contiguous block of the vocabulary's rows, in rank order, ``hidden`` and ``targets`` (global token ids) the same on
+    every rank; the blocks' sizes are gathered from the ranks (``shard_sizes``, if given, is checked against them).
+    The loss and every component are the whole vocabulary's on every rank, ∂L/∂W (∂L/∂b) this rank's rows', ∂L/∂h
+    the sum over the group.
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     score = bounded_score(bounded, alpha)
-    _check_inputs(hidden, weight, targets, ignore_index=ignore_index, bias=bias, reduction=reduction, softcap=softcap)
+    shard = None if process_group is None else vocab_shard(weight, process_group, hidden=hidden, bias=bias,
+                                                          chunk_size=options.chunk_size, shard_sizes=shard_sizes)
+    vocab = shard.vocab if shard else weight.shape[0]
+    _check_inputs(hidden, weight, targets, ignore_index=ignore_index, bias=bias, reduction=reduction, softcap=softcap,
+                  vocab=vocab)
     check_options(lam=lam, num_items_in_batch=num_items_in_batch, valid=targets != ignore_index)
-    opts = _options(weight.shape[0], lam=float(lam), bounded=score, ignore_index=ignore_index,
+    opts = _options(shard.widest if shard else vocab, lam=float(lam), bounded=score, ignore_index=ignore_index, shard=shard,
                     label_smoothing=float(options.label_smoothing), score_smoothing=float(options.score_smoothing),
                     chunk_size=options.chunk_size,
                     vocab_block_size=vocab_block_size, component_grad_norms=component_grad_norms,
@@ -314,7 +326,8 @@ def token_scores(
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
-    _check_inputs(hidden, weight, targets, ignore_index=ignore_index, bias=bias, reduction="none", softcap=softcap)
+    _check_inputs(hidden, weight, targets, ignore_index=ignore_index, bias=bias, reduction="none", softcap=softcap,
+                  vocab=weight.shape[0])
     opts = _options(weight.shape[0], lam=0.0, bounded=bounded_score(bounded, alpha), ignore_index=ignore_index,
                     label_smoothing=0.0,
                     chunk_size=chunk_size, vocab_block_size=vocab_block_size, component_grad_norms=False,
@@ -328,7 +341,7 @@ def token_scores(
 
 def _check_inputs(
     hidden: Tensor, weight: Tensor, targets: Tensor, *, ignore_index: int, bias: Tensor | None, reduction: str,
-    softcap: float | None,
+    softcap: float | None, vocab: int,
 ) -> None:
     if weight.ndim != 2 or weight.shape[1] != hidden.shape[1]:
         raise InvalidValue(f"weight has shape {tuple(weight.shape)}; expected (V, {hidden.shape[1]}) to match hidden")
@@ -344,7 +357,7 @@ def _check_inputs(
         raise InvalidValue(f"reduction={reduction!r}; use 'mean', 'sum' or 'none'")
     if softcap is not None and not softcap > 0:
         raise InvalidValue(f"softcap={softcap} must be positive (or None for no soft-capping)")
-    bad = (targets != ignore_index) & ((targets < 0) | (targets >= weight.shape[0]))
-    require(~bad.any(), lambda: f"target id {int(targets[bad][0])} is outside the vocabulary [0, {weight.shape[0]}) "
+    bad = (targets != ignore_index) & ((targets < 0) | (targets >= vocab))
+    require(~bad.any(), lambda: f"target id {int(targets[bad][0])} is outside the vocabulary [0, {vocab}) "
             f"and is not ignore_index={ignore_index}; check the tokenizer's vocabulary against the model's")
 
