@@ -4,6 +4,7 @@ ones), or print one deepspeed command per run for a cluster scheduler.
     python launch/study.py studies/cpu-demo.yaml                      # -> runs/studies/cpu-demo/<variation>-<model>-s<seed>
     python launch/study.py studies/exp1-core.yaml --print-commands --hostfile hostfile
     python launch/study.py studies/cpu-demo.yaml --only hypros --models nano
+    python launch/study.py studies/scaling-gpu.yaml --plan --gpu A100 --mfu 0.4   # sizes, FLOPs, GPU-hours; no training
 """
 
 import argparse
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from hypros_lm.cli import run_main
 from hypros_lm.errors import InvalidValue
+from hypros_lm.studies.plan import plan_lines, planned, why_no_law
 from hypros_lm.studies.runner import deepspeed_command, run_study, write_run_config
 from hypros_lm.studies.spec import expand, load_study
 
@@ -25,6 +27,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--models", nargs="+", help="run only these model sizes")
     parser.add_argument("--print-commands", action="store_true", help="print one deepspeed command per run and exit")
     parser.add_argument("--hostfile", help="with --print-commands: a DeepSpeed hostfile for multi-node runs")
+    parser.add_argument("--plan", action="store_true", help="print each run's size, tokens, FLOPs and GPU-hours, and "
+                        "whether a scaling study can identify a law; train nothing (exit 2 where it cannot)")
+    parser.add_argument("--gpu", default="A100", help="with --plan: the GPU whose peak the GPU-hours assume")
+    parser.add_argument("--mfu", type=float, default=0.4, help="with --plan: the model-FLOPs utilisation assumed")
     args = parser.parse_args(argv)
 
     study = load_study(args.study)
@@ -37,13 +43,21 @@ def main(argv: list[str]) -> None:
                 raise InvalidValue(f"--{'only' if attr == 'variation' else 'models'} {sorted(unknown)}: not in the study")
             runs = [r for r in runs if getattr(r, attr) in flag]
     ranks = args.ranks or study.ranks
+    if args.plan:
+        plan = planned(study, runs, gpu=args.gpu, mfu=args.mfu)
+        print("\n".join(plan_lines(study, plan, gpu=args.gpu, mfu=args.mfu)))
+        if study.scaling is not None and study.baselines.method != study.baselines.log:  # a sweep fits no law
+            reason = why_no_law(study, plan)
+            if reason:
+                raise InvalidValue(f"{args.study}: this design cannot identify a scaling law: {reason}")
+            print("the design can identify a law (sizes, decades and seeds as the project's rule asks)")
+        return
     if args.print_commands:
         for run in runs:
             write_run_config(study, run)
             print(shlex.join(deepspeed_command(study, run, ranks=ranks, hostfile=args.hostfile)))
         return
     run_study(study, runs, ranks=ranks)
-
 
 
 def cli() -> None:

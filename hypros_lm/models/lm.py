@@ -21,8 +21,8 @@ from hypros_lm.scoring.fused import DEFAULT_SCORING
 @dataclass(kw_only=True)
 class ModelSettings:
     name: str = "nano"
-    """Rung of the size ladder (nano, micro, tiny, small, base, large; the scaling family w8 … w112), or
-    hf:<config.json, folder or hub name>
+    """Rung of the size ladder (nano, micro, mini, tiny, small, medium, base, big, large; the scaling family
+    w8 … w112), or hf:<config.json, folder or hub name>
     for any Hugging Face causal LM the drop-in patch takes (checked against the model's own forward once its
     weights are written); a folder with weights starts from them, its tokenizer is used."""
     attention: Attention = "auto"

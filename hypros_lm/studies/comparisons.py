@@ -92,6 +92,7 @@ def sweep(ctx: Context) -> list[dict[str, Any]]:
                 ctx.notes.append(f"sweep {m} {row['variation']} vs {reference}: {d.reason}")
             out.append({**row, "n": d.n, "diff": None if row["reference"] else d.diff,
                         "low": d.low if tested else None, "high": d.high if tested else None,
-                        "p": d.p if tested else None, "p_adjusted": d.p_adjusted if tested else None,
+                        "t": d.t if tested else None, "p": d.p if tested else None,
+                        "p_adjusted": d.p_adjusted if tested else None,
                         "significant": bool(tested and d.p_adjusted < study.criteria.alpha)})
     return out

@@ -155,6 +155,10 @@ def _lr_sweep_lines(sweep: dict[str, Any] | None) -> list[str]:
         lines.append(f"| {r['model']} | {r['params']:,} | {cells} | {r['best']:.3g} | {'yes' if r['inside'] else 'no'} | "
                      f"{r['optimum']:.3g} |")
     rule = sweep["rule"]
-    lines += ["", f"Rule through the inside optima: lr(N) = {rule['value']:.3g}·(N/{rule['reference']:g})^−{rule['exponent']:.3g}"
-              if rule else "No rule: fewer than two sizes have their best rate inside the sweep."]
+    if not rule:
+        return lines + ["", "No rule: fewer than two sizes have their best rate inside the sweep."]
+    lines += ["", f"Rule through the inside optima: lr(N) = {rule['value']:.3g}·(N/{rule['reference']:g})^−{rule['exponent']:.3g}"]
+    if "value_ci" in rule:
+        lines[-1] += (f"; 95 % intervals from resampling each cell's seeds ({rule['resamples']} resamples): value "
+                      f"{interval(*rule['value_ci'])}, exponent {interval(*rule['exponent_ci'])}")
     return lines

@@ -141,37 +141,57 @@ def verdict(scaling: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "none", "why": "disagree"}
 
 
-def learning_rate_sweep(runs: list, *, reference: float = 20000) -> dict[str, Any] | None:
+def learning_rate_sweep(runs: list, *, reference: float = 20000, n_boot: int = 1000) -> dict[str, Any] | None:
     """Where a study swept the learning rate (≥ 3 rates at a size): per size the mean test NLL at each rate, the best
     rate, whether it lies inside the sweep (not at its edge), and the optimum of a parabola in log lr through the best
     and its neighbours; then the rule lr(N) = value·(N/reference)^−exponent, a least-squares line through log lr*
-    against log N over the sizes whose best lies inside."""
-    sizes: dict[int, dict[float, list[float]]] = {}
+    against log N over the sizes whose best lies inside, with 95 % intervals of its value and exponent from
+    resampling each (size, rate) cell's seeds (where the cells have two or more)."""
+    cells: dict[int, dict[float, list[float]]] = {}
     for r in runs:
-        sizes.setdefault(r.params, {}).setdefault(r.lr, []).append(r.test["nll"])
-    rows = []
-    for params, by_lr in sorted(sizes.items()):
-        if len(by_lr) < 3:
-            continue
-        lrs = sorted(by_lr)
-        nll = [float(np.mean(by_lr[lr])) for lr in lrs]
-        best = int(np.argmin(nll))
-        inside = 0 < best < len(lrs) - 1
-        optimum = lrs[best]
-        if inside:  # the vertex of the parabola through the best and its two neighbours, in log lr
-            x = np.log(lrs[best - 1:best + 2])
-            c2, c1, _ = np.polyfit(x, nll[best - 1:best + 2], 2)
-            optimum = float(np.exp(-c1 / (2 * c2))) if c2 > 0 else lrs[best]
-        rows.append({"params": params, "model": next(r.model for r in runs if r.params == params), "lrs": lrs,
-                     "nll": nll, "best": lrs[best], "inside": inside, "optimum": optimum})
+        cells.setdefault(r.params, {}).setdefault(r.lr, []).append(r.test["nll"])
+    rows = [_sweep_row(params, by_lr, next(r.model for r in runs if r.params == params))
+            for params, by_lr in sorted(cells.items()) if len(by_lr) >= 3]
     if not rows:
         return None
-    fitted = [r for r in rows if r["inside"]]
-    rule = None
-    if len(fitted) >= 2:
-        slope, intercept = np.polyfit(np.log([r["params"] / reference for r in fitted]), np.log([r["optimum"] for r in fitted]), 1)
-        rule = {"reference": reference, "value": float(f"{math.exp(intercept):.3g}"), "exponent": float(f"{-slope:.3g}")}
+    rule = _rule([r for r in rows if r["inside"]], reference)
+    if rule and min(len(v) for by_lr in cells.values() for v in by_lr.values()) >= 2:
+        rng = np.random.default_rng(0)
+        draws = []
+        for _ in range(n_boot):
+            resampled = [_sweep_row(p, {lr: list(rng.choice(v, len(v))) for lr, v in by_lr.items()}, "")
+                         for p, by_lr in sorted(cells.items()) if len(by_lr) >= 3]
+            drawn = _rule([r for r in resampled if r["inside"]], reference, rounded=False)
+            if drawn:
+                draws.append((drawn["value"], drawn["exponent"]))
+        if draws:
+            values, exponents = np.array(draws).T
+            rule["value_ci"], rule["exponent_ci"] = list(interval(values)), list(interval(exponents))
+            rule["resamples"] = len(draws)
     return {"sizes": rows, "rule": rule}
+
+
+def _sweep_row(params: int, by_lr: dict[float, list[float]], model: str) -> dict[str, Any]:
+    lrs = sorted(by_lr)
+    nll = [float(np.mean(by_lr[lr])) for lr in lrs]
+    best = int(np.argmin(nll))
+    inside = 0 < best < len(lrs) - 1
+    optimum = lrs[best]
+    if inside:  # the vertex of the parabola through the best and its two neighbours, in log lr
+        c2, c1, _ = np.polyfit(np.log(lrs[best - 1:best + 2]), nll[best - 1:best + 2], 2)
+        optimum = float(np.exp(-c1 / (2 * c2))) if c2 > 0 else lrs[best]
+    return {"params": params, "model": model, "lrs": lrs, "nll": nll, "best": lrs[best], "inside": inside,
+            "optimum": optimum, "seeds": min(len(v) for v in by_lr.values())}
+
+
+def _rule(inside: list[dict[str, Any]], reference: float, *, rounded: bool = True) -> dict[str, Any] | None:
+    if len(inside) < 2:
+        return None
+    slope, intercept = np.polyfit(np.log([r["params"] / reference for r in inside]), np.log([r["optimum"] for r in inside]), 1)
+    value, exponent = math.exp(intercept), -slope
+    if rounded:
+        value, exponent = float(f"{value:.3g}"), float(f"{exponent:.3g}")
+    return {"reference": reference, "value": value, "exponent": exponent}
 
 
 def _law(row: np.ndarray) -> dict[str, float]:

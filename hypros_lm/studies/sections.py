@@ -55,6 +55,8 @@ class LrRule:
     reference: float
     value: float
     exponent: float
+    sweep: str | None = None
+    """The learning-rate sweep study whose report gives this rule (required of an objective's own rule)."""
 
     def at(self, params: float) -> float:
         return float(f"{self.value * (params / self.reference) ** (-self.exponent):.3g}")
@@ -66,8 +68,12 @@ class Scaling:
 
     tokens_per_parameter: float
     warmup_fraction: float = 0.02
+    warmup_min_steps: int = 1
+    """Each run's warm-up is max(this, warmup_fraction of its steps): the smallest runs still warm up."""
     evaluations: int = 8
     lr: LrRule | None = None
+    objective_lr: dict[str, LrRule] = field(default_factory=dict)
+    """Each objective's (variation's) own rule, from its own sweep, where it has one; ``lr`` for the others."""
     seeds: dict[str, list[int]] = field(default_factory=dict)
     """A model's own seeds, where they differ from the study's."""
     fit_from: str | None = None
@@ -75,9 +81,19 @@ class Scaling:
     ≥ 4 sizes and the local slopes are reported whatever it says."""
 
     def check(self, where: str) -> None:
-        if not (self.tokens_per_parameter > 0 and 0 <= self.warmup_fraction < 0.5 and self.evaluations >= 2):
-            raise InvalidValue(f"{where}: needs tokens_per_parameter > 0, 0 ≤ warmup_fraction < 0.5 and evaluations "
-                               f"≥ 2; got {self.tokens_per_parameter}, {self.warmup_fraction}, {self.evaluations}")
+        if not (self.tokens_per_parameter > 0 and 0 <= self.warmup_fraction < 0.5 and self.evaluations >= 2
+                and self.warmup_min_steps >= 1):
+            raise InvalidValue(f"{where}: needs tokens_per_parameter > 0, 0 ≤ warmup_fraction < 0.5, warmup_min_steps "
+                               f"≥ 1 and evaluations ≥ 2; got {self.tokens_per_parameter}, {self.warmup_fraction}, "
+                               f"{self.warmup_min_steps}, {self.evaluations}")
+        unnamed = [v for v, rule in self.objective_lr.items() if not rule.sweep]
+        if unnamed:
+            raise InvalidValue(f"{where}.objective_lr.{unnamed[0]} names no sweep; give sweep: <the learning-rate sweep "
+                               f"study whose report gives the rule>, e.g. sweep: scaling-cpu-lr-{unnamed[0]}")
+
+    def rule(self, variation: str) -> LrRule | None:
+        """The learning-rate rule a variation trains by: its own, else the study's."""
+        return self.objective_lr.get(variation, self.lr)
 
 
 @dataclass(frozen=True)
@@ -165,13 +181,16 @@ def section(cls: type[T], raw: Any, where: str) -> T:
 
 
 def _value(hint: Any, raw: Any, where: str) -> Any:
-    nested = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
-    if nested and raw is not None:
-        return section(nested[0], raw, where)
     if typing.get_origin(hint) is dict:
         if not isinstance(raw, dict):
             raise InvalidValue(f"{where}={raw!r} must be a mapping")
+        value_type = typing.get_args(hint)[1]
+        if dataclasses.is_dataclass(value_type):
+            return {key: section(value_type, value, f"{where}.{key}") for key, value in raw.items()}
         return dict(raw)
+    nested = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+    if nested and raw is not None:
+        return section(nested[0], raw, where)
     return coerce(where, raw, hint)
 
 

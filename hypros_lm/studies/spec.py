@@ -196,6 +196,10 @@ def _check_scaling(study: Study, path: Path) -> None:
     unknown = set(sc.seeds) - set(study.models)
     if unknown:
         raise InvalidValue(f"{path}: scaling.seeds names {sorted(unknown)}, which are not among models {study.models}")
+    strays = set(sc.objective_lr) - set(study.variations)
+    if strays:
+        raise InvalidValue(f"{path}: scaling.objective_lr names {sorted(strays)}, which are not variations "
+                           f"({list(study.variations)})")
     if sc.fit_from is not None and sc.fit_from not in study.models:
         raise InvalidValue(f"{path}: scaling.fit_from={sc.fit_from!r} is not among models {study.models}; name the "
                            f"smallest model the laws are fitted from")
@@ -215,18 +219,19 @@ def _check_seeds(study: Study, path: Path) -> None:
                                f"criteria: {{pilot: true}} for a pilot whose tests are marked not measured")
 
 
-def budget(settings: RunSettings, scaling: Scaling, *, ranks: int) -> dict[str, Any]:
+def budget(settings: RunSettings, scaling: Scaling, *, ranks: int, variation: str) -> dict[str, Any]:
     """What a scaling study sets for one run from its model's size: max_steps for D = k·N tokens (N the total
-    parameters), warm-up, validation and checkpoint steps, and the learning rate by the study's rule."""
+    parameters), warm-up, validation and checkpoint steps, and the learning rate by the variation's rule."""
     total, _ = count_parameters(settings.model, settings.data.vocab_size)
     t = settings.train
     per_step = t.micro_batch_size * t.grad_accum * settings.data.seq_len * ranks
     steps = max(2, -(-int(scaling.tokens_per_parameter * total) // per_step))
     every = max(1, steps // scaling.evaluations)
     out: dict[str, Any] = {"train": {"max_steps": steps, "eval_every": every, "save_every": every},
-                           "optim": {"warmup_steps": max(1, round(scaling.warmup_fraction * steps))}}
-    if scaling.lr is not None:
-        out["optim"]["lr"] = scaling.lr.at(total)
+                           "optim": {"warmup_steps": max(scaling.warmup_min_steps, round(scaling.warmup_fraction * steps))}}
+    rule = scaling.rule(variation)
+    if rule is not None:
+        out["optim"]["lr"] = rule.at(total)
     return out
 
 
@@ -281,7 +286,8 @@ def expand(study: Study, out_root: Path) -> list[RunSpec]:
                     settings = settings_from_dict(tree)
                     if study.scaling is not None:
                         key = (variation, model_name)
-                        budgets[key] = budgets.get(key) or budget(settings, study.scaling, ranks=study.ranks)
+                        budgets[key] = budgets.get(key) or budget(settings, study.scaling, ranks=study.ranks,
+                                                                  variation=variation)
                         settings = settings_from_dict(_merge(tree, budgets[key]))
                 except (ValueError, TypeError) as err:
                     raise InvalidValue(f"study {study.name!r}, run {name}: {err}") from err

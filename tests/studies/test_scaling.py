@@ -217,3 +217,28 @@ def test_the_slope_interval_carries_misspecification_that_seed_noise_alone_would
     assert high - low > 0.2 and 0.2 - 1e-9 <= low < fit["b"] < high <= 0.8 + 1e-9
     exact = log_linear(Points.of(x, 6.0 - 0.5 * np.log(x), np.tile([1, 2, 3], SIZES.size)), n_boot=200)
     assert exact["b_ci"] == pytest.approx([0.5, 0.5])  # a law that holds: no misspecification to carry
+
+
+def test_the_learning_rate_rule_has_an_interval_from_the_seeds_that_holds_the_truth():
+    """Two seeds a (size, rate) cell with noise: the rule's value and exponent intervals (seeds resampled within
+    cells) hold the true 0.01 and 0.3, and are wider with more noise."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(2)
+    lrs = [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]
+
+    def sweep(noise):
+        runs = []
+        for n in (7e3, 2e4, 6e4):
+            optimum = 0.01 * (n / 2e4) ** -0.3
+            for lr in lrs:
+                for seed in (1, 2):
+                    nll = 3.0 + 0.2 * (np.log(lr) - np.log(optimum)) ** 2 + rng.normal(0, noise)
+                    runs.append(SimpleNamespace(params=int(n), model=f"m{int(n)}", lr=lr, test={"nll": nll}))
+        return learning_rate_sweep(runs, n_boot=400)["rule"]
+
+    quiet, noisy = sweep(0.002), sweep(0.02)
+    assert quiet["value_ci"][0] <= 0.01 <= quiet["value_ci"][1]
+    assert quiet["exponent_ci"][0] <= 0.3 <= quiet["exponent_ci"][1]
+    width = lambda rule: rule["exponent_ci"][1] - rule["exponent_ci"][0]  # noqa: E731
+    assert width(noisy) > width(quiet) and quiet["resamples"] > 300

@@ -30,8 +30,8 @@ def test_the_cpu_study_budgets_follow_d_equals_k_n(tmp_path):
         total, non_embedding = count_parameters(s.model, s.data.vocab_size)
         per_step = s.train.micro_batch_size * s.data.seq_len
         assert (s.train.max_steps - 1) * per_step < sc.tokens_per_parameter * total <= s.train.max_steps * per_step
-        assert s.optim.warmup_steps == max(1, round(sc.warmup_fraction * s.train.max_steps))
-        rule = sc.lr
+        assert s.optim.warmup_steps == max(sc.warmup_min_steps, round(sc.warmup_fraction * s.train.max_steps))
+        rule = sc.rule(r.variation)
         assert s.optim.lr == pytest.approx(rule.value * (total / rule.reference) ** -rule.exponent, rel=1e-2)
         assert s.optim.beta2 == 0.99 and s.train.eval_every == s.train.max_steps // sc.evaluations
         sizes[r.model] = total
