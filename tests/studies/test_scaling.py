@@ -232,7 +232,7 @@ def test_the_learning_rate_rule_has_an_interval_from_the_seeds_that_holds_the_tr
         for n in (7e3, 2e4, 6e4):
             optimum = 0.01 * (n / 2e4) ** -0.3
             for lr in lrs:
-                for seed in (1, 2):
+                for _seed in (1, 2):
                     nll = 3.0 + 0.2 * (np.log(lr) - np.log(optimum)) ** 2 + rng.normal(0, noise)
                     runs.append(SimpleNamespace(params=int(n), model=f"m{int(n)}", lr=lr, test={"nll": nll}))
         return learning_rate_sweep(runs, n_boot=400)["rule"]
