@@ -9,6 +9,9 @@ from __future__ import annotations
 import torch
 
 from hypros_lm.models import MODEL_SIZES, ModelSettings, build_model
+from hypros_lm.models.ladder import SCALING_WIDTHS
+
+SCALING_RUNGS = {f"w{width}" for width in SCALING_WIDTHS}
 
 VOCABS = (8192, 50304)
 
@@ -24,6 +27,8 @@ def main() -> None:
     print("| rung | layers | width | at vocab 8,192 | at vocab 50,304 |")
     print("|---|---:|---:|---:|---:|")
     for name, size in MODEL_SIZES.items():
+        if name in SCALING_RUNGS:
+            continue  # the scaling family w8 … w112 is sized for its own 512-token vocabulary (docs/studies.md)
         counts = " | ".join(f"{parameters(name, v) / 1e6:.1f}M" for v in VOCABS)
         print(f"| {name} | {size.num_layers} | {size.hidden_size} | {counts} |")
 
