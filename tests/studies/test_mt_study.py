@@ -54,7 +54,7 @@ def test_a_miniature_mt_study_reports_the_bleu_of_its_prediction_files(stage_run
         row = next(r for r in analysis["summary"] if r["variation"] == variation)
         assert row["bleu"][0] == pytest.approx(bleu, abs=1e-9)
         assert row["chrf"][0] == pytest.approx(CHRF().corpus_score(hyps, [references["test"]]).score, abs=1e-9)
-        assert f"| nano | {row['params'] / 1e6:.2f}M | {variation} | {bleu:.4g} |" in report
+        assert f"| nano | {row['params'] / 1e6:.2f}M | {variation} | 1 | {bleu:.4g} |" in report  # n = 1 seed
         shifted = (RunFolder(run).evaluation("shift-newstest2014") / "predictions-clean.txt").read_text().splitlines()
         assert row["shift-newstest2014:bleu"][0] == pytest.approx(
             BLEU().corpus_score(shifted, [references["shift-newstest2014"]]).score, abs=1e-9)

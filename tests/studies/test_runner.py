@@ -160,7 +160,8 @@ def test_runner_trains_and_evaluates_an_hf_model(tmp_path, cache_dir):
     from tests.integrations.hf_models import small_config
 
     small_config("qwen2", vocab=2048).save_pretrained(tmp_path / "qwen-small")
-    study = dict(STUDY, variations={"log": {"loss": {"name": "log"}}}, baselines={},
+    study = dict(STUDY, variations={"log": {"loss": {"name": "log"}}}, baselines={"method": "log", "log": "log",
+                                                                                  "bounded": "log"},
                  models=[f"hf:{tmp_path / 'qwen-small'}"], timing=None)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
     out = tmp_path / "runs"

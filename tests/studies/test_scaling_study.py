@@ -90,4 +90,5 @@ def test_the_cpu_study_s_learning_rate_rule_is_its_sweep_s_with_every_optimum_in
 
     sweep = json.loads((REPO / "docs" / "studies" / "scaling-cpu-lr" / "analysis.json").read_text())["scaling"]["lr_sweep"]
     assert len(sweep["sizes"]) == 4 and all(r["inside"] and len(r["lrs"]) == 5 for r in sweep["sizes"])
-    assert vars(load_study("scaling-cpu").scaling.lr) == sweep["rule"]
+    rule = load_study("scaling-cpu").scaling.lr
+    assert {"reference": rule.reference, "value": rule.value, "exponent": rule.exponent} == sweep["rule"]
