@@ -171,7 +171,8 @@ def _sweep_section(study: Study, rows: list[dict[str, Any]], alpha: float) -> li
 
 
 def study_minutes(folder: Path) -> float | None:
-    """The study's wall-clock over every invocation of the runner (its ``wallclock.jsonl``), in minutes."""
+    """The runs' training and evaluation minutes over every invocation of the runner (its ``wallclock.jsonl``),
+    summed: the study's wall-clock where one runner made them one after another."""
     path = Path(folder) / "wallclock.jsonl"
     if not path.is_file():
         return None

@@ -32,7 +32,8 @@ def scaling_section(sc: dict[str, Any], minutes: float | None) -> list[str]:
         return []
     lines = ["", "## Scaling laws L(N) = E + A·N^(−α)", ""]
     if minutes is not None:
-        lines += [f"The whole study (every run and its evaluations) took **{minutes:.0f} minutes** of wall-clock.", ""]
+        lines += [f"The runs (training and evaluations) took **{minutes:.0f} minutes** summed over runs (the wall-clock "
+                  "where one runner made them one after another).", ""]
     lines += _budgets(sc) + _lr_sweep_lines(sc.get("lr_sweep"))
     window = sc["fit_window"]
     lines += ["", f"Laws, slopes and their comparisons are fitted on {window['sizes']} sizes"

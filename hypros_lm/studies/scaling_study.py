@@ -28,7 +28,7 @@ from hypros_lm.studies.scaling import (
 )
 
 METRICS = (("nll", "test NLL"), ("brier", "test Brier"), ("ece_10", "test ECE (10 bins)"))
-INTERVALS = "sizes resampled with replacement, then seeds within each size (misspecification and seed noise)"
+INTERVALS = "the sizes with replacement, then the seeds within each size (misspecification and seed noise)"
 
 
 def _points(runs: list, metric: str) -> Points:
