@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
+from torch.distributed import ProcessGroup
 
 from hypros_lm.errors import InvalidValue
 from hypros_lm.scoring.fused import Reduction, ScoreOutput, ScoringOptions, fused_linear_score
@@ -73,7 +74,7 @@ def linear_scoring_loss(
     num_items_in_batch: int | Tensor | None = None,
     return_components: bool = False,
     chunk_size: int | None = None,
-    process_group=None,
+    process_group: ProcessGroup | None = None,
     shard_sizes: Sequence[int] | None = None,
 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """A proper scoring rule (or a HyProS mixture) of the LM head's logits, fused with the head.

@@ -52,6 +52,7 @@ from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
+from torch.distributed import ProcessGroup
 
 from hypros_lm.errors import InvalidValue
 from hypros_lm.metrics.calibration import bin_sums
@@ -234,7 +235,7 @@ def fused_linear_score(
     alpha: float | None = None, bias: Tensor | None = None, ignore_index: int = -100, reduction: Reduction = "mean",
     num_items_in_batch: int | Tensor | None = None, options: ScoringOptions = DEFAULT_SCORING, logit_scale: float = 1.0,
     softcap: float | None = None, vocab_block_size: int | None = None, component_grad_norms: bool = False,
-    grad_in_forward: bool = True, calibration_bins: int = 0, process_group=None,
+    grad_in_forward: bool = True, calibration_bins: int = 0, process_group: ProcessGroup | None = None,
     shard_sizes: Sequence[int] | None = None,
 ) -> ScoreOutput:
     """``(1 − λ)·log + λ·bounded`` (+ ``z_loss``·lse²) per token for the logits

@@ -50,7 +50,7 @@ def test_installed_wheel_trains_evaluates_and_runs_a_study(tmp_path, cache_dir):
              "variations": {"log": {"loss": {"name": "log"}}, "hypros": {"loss": {"name": "hypros"}}},
              "baselines": {"method": "hypros", "log": "log", "bounded": "log"},
              "models": ["nano"], "seeds": [1], "evaluations": {"test": {"data": "wikitext-2-v1", "split": "test"}},
-             "eval_batches": 2}
+             "eval_batches": 2, "criteria": {"pilot": True}}  # one seed: the install's test, not a comparison
     (work / "mini.yaml").write_text(yaml.safe_dump(study))
     run(str(bin_dir / "hypros-study"), "mini.yaml", "--out", "study")
     for name in ("log-nano-s1", "hypros-nano-s1"):
