@@ -230,7 +230,8 @@ def log_linear(points: Points, *, n_boot: int = 2000, seed: int = 1, seeds_drawn
     c, a, _ = _weighted_ls(u, points.y, np.ones_like(u))
     w = resample_weights(points, n_boot, np.random.default_rng(seed), seeds_drawn)
     cs, slopes, _ = _weighted_ls(u, points.y, w)
-    cs[distinct_sizes(points, w) < 2], slopes[distinct_sizes(points, w) < 2] = np.nan, np.nan
+    too_few = distinct_sizes(points, w) < 2
+    cs[too_few], slopes[too_few] = np.nan, np.nan
     return {"c": float(c), "b": float(-a), "c_ci": list(interval(cs)), "b_ci": list(interval(-slopes)), "samples": -slopes}
 
 
@@ -303,9 +304,10 @@ def windows(points: Points, *, smallest: int = 4) -> list[dict[str, Any]]:
     return out
 
 
-def window_slope_differences(points: Points, reference: Points, *, smallest: int = 4) -> list[dict[str, float]]:
-    """For every contiguous window of ≥ ``smallest`` sizes both objectives share: the difference of their slopes
-    b (this objective's minus the reference's), how the comparison moves with the window."""
-    mine = {(w["from"], w["to"]): w["b"] for w in windows(points, smallest=smallest)}
-    theirs = {(w["from"], w["to"]): w["b"] for w in windows(reference, smallest=smallest)}
-    return [{"from": lo, "to": hi, "b": mine[(lo, hi)] - theirs[(lo, hi)]} for lo, hi in mine if (lo, hi) in theirs]
+def window_slope_differences(mine: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """From two objectives' [`windows()`][hypros_lm.studies.scaling.windows]: for every window both share, the
+    difference of their slopes b (this objective's minus the reference's), how the comparison moves with the
+    window."""
+    theirs = {(w["from"], w["to"]): w["b"] for w in reference}
+    return [{"from": w["from"], "to": w["to"], "b": w["b"] - theirs[(w["from"], w["to"])]} for w in mine
+            if (w["from"], w["to"]) in theirs]

@@ -63,9 +63,9 @@ def analyse_scaling(runs: list, variations: list[str], *, log: str = "log", n_bo
         "local_slopes": {v: local_slopes(_points(rs, "nll")) for v, rs in every.items()},
         "windows": {v: windows(_points(rs, "nll")) for v, rs in every.items() if len({r.params for r in rs}) >= 4},
         "frontier": {v: _frontier(rs) for v, rs in every.items()}}
-    if log in every:
-        out["window_differences"] = {v: window_slope_differences(_points(rs, "nll"), _points(every[log], "nll"))
-                                     for v, rs in every.items() if v != log}
+    if log in every:  # from the windows above, not fitted again
+        out["window_differences"] = {v: window_slope_differences(out["windows"].get(v, []), out["windows"].get(log, []))
+                                     for v in every if v != log}
     for m, _ in METRICS:
         groups = {v: _points(rs, m) for v, rs in by.items()}
         if all(why_not_identified(p) is None for p in groups.values()) and len(groups) > 1:
