@@ -81,16 +81,19 @@ def sweep(ctx: Context) -> list[dict[str, Any]]:
             if not seeds:
                 ctx.notes.append(f"sweep {m} {variation}: no finished runs")
                 continue
-            a, b = ctx.test_pairs(variation, reference, m, metric)
-            diff = paired(a, b, model=m, vs=reference, metric=metric, label=label(metric), family=f"sweep {m}")
-            rows.append(({"model": m, "variation": variation, "values": values, "reference": variation == reference,
-                          "metric": metric, "value": mean_std([r.test[metric] for r in seeds.values()])}, diff))
-        adjust([d for row, d in rows if not row["reference"]])
+            diff = None  # the reference is not compared with itself
+            if variation != reference:
+                diff = paired(*ctx.test_pairs(variation, reference, m, metric), model=m, vs=reference, metric=metric,
+                              label=label(metric), family=f"sweep {m}")
+            rows.append(({"model": m, "variation": variation, "values": values, "reference": diff is None,
+                          "metric": metric, "value": mean_std([r.test[metric] for r in seeds.values()]),
+                          "n": len(seeds) if diff is None else diff.n}, diff))
+        adjust([d for _, d in rows if d is not None])
         for row, d in rows:
-            tested = d.tested and not row["reference"]
-            if not row["reference"] and not d.tested:
+            tested = d is not None and d.tested
+            if d is not None and not d.tested:
                 ctx.notes.append(f"sweep {m} {row['variation']} vs {reference}: {d.reason}")
-            out.append({**row, "n": d.n, "diff": None if row["reference"] else d.diff,
+            out.append({**row, "diff": None if d is None else d.diff,
                         "low": d.low if tested else None, "high": d.high if tested else None,
                         "t": d.t if tested else None, "p": d.p if tested else None,
                         "p_adjusted": d.p_adjusted if tested else None,

@@ -19,7 +19,7 @@ units to judge; the reason says which).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from hypros_lm.studies.comparisons import adjust, label, paired
 from hypros_lm.studies.context import Context, ttt
 from hypros_lm.studies.results import GENERATION_SCORES
 from hypros_lm.studies.schema import Comparison, Judgement, Measurement
-from hypros_lm.studies.stats import NotEnoughData, non_inferiority, sign_test, t_half_width
+from hypros_lm.studies.stats import NonInferiority, NotEnoughData, non_inferiority, sign_test, t_half_width
 
 C1_THRESHOLD = 1.03  # method/log step time
 C2_SIGMA = 0.3
@@ -36,9 +36,16 @@ C3_REDUCTION = 0.10
 C5_SHARE = 0.8
 
 
-def overall(measurements: list[Measurement]) -> str:
-    verdicts = [m.verdict for m in measurements if m.verdict in ("pass", "fail")]
-    return "not measured" if not verdicts else "fail" if "fail" in verdicts else "pass"
+def overall(verdicts: Iterable[str]) -> str:
+    """``fail`` where any judged unit fails, ``pass`` where all judged pass, ``not measured`` where none was judged."""
+    judged = [v for v in verdicts if v in ("pass", "fail")]
+    return "not measured" if not judged else "fail" if "fail" in judged else "pass"
+
+
+def _no_worse(ctx: Context, model: str) -> NonInferiority:
+    """The method against log-loss on the task metric by the study's margin (C2's "matched", C3's "no worse")."""
+    a, b = ctx.test_pairs(ctx.method, ctx.log, model, ctx.primary)
+    return non_inferiority(a, b, margin=ctx.study.criteria.margin(ctx.primary), higher_is_better=ctx.higher_is_better)
 
 
 def c1_step_time(ctx: Context, comparisons: list[Comparison]) -> Judgement:
@@ -58,7 +65,7 @@ def c1_step_time(ctx: Context, comparisons: list[Comparison]) -> Judgement:
         if ratios:
             measurements.append(_ratio(m, ratios, extra))
     source = "an interleaved timing" if timed else "paired runs' median step times"
-    verdict = overall(measurements)
+    verdict = overall(m.verdict for m in measurements)
     reason = "" if verdict != "not measured" else (
         "an interval spans 1.03 or a model has fewer than 2 timed pairs (more timing steps would settle it; "
         "benchmarks/step_time.py alternates the two in one process)" if measurements else "no paired runs")
@@ -87,7 +94,7 @@ def c2_task_metric(ctx: Context, comparisons: list[Comparison]) -> Judgement:
         c = _of(comparisons, m, ctx.log, ctx.primary)
         if c is None:
             continue
-        a, b = ctx.test_pairs(ctx.method, ctx.log, m, ctx.primary)
+        b = ctx.test_pairs(ctx.method, ctx.log, m, ctx.primary)[1]
         sign = 1 if ctx.higher_is_better else -1
         sigma = float(np.std(b, ddof=1)) if len(b) > 1 else 0.0
         row = Measurement(m, f"{ctx.primary_label} gain over log-loss", sign * c.diff, n=c.n, p=c.p,
@@ -95,13 +102,13 @@ def c2_task_metric(ctx: Context, comparisons: list[Comparison]) -> Judgement:
                           threshold=C2_SIGMA * sigma, extra={"sigma_log": sigma, **_time_to_target(ctx, m)})
         if c.tested:
             row.low, row.high = sorted((sign * c.low, sign * c.high))
-            ni = non_inferiority(a, b, margin=row.margin, higher_is_better=ctx.higher_is_better)
+            ni = _no_worse(ctx, m)
             better = row.value >= row.threshold and c.p_adjusted < ctx.study.criteria.alpha
             row.extra.update(matched=ni.verdict, matched_bound=ni.bound, matched_p=ni.p)
             row.verdict = "pass" if better or (ni.verdict == "no worse" and row.extra["faster"]) else "fail"
         measurements.append(row)
     return Judgement("C2", f"test {ctx.primary_label} ≥ 0.3σ better than log-loss, or matched (no worse by the margin)"
-                     " with ≥ 25 % fewer steps to the target", overall(measurements), measurements,
+                     " with ≥ 25 % fewer steps to the target", overall(m.verdict for m in measurements), measurements,
                      family=ctx.study.criteria.family(ctx.primary),
                      reason="" if measurements else "no paired method and log-loss runs")
 
@@ -144,21 +151,18 @@ def c3_calibration(ctx: Context, comparisons: list[Comparison]) -> Judgement:
                 row.low, row.high = -c.high / base, -c.low / base
                 row.verdict = "pass" if row.value >= C3_REDUCTION and c.diff < 0 and c.p_adjusted < alpha else "fail"
             rows.append(row)
-        a, b = ctx.test_pairs(ctx.method, ctx.log, m, ctx.primary)
-        margin = ctx.study.criteria.margin(ctx.primary)
         row = Measurement(m, f"{ctx.primary_label} advantage over log-loss (no worse by the margin)",
-                          (1 if ctx.higher_is_better else -1) * task.diff, n=task.n, margin=margin,
-                          extra={"part": "task"})
+                          (1 if ctx.higher_is_better else -1) * task.diff, n=task.n,
+                          margin=ctx.study.criteria.margin(ctx.primary), extra={"part": "task"})
         try:
-            ni = non_inferiority(a, b, margin=margin, higher_is_better=ctx.higher_is_better)
+            ni = _no_worse(ctx, m)
             row.low, row.p = ni.bound, ni.p
             row.extra["non_inferiority"] = ni.verdict
             row.verdict = "pass" if ni.verdict == "no worse" else "fail"
         except NotEnoughData:
             pass
         measurements += [*rows, row]
-    verdicts = {m: _c3_model(measurements, m) for m in ctx.models}
-    verdict = overall([Measurement(m, "", 0.0, verdict=v) for m, v in verdicts.items()])
+    verdict = overall(_c3_model(measurements, m) for m in ctx.models)
     return Judgement("C3", "≥ 10 % lower ECE or token Brier than log-loss, task metric no worse by the margin", verdict,
                      measurements, family=" and ".join(dict.fromkeys(ctx.study.criteria.family(k) for k in ("ece_10", "brier"))))
 
@@ -193,7 +197,8 @@ def c4_robustness(ctx: Context, comparisons: list[Comparison]) -> Judgement:
         if c.tested:
             row.verdict = "fail" if worse and c.p_adjusted < ctx.study.criteria.alpha else "pass"
         measurements.append(row)
-    return Judgement("C4", f"no significant degradation vs {ctx.bounded} on robustness sets", overall(measurements),
+    return Judgement("C4", f"no significant degradation vs {ctx.bounded} on robustness sets",
+                     overall(m.verdict for m in measurements),
                      measurements, family="C4", reason="" if measurements else "no robustness sets evaluated")
 
 
