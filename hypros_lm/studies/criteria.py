@@ -146,7 +146,8 @@ def c3_calibration(ctx: Context, comparisons: list[Comparison]) -> Judgement:
             if c is None or base == 0:
                 continue  # a metric the runs lack, or a baseline at 0: no relative reduction
             row = Measurement(m, f"{label(key)} reduction vs log-loss (relative)", -c.diff / base, n=c.n, p=c.p,
-                              p_adjusted=c.p_adjusted, threshold=C3_REDUCTION, extra={"part": "calibration"})
+                              p_adjusted=c.p_adjusted, threshold=C3_REDUCTION,
+                              extra={"part": "calibration", "label": label(key)})
             if c.tested:
                 row.low, row.high = -c.high / base, -c.low / base
                 row.verdict = "pass" if row.value >= C3_REDUCTION and c.diff < 0 and c.p_adjusted < alpha else "fail"
@@ -193,7 +194,8 @@ def c4_robustness(ctx: Context, comparisons: list[Comparison]) -> Judgement:
     measurements = []
     for c in rows:
         worse = (c.diff > 0) != (c.metric in GENERATION_SCORES)
-        row = Measurement(c.model, f"{c.label}: method − {ctx.bounded}", c.diff, c.low, c.high, c.n, c.p, c.p_adjusted)
+        row = Measurement(c.model, f"{c.label}: method − {ctx.bounded}", c.diff, c.low, c.high, c.n, c.p, c.p_adjusted,
+                          extra={"label": c.label})
         if c.tested:
             row.verdict = "fail" if worse and c.p_adjusted < ctx.study.criteria.alpha else "pass"
         measurements.append(row)

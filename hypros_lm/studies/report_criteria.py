@@ -70,15 +70,15 @@ def _c3(m: dict[str, Any]) -> str:
                 f"−{m['margin']:g}: {m['extra']['non_inferiority']}")
     rel = more_or_less(m["value"] * 100, ".1f", "% lower", "% higher")
     if m["low"] is None:
-        return f"{m['model']}: {m['quantity'].split(' reduction')[0]} {rel}, n = {m['n']}: no test"
-    return (f"{m['model']}: {m['quantity'].split(' reduction')[0]} {rel} "
+        return f"{m['model']}: {m['extra']['label']} {rel}, n = {m['n']}: no test"
+    return (f"{m['model']}: {m['extra']['label']} {rel} "
             f"{interval(m['low'] * 100, m['high'] * 100, '.1f')} %, Holm p = {p_value(m['p_adjusted'])}")
 
 
 def _c4(m: dict[str, Any]) -> str:
     if m["low"] is None:
         return f"{m['quantity']} {m['model']}: n = {m['n']}, no test"
-    return (f"{m['quantity'].split(':')[0]} {m['model']}: {more_or_less(m['value'], '.4f')} "
+    return (f"{m['extra']['label']} {m['model']}: {more_or_less(m['value'], '.4f')} "
             f"{interval(m['low'], m['high'], '+.3g')}, Holm p = {p_value(m['p_adjusted'])}")
 
 
