@@ -81,13 +81,14 @@ def vocab_shard(weight: Tensor, group: Any, *, hidden: Tensor, bias: Tensor | No
 
 def _check(rows: list[list[int]], shard_sizes: Sequence[int] | None) -> None:
     """The same verdict on every rank, from the same gathered table."""
+    def shown(name: str, value: int):
+        return _DTYPES[value] if name == "dtype" and value >= 0 else value
+
     for k, name in enumerate(_FIELDS[1:], 1):
         differ = [r for r, row in enumerate(rows) if row[k] != rows[0][k]]
         if differ:
-            shown = _DTYPES[rows[differ[0]][k]] if name == "dtype" and rows[differ[0]][k] >= 0 else rows[differ[0]][k]
-            first = _DTYPES[rows[0][k]] if name == "dtype" and rows[0][k] >= 0 else rows[0][k]
             raise InvalidValue(f"the vocab-parallel head needs the same {name} on every rank of the group: rank "
-                               f"{differ[0]} has {shown}, rank 0 has {first}")
+                               f"{differ[0]} has {shown(name, rows[differ[0]][k])}, rank 0 has {shown(name, rows[0][k])}")
     if rows[0][3] < 0:
         raise InvalidValue(f"the head weight's dtype is none of {[str(d) for d in _DTYPES]}")
     empty = [r for r, row in enumerate(rows) if row[0] < 1]

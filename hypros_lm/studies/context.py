@@ -87,9 +87,11 @@ def targets(study: Study, cells: Cells, models: list[str]) -> dict[str, float]:
             out[m] = float(value)
             continue
         log_runs = cells.get((study.baselines.log, m), {}).values()
-        finals = [r.curve[-1][metric] for r in log_runs] or [
-            r.curve[-1][metric] for (_, mm), seeds in cells.items() if mm == m for r in seeds.values()]
-        out[m] = float(np.mean(finals)) if log_runs else float(max(finals))
+        if log_runs:
+            out[m] = float(np.mean([r.curve[-1][metric] for r in log_runs]))
+        else:
+            out[m] = float(max(r.curve[-1][metric] for (_, mm), seeds in cells.items() if mm == m
+                               for r in seeds.values()))
     return out
 
 
