@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
     if args.plan:
         plan = planned(study, runs, gpu=args.gpu, mfu=args.mfu)
         print("\n".join(plan_lines(study, plan, gpu=args.gpu, mfu=args.mfu)))
-        if study.scaling is not None and study.baselines.method != study.baselines.log:  # a sweep fits no law
+        if study.scaling is not None and study.compares_method:  # a sweep fits no law
             reason = why_no_law(study, plan)
             if reason:
                 raise InvalidValue(f"{args.study}: this design cannot identify a scaling law: {reason}")

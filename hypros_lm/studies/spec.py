@@ -103,6 +103,11 @@ class Study:
     grid_cells: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Filled from ``sweep``: variation name → its grid values (the reference variation included)."""
 
+    @property
+    def compares_method(self) -> bool:
+        """Whether the study compares a method with log-loss (a learning-rate sweep names one variation for all)."""
+        return self.baselines.method != self.baselines.log
+
 
 @dataclass(frozen=True)
 class GridAxis:
@@ -208,7 +213,7 @@ def _check_scaling(study: Study, path: Path) -> None:
 def _check_seeds(study: Study, path: Path) -> None:
     """A study that compares its method with a baseline tests them over paired seeds: fewer than three at a size
     give no test, so the file is refused before anything runs."""
-    if study.baselines.method == study.baselines.log or study.criteria.pilot:
+    if not study.compares_method or study.criteria.pilot:
         return  # compares no method (e.g. a learning-rate sweep), or a pilot
     for model in study.models:
         seeds = study.scaling.seeds.get(model, study.seeds) if study.scaling else study.seeds
