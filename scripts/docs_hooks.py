@@ -12,7 +12,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-INTEGRATIONS = ("hypros_lm.integrations.transformers", "hypros_lm.integrations.trl", "hypros_lm.integrations.axolotl")
+INTEGRATIONS = ("hypros_lm.integrations.transformers", "hypros_lm.integrations.trl", "hypros_lm.integrations.axolotl",
+                "hypros_lm.integrations.torchtitan")
 
 
 def _all_of(module: str) -> list[str]:

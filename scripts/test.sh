@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Axolotl's own environment (Python >= 3.12, its pins) for tests/integrations/test_axolotl.py; reused once built
 bash scripts/axolotl_env.sh
+# torchtitan's (its datasets pin) for tests/integrations/test_torchtitan.py; reused once built
+bash scripts/torchtitan_env.sh
 # The tests' set-up only (the main job needs no browser): the rating page's and the site's browser tests drive a
 # real headless Chromium (Debian packages, installed as root)
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then

@@ -71,6 +71,9 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "FSDP2": ("llama",),  # test_fsdp_compile: fully_shard on 2 ranks = one process
     "torch.compile": ("qwen2", "gemma2"),  # test_fsdp_compile: compiled = eager, ignored rows present
     "Axolotl": ("llama",),  # test_axolotl: axolotl.cli.train; λ = 1 = the independent Brier, LoRA trains the adapter only
+    # test_torchtitan: torchtitan's own Llama-3 (its debug model), the loss built by its config system = the fused head
+    # and a float64 reference; the head sharded by its TP plan on 2 ranks = the whole head
+    "torchtitan": ("llama",),
 }
 """Which architectures each integration's tests run on: the tests take their parameters from here, and the README's
 compatibility table is rendered from it (tests/integrations/test_compatibility.py)."""
