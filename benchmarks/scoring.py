@@ -62,6 +62,18 @@ def _peak_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
+def start_peak(device: str) -> float:
+    """Restart the peak-memory mark (the GPU's allocations, else the process's resident size) and return the memory
+    in use now (MiB): ``_peak_mb()`` minus it is what the work since takes."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    _reset_peak()
+    return _rss_mb()
+
+
 def _inputs(n: int, d: int, v: int):
     """Hidden states, head weight and targets (every 50th ignored), bf16 on CUDA and fp32 on CPU, seeded."""
     import torch
@@ -96,12 +108,7 @@ def _measure(impl: str, n: int, d: int, v: int, repeats: int, queue) -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / 2**20
-    else:
-        _reset_peak()
-        base = _rss_mb()
+    base = start_peak(device)
     step()  # warm-up
     times = []
     for _ in range(repeats):

@@ -23,9 +23,8 @@ import time
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from mdtable import print_table
-from scoring import _inputs, _peak_mb, _reset_peak, _rss_mb
+from scoring import _inputs, _peak_mb, start_peak
 
 from hypros_lm.scoring import fused_linear_score
 
@@ -50,12 +49,7 @@ def _rank(rank: int, world: int, shape: tuple[int, int, int], lam: float, repeat
             torch.cuda.synchronize()
 
     step()  # warm-up
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / 2**20
-    else:
-        _reset_peak()
-        base = _rss_mb()
+    base = start_peak(device)
     times = []
     for _ in range(repeats):
         dist.barrier()
