@@ -73,8 +73,9 @@ class ScoringLoss(ChunkedLossWrapper):
         if config.total_steps < 1:
             raise InvalidValue(f"loss.total_steps={config.total_steps}: set it to training.steps (the schedule's T), "
                                "e.g. with_scoring_loss(config) or --loss.total_steps with --training.steps")
-        self.settings, self.total_steps = config.objective, config.total_steps
+        self.total_steps = config.total_steps
         self.objective = build_objective(config.objective, config.total_steps)
+        self.options = config.objective.options()
         self.lm_head: nn.Module | None = None
 
     def lam(self) -> float:
@@ -111,13 +112,14 @@ class ScoringLoss(ChunkedLossWrapper):
 
     def _score(self, head: nn.Module, hidden: Tensor, labels: Tensor, lam: float,
                global_valid_tokens: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
-        weight, group = _local_rows(head.weight)
+        tp_group = _spmd_tp_group()
+        weight, group = _local_rows(head.weight, tp_group)
         bias = getattr(head, "bias", None)
-        hidden, labels = _invariant(hidden, group), _local(labels)
+        hidden, labels = _invariant(hidden, group, tp_group), _local(labels)
         with spmd.no_typecheck():
             out = fused_linear_score(
                 hidden.flatten(0, -2), weight, labels.flatten(), lam=lam, bounded=self.objective.bounded,
-                bias=None if bias is None else _local(bias), reduction="sum", options=self.settings.options(),
+                bias=None if bias is None else _local(bias), reduction="sum", options=self.options,
                 process_group=group,
             )
             loss = out.loss if global_valid_tokens is None else out.loss / global_valid_tokens
@@ -138,25 +140,24 @@ def _spmd_tp_group() -> Any:
     return None
 
 
-def _local_rows(weight: Tensor) -> tuple[Tensor, Any]:
+def _local_rows(weight: Tensor, tp_group: Any) -> tuple[Tensor, Any]:
     """The head's rows on this rank and the group its vocabulary is split over (None: whole here): a DTensor weight
-    where it is sharded on its rows; under the spmd-types backend, a weight that varies over the TP axis (its local
-    block of rows)."""
+    where it is sharded on its rows; under the spmd-types backend (``tp_group``: its TP group, if any), a weight that
+    varies over the TP axis (its local block of rows)."""
     if isinstance(weight, DTensor):
         axes = [i for i, p in enumerate(weight.placements) if isinstance(p, Shard) and p.dim == 0]
         if len(axes) > 1:
             raise InvalidValue(f"the LM head's weight is sharded on its rows over {len(axes)} mesh axes "
                                f"({weight.placements}); the vocab-parallel head takes one")
         return weight.to_local(), (weight.device_mesh.get_group(axes[0]) if axes else None)
-    group = _spmd_tp_group()
-    if group is not None:
-        kind = spmd.get_local_type(weight).get(spmd.MeshAxis.of(group))
+    if tp_group is not None:
+        kind = spmd.get_local_type(weight).get(spmd.MeshAxis.of(tp_group))
         if kind is spmd.V or isinstance(kind, spmd.Shard):
-            return weight, group
+            return weight, tp_group
     return weight, None
 
 
-def _invariant(hidden: Tensor, group: Any) -> Tensor:
+def _invariant(hidden: Tensor, group: Any, tp_group: Any) -> Tensor:
     """The hidden states as the head's gradient leaves them: the same on every rank of the TP group. The
     vocab-parallel head sums ∂h over its group itself; a replicated DTensor takes that as it is, and under the
     spmd-types backend the replicated (R) states are converted to invariant (I), whose gradient goes back as a
@@ -166,7 +167,6 @@ def _invariant(hidden: Tensor, group: Any) -> Tensor:
             raise InvalidValue(f"the hidden states reach the vocab-parallel head sharded ({hidden.placements}); "
                                "torchtitan's root norm replicates them before the LM head")
         return hidden.to_local()
-    tp_group = _spmd_tp_group()
     if tp_group is not None:
         return spmd.convert(hidden, tp_group, src=spmd.R, dst=spmd.I, expert_mode=True)
     return hidden
