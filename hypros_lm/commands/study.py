@@ -46,7 +46,9 @@ def main(argv: list[str]) -> None:
     if args.plan:
         plan = planned(study, runs, gpu=args.gpu, mfu=args.mfu)
         print("\n".join(plan_lines(study, plan, gpu=args.gpu, mfu=args.mfu)))
-        if study.scaling is not None and study.compares_method:  # a sweep fits no law
+        if study.scaling is not None and study.compares_method and len(study.models) == 1:
+            print(f"one size ({study.models[0]}): a check of one budget, compared per size; no law is fitted")
+        elif study.scaling is not None and study.compares_method:  # a sweep fits no law
             reason = why_no_law(study, plan)
             if reason:
                 raise InvalidValue(f"{args.study}: this design cannot identify a scaling law: {reason}")

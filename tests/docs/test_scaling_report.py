@@ -1,6 +1,7 @@
 """The CPU scaling study's committed report: every law it prints is a refit of the runs in its analysis.json (the same
-fit and the same bootstrap draws), and the study was what issue #40 asked for (≥ 6 sizes over ≥ 1.5 decades, three
-objectives, ≥ 2 seeds per size, within 150 minutes)."""
+fit and the same bootstrap draws), and the study is what issue #48 asked for (≥ 7 sizes up to ≥ 480k parameters, three
+objectives × three seeds at every size, each objective at its own learning rate). A cut study's report (fewer runs
+than its file plans) skips both until the study is whole."""
 
 from __future__ import annotations
 
@@ -11,13 +12,26 @@ import re
 import pytest
 
 from hypros_lm.studies.scaling import Points, identified_law
+from hypros_lm.studies.spec import expand, load_study
 from tests.docs.reports import report_text, schema
 from tests.helpers import REPO
 
 STUDY = "scaling-cpu"
-AWAITING_RERUN = pytest.mark.skipif(schema(STUDY) < 2, reason=f"{STUDY}'s report predates the fits that resample "
-                                    "sizes (analysis schema 1); its re-run with each objective's own learning rate is "
-                                    "pending (issue 48)")
+
+
+def _awaiting() -> str | None:
+    """Why the committed report is not yet the re-run's whole study (None: it is)."""
+    if schema(STUDY) < 2:
+        return (f"{STUDY}'s report predates the fits that resample sizes (analysis schema 1); its re-run with each "
+                "objective's own learning rate is pending (issue 48)")
+    analysis = json.loads((REPO / "docs" / "studies" / STUDY / "analysis.json").read_text(encoding="utf-8"))
+    planned = len(expand(load_study(STUDY), REPO / "runs" / "studies" / STUDY))
+    done = len(analysis["scaling"]["runs"])
+    return None if done == planned else f"{STUDY}'s report is of a cut study ({done} of {planned} runs; issue 48)"
+
+
+_WHY_AWAITING = _awaiting()
+AWAITING_RERUN = pytest.mark.skipif(_WHY_AWAITING is not None, reason=_WHY_AWAITING or "")
 
 
 def _laws() -> dict[str, dict[str, str]]:
@@ -38,16 +52,20 @@ def analysis() -> dict:
     return json.loads((REPO / "docs" / "studies" / STUDY / "analysis.json").read_text(encoding="utf-8"))
 
 
+@AWAITING_RERUN
 def test_the_study_is_the_one_asked_for(analysis):
+    """Issue 48's design: ≥ 7 sizes up to ≥ 480k parameters over ≥ 1.5 decades, three objectives × three seeds at
+    every size, each at its own learning rate, warm-up ≥ 20 steps."""
     runs = analysis["scaling"]["runs"]
     sizes = sorted({r["params"] for r in runs})
-    assert len(sizes) >= 6 and math.log10(sizes[-1] / sizes[0]) >= 1.5
+    assert len(sizes) >= 7 and sizes[-1] >= 480_000 and math.log10(sizes[-1] / sizes[0]) >= 1.5
     assert sorted(analysis["variations"]) == ["brier", "hypros", "log"]
     for variation in analysis["variations"]:
         for size in sizes:
-            assert sum(r["variation"] == variation and r["params"] == size for r in runs) >= 2
-    minutes = re.search(r"took \*\*(\d+) minutes\*\*", report_text(STUDY))
-    assert minutes and int(minutes.group(1)) <= 150
+            assert sum(r["variation"] == variation and r["params"] == size for r in runs) >= 3
+    rates = {(r["variation"], r["params"]): r["lr"] for r in runs}
+    assert rates[("brier", sizes[-1])] != rates[("log", sizes[-1])]  # not log-loss's rate for all
+    assert re.search(r"took \*\*(\d+) minutes\*\*", report_text(STUDY))
 
 
 @AWAITING_RERUN

@@ -67,3 +67,12 @@ def test_each_objective_trains_at_its_own_rule_and_warms_up_at_least_the_minimum
     for run in expand(load_study(tmp_path / "s.yaml"), tmp_path / "runs"):
         lrs.setdefault((run.variation, run.model), run.settings.optim.lr)
     assert lrs[("brier", "mini")] == pytest.approx(lrs[("log", "mini")] / 3, rel=1e-2)  # its own rule
+
+
+def test_a_one_size_budget_check_plans_without_a_law(capsys):
+    main(["studies/scaling-cpu-d40.yaml", "--plan"])
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert len(rows) == 3 * 3 and {r[1] for r in rows} == {"w40"}
+    assert all(int(r[3].replace(",", "")) >= 40 * int(r[2].replace(",", "")) for r in rows)  # D = 40·N
+    assert "one size (w40): a check of one budget, compared per size; no law is fitted" in out

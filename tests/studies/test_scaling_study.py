@@ -4,6 +4,7 @@ the learning rate per size, the study's wall-clock and why a law with too few si
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -23,26 +24,28 @@ def test_the_cpu_study_budgets_follow_d_equals_k_n(tmp_path):
     study = load_study("scaling-cpu")
     sc = study.scaling
     runs = expand(study, tmp_path)
-    assert {r.variation for r in runs} == {"log", "brier", "hypros"} and len(study.models) >= 6
-    sizes = {}
+    assert {r.variation for r in runs} == {"log", "brier", "hypros"} and len(study.models) >= 7
+    sizes, embedded = {}, {}
     for r in runs:
         s = r.settings
         total, non_embedding = count_parameters(s.model, s.data.vocab_size)
         per_step = s.train.micro_batch_size * s.data.seq_len
         assert (s.train.max_steps - 1) * per_step < sc.tokens_per_parameter * total <= s.train.max_steps * per_step
-        assert s.optim.warmup_steps == max(sc.warmup_min_steps, round(sc.warmup_fraction * s.train.max_steps))
+        assert s.optim.warmup_steps == max(sc.warmup_min_steps, round(sc.warmup_fraction * s.train.max_steps)) >= 20
         rule = sc.rule(r.variation)
+        assert rule.sweep == f"scaling-cpu-lr-{r.variation}"  # each objective at its own rule
         assert s.optim.lr == pytest.approx(rule.value * (total / rule.reference) ** -rule.exponent, rel=1e-2)
         assert s.optim.beta2 == 0.99 and s.train.eval_every == s.train.max_steps // sc.evaluations
-        sizes[r.model] = total
-        assert non_embedding < total
+        sizes[r.model], embedded[r.model] = total, 1 - non_embedding / total
     ordered = [sizes[m] for m in study.models]
-    assert all(1.7 < b / a < 3.0 for a, b in zip(ordered, ordered[1:], strict=False))  # about ×2 a size
-    assert math.log10(ordered[-1] / ordered[0]) >= 1.5
+    assert all(1.3 < b / a < 3.0 for a, b in zip(ordered, ordered[1:], strict=False))  # about ×2 a size
+    assert math.log10(ordered[-1] / ordered[0]) >= 1.5 and ordered[-1] >= 480_000
     seeds = {m: len({r.seed for r in runs if r.model == m}) for m in study.models}
     assert all(seeds[m] >= 3 for m in study.models)  # a paired test at every size
-    epochs = max(r.settings.train.max_steps for r in runs) * 8 * 128 / 4.4e6  # WikiText-2 train in this BPE: ~4.4M tokens
-    assert epochs <= 4
+    epochs = max(r.settings.train.max_steps for r in runs) * 8 * 128 / 5_179_141  # WikiText-2's train split in this BPE
+    assert epochs <= 1.3
+    window = [m for m in study.models if embedded[m] < 0.5]  # the fit window's rule: embeddings under half
+    assert sc.fit_from == window[0] and window == study.models[study.models.index(window[0]):]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,8 @@ def mini_study(tmp_path_factory, cache_dir):
     spec = yaml.safe_load((REPO / "studies" / "scaling-cpu.yaml").read_text())
     spec.update(name="scaling-mini", models=["w8", "w16"], seeds=[1], variations={"log": {"loss": {"name": "log"}}},
                 baselines={"log": "log", "bounded": "log", "method": "log"}, eval_batches=2)
-    spec["scaling"].update(tokens_per_parameter=1, evaluations=2, seeds={})
+    spec["scaling"].update(tokens_per_parameter=1, evaluations=2, warmup_min_steps=1,
+                           objective_lr={"log": spec["scaling"]["objective_lr"]["log"]})
     spec["base"]["train"]["eval_batches"] = 2
     path = root / "scaling-mini.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -85,10 +89,18 @@ def test_the_report_states_budgets_learning_rates_wallclock_and_why_no_law(mini_
         assert (tmp_path / figure).is_file() and f"]({figure})" in report
 
 
-def test_the_cpu_study_s_learning_rate_rule_is_its_sweep_s_with_every_optimum_inside():
-    import json
-
-    sweep = json.loads((REPO / "docs" / "studies" / "scaling-cpu-lr" / "analysis.json").read_text())["scaling"]["lr_sweep"]
-    assert len(sweep["sizes"]) == 4 and all(r["inside"] and len(r["lrs"]) == 5 for r in sweep["sizes"])
-    rule = load_study("scaling-cpu").scaling.lr
-    assert {"reference": rule.reference, "value": rule.value, "exponent": rule.exponent} == sweep["rule"]
+@pytest.mark.parametrize("objective", ["log", "brier", "hypros"])
+def test_each_objective_s_rule_is_its_own_sweep_s_with_every_optimum_inside(objective):
+    """scaling-cpu and its budget check train each objective at the rule its own sweep's report fitted: ≥ 3 sizes ×
+    ≥ 4 rates × 2 seeds, every size's best rate inside the sweep, the rule with its interval."""
+    rule = load_study("scaling-cpu").scaling.objective_lr[objective]
+    analysis = json.loads((REPO / "docs" / "studies" / rule.sweep / "analysis.json").read_text())
+    sweep = analysis["scaling"]["lr_sweep"]
+    assert len(sweep["sizes"]) >= 3 and all(r["inside"] and len(r["lrs"]) >= 4 and r["seeds"] >= 2
+                                            for r in sweep["sizes"])
+    saved = sweep["rule"]
+    assert {"reference": rule.reference, "value": rule.value, "exponent": rule.exponent} == {
+        k: saved[k] for k in ("reference", "value", "exponent")}
+    assert saved["value_ci"][0] <= saved["value"] <= saved["value_ci"][1]
+    assert saved["exponent_ci"][0] <= saved["exponent"] <= saved["exponent_ci"][1]
+    assert load_study("scaling-cpu-d40").scaling.objective_lr[objective] == rule
