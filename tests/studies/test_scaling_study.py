@@ -56,7 +56,7 @@ def mini_study(tmp_path_factory, cache_dir):
     spec.update(name="scaling-mini", models=["w8", "w16"], seeds=[1], variations={"log": {"loss": {"name": "log"}}},
                 baselines={"log": "log", "bounded": "log", "method": "log"}, eval_batches=2)
     spec["scaling"].update(tokens_per_parameter=1, evaluations=2, warmup_min_steps=1,
-                           objective_lr={"log": spec["scaling"]["objective_lr"]["log"]})
+                           objective_lr={"log": spec["scaling"]["objective_lr"]["log"]}, fit_from=None)
     spec["base"]["train"]["eval_batches"] = 2
     path = root / "scaling-mini.yaml"
     path.write_text(yaml.safe_dump(spec))
