@@ -105,3 +105,19 @@ def test_the_readme_quotes_the_reports_laws_and_verdict():
         assert (alpha, offset) == (laws[objective]["α [95 % CI]"], laws[objective]["E [95 % CI]"]), objective
     said = re.search(r"Verdict \(test NLL\): (.+)\.$", report_text(STUDY), re.MULTILINE).group(1)
     assert f"Verdict (test NLL): {said}." in block.split("\n\n", 2)[1]
+
+
+def test_the_studies_page_quotes_each_sweep_s_optima_and_rule():
+    """docs/studies.md's table of the CPU sweeps: each row's optima, rule and intervals are its report's analysis."""
+    text = (REPO / "docs" / "studies.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if "](studies/scaling-cpu-lr-" in line and line.startswith("|")]
+    assert len(rows) == 3
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        sweep = re.search(r"\((studies/(scaling-cpu-lr-\w+))/report\.md\)", cells[-1]).group(2)
+        saved = json.loads((REPO / "docs" / "studies" / sweep / "analysis.json").read_text())["scaling"]["lr_sweep"]
+        rule = saved["rule"]
+        assert cells[1] == " · ".join(f"{r['optimum']:.3g}" for r in saved["sizes"]), sweep
+        assert cells[2] == f"{rule['value']:.3g}·(N/{rule['reference']:g})^−{rule['exponent']:.3g}", sweep
+        for cell, key in ((cells[3], "value_ci"), (cells[4], "exponent_ci")):
+            assert cell == f"[{rule[key][0]:.3g}, {rule[key][1]:.3g}]".replace("-", "−"), sweep
