@@ -46,13 +46,13 @@ def main(argv: list[str]) -> None:
     if args.plan:
         plan = planned(study, runs, gpu=args.gpu, mfu=args.mfu)
         print("\n".join(plan_lines(study, plan, gpu=args.gpu, mfu=args.mfu)))
-        if study.scaling is not None and study.compares_method and len(study.models) == 1:
-            print(f"one size ({study.models[0]}): a check of one budget, compared per size; no law is fitted")
-        elif study.scaling is not None and study.compares_method:  # a sweep fits no law
-            reason = why_no_law(study, plan)
-            if reason:
+        if study.scaling is not None and study.compares_method:  # a sweep fits no law
+            if len(study.models) == 1:
+                print(f"one size ({study.models[0]}): a check of one budget, compared per size; no law is fitted")
+            elif reason := why_no_law(study, plan):
                 raise InvalidValue(f"{args.study}: this design cannot identify a scaling law: {reason}")
-            print("the design can identify a law (sizes, decades and seeds as the project's rule asks)")
+            else:
+                print("the design can identify a law (sizes, decades and seeds as the project's rule asks)")
         return
     if args.print_commands:
         for run in runs:
