@@ -6,7 +6,11 @@ smoothing's term on the smallest probabilities), times the transform's chain-rul
 memory-bound passes over the tile (a 1024 × 50k fp32 tile is 200 MB); ``torch.compile`` turns each into one
 vectorised loop (C++ on CPU, Triton on CUDA), which is what brings the head to its matmul floor
 (``benchmarks/scoring.py --against-floor``). The statistics read the logits without writing, and the gradient
-recomputes p = e^(z − lse) from them instead of storing e: an exponential costs less than a trip to memory.
+recomputes p = e^(z − lse) from them instead of storing e: a second tile buffer costs memory, and on CPU its first
+touch in each call (about 60 ms for 180 MB here) took back what the second exponential costs; no benchmark showed it
+faster (issue #51). The argmax is a float max over a column vector the caller keeps, returned as a float, so that
+the row's max, sums and argmax stay one loop per row (an index made inside the kernel splits it into three loops,
+and an arange made per vector costs a sixth of the pass).
 
 Which runs is chosen per call: the compiled functions for tiles of at least ``COMPILE_MIN_ELEMENTS`` (below that
 the one-time compile, seconds per process, costs more than it saves), the eager ones otherwise, inside an outer
@@ -47,26 +51,24 @@ def transform_(z: Tensor, bias: Tensor | None, scale: float, cap: float | None) 
         z.div_(cap).tanh_().mul_(cap)
 
 
-def statistics(z: Tensor, want_sum: bool, powers: tuple[float, ...] = (2.0,)
+def statistics(z: Tensor, want_sum: bool, powers: tuple[float, ...], neg_columns: Tensor
                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, tuple[Tensor, ...]]:
-    """Per row of a tile of logits: m = max z, its first column (argmax), Σe, Σe·(z − m) with e = e^(z − m), Σz
-    when asked, and the power sums Σe^α for each α of ``powers``. The tile is read, not written."""
+    """Per row of a tile of logits: m = max z, minus its first column as a float (see ``first_max_column``), Σe,
+    Σe·(z − m) with e = e^(z − m), Σz when asked, and the power sums Σe^α for each α of ``powers``. The tile is read,
+    not written. ``neg_columns``: −0, −1, …, one per column of the tile."""
     m = z.amax(dim=1)
     zc = z - m[:, None]
     e = torch.exp(zc)
-    first = _first_zero(zc)
+    neg_first = torch.where(zc == 0, neg_columns, float(-zc.shape[1])).amax(1)
     sums = tuple(_rowdot(e, e) if a == 2.0 else torch.exp(zc * a).sum(1) for a in powers)
-    return m, first, e.sum(1), _rowdot(e, zc), (z.sum(1) if want_sum else None), sums
+    return m, neg_first, e.sum(1), _rowdot(e, zc), (z.sum(1) if want_sum else None), sums
 
 
-def _first_zero(zc: Tensor) -> Tensor:
-    """Per row, the first column where z − m = 0: the argmax, the first maximum at ties as torch.argmax.
-
-    Not ``z.max(dim=1)``: a max with its index compiles to a scalar loop on CPU, which doubled the statistics' time
-    (issue #51); a max of −column over the maxima is a float reduction that joins the exp pass's vectorised loop.
-    Columns are exact in the logits' float dtype up to 2^24 (fp32), past any vocabulary."""
-    col = torch.arange(zc.shape[1], device=zc.device, dtype=zc.dtype)
-    return torch.where(zc == 0, -col, float(-zc.shape[1])).amax(1).neg().long()
+def first_max_column(neg_first: Tensor) -> Tensor:
+    """The argmax from ``statistics``' float: the first column where z = m, the first maximum at ties as
+    torch.argmax. Not ``z.max(dim=1)``: a max with its index compiles to a scalar loop on CPU, which doubled the
+    statistics' time (issue #51). Columns are exact in fp32 up to 2^24, past any vocabulary block."""
+    return neg_first.neg().long()
 
 
 def chain_factor(z: Tensor, scale: float, cap: float | None) -> Tensor | float:

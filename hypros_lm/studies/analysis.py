@@ -90,7 +90,8 @@ def _scaling(study: Study, runs: list[RunResult], variations: list[str], notes: 
         notes.append("scaling fits: not made (one model size)")
         return {}
     fit_from = study.scaling.fit_from if study.scaling else None
-    result = analyse_scaling(runs, variations, log=study.baselines.log, fit_from=fit_from)
+    result = analyse_scaling(runs, variations, log=study.baselines.log, fit_from=fit_from,
+                             lr_sweep=study.sweep is not None)
     for law in result["laws"]:
         if not law["identified"]:
             notes.append(f"scaling law {law['variation']} {law['metric']} vs parameters: not identified ({law['reason']})")

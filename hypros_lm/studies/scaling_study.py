@@ -41,9 +41,12 @@ def _public(fit: dict[str, Any]) -> dict[str, Any]:
 
 
 def analyse_scaling(runs: list, variations: list[str], *, log: str = "log", n_boot: int = 2000,
-                    fit_from: str | None = None) -> dict[str, Any]:
+                    fit_from: str | None = None, lr_sweep: bool = False) -> dict[str, Any]:
     """Everything a scaling report says, from a study's finished runs (``RunResult``); the laws, slopes and their
-    comparisons over the sizes from ``fit_from`` (a model's name) up, the local slopes and windows over all."""
+    comparisons over the sizes from ``fit_from`` (a model's name) up, the local slopes and windows over all; with
+    ``lr_sweep`` (a study that sweeps one objective's learning rate), the optimum per size and the rule through them.
+    Not otherwise: where each objective trains at its own rule, the rates differ at a size between objectives, and
+    their losses are no sweep of one."""
     table = [{"name": r.name, "variation": r.variation, "model": r.model, "seed": r.seed, "params": r.params,
               "non_embedding_params": r.non_embedding, "tokens": r.tokens, "flops": r.flops, "lr": r.lr,
               "max_steps": r.max_steps, **{m: r.test[m] for m, _ in METRICS}} for r in runs]
@@ -58,7 +61,7 @@ def analyse_scaling(runs: list, variations: list[str], *, log: str = "log", n_bo
         "fit_window": {"from_model": fit_from, "from_params": smallest or None,
                        "sizes": len({r.params for r in runs if r.params >= smallest})},
         "laws": [{"variation": v, "metric": m, **_public(law)} for (v, m), law in laws.items()],
-        "differences": [], "multipliers": [], "shared_alpha": {}, "lr_sweep": learning_rate_sweep(runs),
+        "differences": [], "multipliers": [], "shared_alpha": {}, "lr_sweep": learning_rate_sweep(runs) if lr_sweep else None,
         "leave_largest_out": {v: leave_largest_out(_points(rs, "nll")) for v, rs in by.items()},
         "local_slopes": {v: local_slopes(_points(rs, "nll")) for v, rs in every.items()},
         "windows": {v: windows(_points(rs, "nll")) for v, rs in every.items() if len({r.params for r in rs}) >= 4},

@@ -68,6 +68,13 @@ def test_the_study_is_the_one_asked_for(analysis):
     assert re.search(r"took \*\*(\d+) minutes\*\*", report_text(STUDY))
 
 
+def test_objectives_at_their_own_rates_are_not_read_as_a_learning_rate_sweep(analysis):
+    """Each objective trains at its own rule, so the rates at a size differ between objectives: their losses are no
+    sweep of one objective's rate, and the report fits no rule through them (it did once, mixing the three)."""
+    assert analysis["scaling"]["lr_sweep"] is None
+    assert "The learning-rate sweep" not in report_text(STUDY)
+
+
 @AWAITING_RERUN
 def test_every_printed_law_is_a_refit_of_the_analysis(analysis):
     """The test-NLL law of each objective, refitted from the runs' sizes, seeds and test NLL (the seeds drawn once for
