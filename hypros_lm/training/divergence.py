@@ -45,16 +45,15 @@ def local_parameter_shards(model: torch.nn.Module) -> list[Tensor]:
 
 
 def squared_norm(tensors: list[Tensor], device: torch.device) -> Tensor:
-    """Σ‖t‖² in fp32 on ``device`` (inf once an entry's square overflows, as the logged parameter norm does): one
-    foreach norm per device, fp32 whatever the tensors' dtype, no temporary the size of a tensor."""
+    """Σ‖t‖² in fp32 on ``device`` (inf once an entry's square overflows, as the logged parameter norm does)."""
     total = torch.zeros((), device=device)
     by_device: dict[torch.device, list[Tensor]] = {}
     for t in tensors:
         if t.numel():
             by_device.setdefault(t.device, []).append(t)
     for group in by_device.values():
-        norms = torch._foreach_norm(group, 2, dtype=torch.float32)
-        total = total + torch.stack(norms).square().sum().to(device)
+        norms = torch._foreach_norm(group)
+        total = total + torch.stack(norms).float().square().sum().to(device)
     return total
 
 
