@@ -77,13 +77,14 @@ def test_objectives_at_their_own_rates_are_not_read_as_a_learning_rate_sweep(ana
 
 @AWAITING_RERUN
 def test_every_printed_law_is_a_refit_of_the_analysis(analysis):
-    """The test-NLL law of each objective, refitted from the runs' sizes, seeds and test NLL (the seeds drawn once for
-    all objectives, in the study's order, as the report's analysis draws them), equals analysis.json's and the report's
-    cells."""
+    """The test-NLL law of each objective, refitted from the runs' sizes (those of the fit window), seeds and test NLL
+    (the seeds drawn once for all objectives, in the study's order, as the report's analysis draws them), equals
+    analysis.json's and the report's cells."""
     scaling, drawn = analysis["scaling"], {}
+    smallest = scaling["fit_window"]["from_params"] or 0  # the laws are fitted from the study file's fit_from up
     rows = _laws()
     for variation in analysis["variations"]:
-        runs = [r for r in scaling["runs"] if r["variation"] == variation]
+        runs = [r for r in scaling["runs"] if r["variation"] == variation and r["params"] >= smallest]
         points = Points.of([r["params"] for r in runs], [r["nll"] for r in runs], [r["seed"] for r in runs])
         saved = next(law for law in scaling["laws"] if (law["variation"], law["metric"]) == (variation, "nll"))
         refit = identified_law(points, n_boot=saved["n_boot"], seeds_drawn=drawn)
