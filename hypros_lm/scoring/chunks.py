@@ -86,11 +86,10 @@ class _Stats:
         self.z_y = like.new_zeros(rows)
         self.below_count = self.below_sum = like.new_zeros(rows)  # the score smoothing's: logits under lse + log(ε/V)
 
-    def add(self, z: Tensor, block_start: int, targets: Tensor, want_sum: bool, *, neg_columns: Tensor) -> None:
-        """Merge a block of logits (left unchanged) into the running statistics (``neg_columns``: see
-        tiles.statistics)."""
-        m, neg_first, s1, u, sum_z, sums = TILES.call(tiles.statistics, z, want_sum, self.powers, neg_columns)
-        first = tiles.first_max_column(neg_first) + block_start
+    def add(self, z: Tensor, block_start: int, targets: Tensor, want_sum: bool, *, columns: Tensor) -> None:
+        """Merge a block of logits (left unchanged) into the running statistics (``columns``: see tiles.statistics)."""
+        m, first, s1, u, sum_z, sums = TILES.call(tiles.statistics, z, want_sum, self.powers, columns)
+        first = first.long() + block_start
         if want_sum:
             self.sum_z = self.sum_z + sum_z
         local = targets - block_start
@@ -220,9 +219,9 @@ class _Walk:
         self.blocks = [(a, min(a + opts.vocab_block_size, rows)) for a in range(0, rows, opts.vocab_block_size)]
         self.single = len(self.blocks) == 1
         widest = min(opts.vocab_block_size, self.shard.widest if self.shard else rows)  # the same on every rank
-        if widest > 2**24:  # the tiles' argmax counts columns in fp32 (tiles.first_max_column)
+        if widest > 2**24:  # the tiles' argmax counts columns in fp32 (tiles.statistics)
             raise InvalidValue(f"vocab_block_size={widest} exceeds 2^24 columns; pass a smaller one")
-        self.neg_columns = -torch.arange(self.blocks[0][1], dtype=self.acc, device=hidden.device)
+        self.columns = torch.arange(self.blocks[0][1], dtype=self.acc, device=hidden.device)
         rows = min(opts.chunk_size, hidden.shape[0])
         self.buf_z = torch.empty(rows * self.blocks[0][1], dtype=self.acc, device=hidden.device)
         self.grad_w = torch.zeros(weight.shape, dtype=self.acc, device=weight.device) if want_grad else None
@@ -237,7 +236,7 @@ class _Walk:
         for a, b in self.blocks:
             z = self.logits(h_mm, a, b, _view(self.buf_z, c, b - a))  # (C, B)
             st.add(z, self.offset + a, targets, want_sum=bool(self.opts.label_smoothing),
-                   neg_columns=self.neg_columns[: b - a])
+                   columns=self.columns[: b - a])
         if self.shard:
             reduce_statistics(st, self.shard)
         if self.opts.score_smoothing:  # a second look, once the row's lse is known (recomputing blocks if several)

@@ -8,7 +8,7 @@ vectorised loop (C++ on CPU, Triton on CUDA), which is what brings the head to i
 (``benchmarks/scoring.py --against-floor``). The statistics read the logits without writing, and the gradient
 recomputes p = e^(z − lse) from them instead of storing e: a second tile buffer costs memory, and on CPU its first
 touch in each call (about 60 ms for 180 MB here) took back what the second exponential costs; no benchmark showed it
-faster (issue #51). The argmax is a float max over a column vector the caller keeps, returned as a float, so that
+faster (issue #51). The argmax is a float min over a column vector the caller keeps, returned as a float, so that
 the row's max, sums and argmax stay one loop per row (an index made inside the kernel splits it into three loops,
 and an arange made per vector costs a sixth of the pass).
 
@@ -51,24 +51,20 @@ def transform_(z: Tensor, bias: Tensor | None, scale: float, cap: float | None) 
         z.div_(cap).tanh_().mul_(cap)
 
 
-def statistics(z: Tensor, want_sum: bool, powers: tuple[float, ...], neg_columns: Tensor
+def statistics(z: Tensor, want_sum: bool, powers: tuple[float, ...], columns: Tensor
                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, tuple[Tensor, ...]]:
-    """Per row of a tile of logits: m = max z, minus its first column as a float (see ``first_max_column``), Σe,
-    Σe·(z − m) with e = e^(z − m), Σz when asked, and the power sums Σe^α for each α of ``powers``. The tile is read,
-    not written. ``neg_columns``: −0, −1, …, one per column of the tile."""
+    """Per row of a tile of logits: m = max z, its first column (the argmax, the first maximum at ties as
+    torch.argmax) as a float, Σe, Σe·(z − m) with e = e^(z − m), Σz when asked, and the power sums Σe^α for each α of
+    ``powers``. The tile is read, not written. ``columns``: 0, 1, …, one per column of the tile, in z's dtype.
+
+    The argmax is not ``z.max(dim=1)``, whose index compiles to a scalar loop on CPU (it doubled this pass, issue
+    #51), and the caller makes it an index (fp32 counts columns exactly up to 2^24, past any vocabulary block)."""
     m = z.amax(dim=1)
     zc = z - m[:, None]
     e = torch.exp(zc)
-    neg_first = torch.where(zc == 0, neg_columns, float(-zc.shape[1])).amax(1)
+    first = torch.where(zc == 0, columns, float(zc.shape[1])).amin(1)
     sums = tuple(_rowdot(e, e) if a == 2.0 else torch.exp(zc * a).sum(1) for a in powers)
-    return m, neg_first, e.sum(1), _rowdot(e, zc), (z.sum(1) if want_sum else None), sums
-
-
-def first_max_column(neg_first: Tensor) -> Tensor:
-    """The argmax from ``statistics``' float: the first column where z = m, the first maximum at ties as
-    torch.argmax. Not ``z.max(dim=1)``: a max with its index compiles to a scalar loop on CPU, which doubled the
-    statistics' time (issue #51). Columns are exact in fp32 up to 2^24, past any vocabulary block."""
-    return neg_first.neg().long()
+    return m, first, e.sum(1), _rowdot(e, zc), (z.sum(1) if want_sum else None), sums
 
 
 def chain_factor(z: Tensor, scale: float, cap: float | None) -> Tensor | float:

@@ -1,5 +1,5 @@
 """The norms the loop records each step: the ZeRO-0 gradient norm (telemetry.full_grad_norm) and the divergence
-guard's parameter norm (divergence.squared_norm), against float64 references, in every parameter dtype."""
+guard's parameter norm (divergence.squared_norm), against float64 references, in the dtypes each takes."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_the_gradient_norm_is_float64_s_to_fp32_rounding(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_guard_s_parameter_norm_takes_every_dtype(dtype):
+def test_the_guard_s_parameter_norm_takes_fp32_and_fp64(dtype):
     params = [p.detach() for p in _model(dtype).parameters()]
     want = sum((p.double() ** 2).sum() for p in params)
     assert squared_norm(params, torch.device("cpu")).item() == pytest.approx(want.item(), rel=1e-5)
