@@ -8,9 +8,10 @@ vectorised loop (C++ on CPU, Triton on CUDA), which is what brings the head to i
 (``benchmarks/scoring.py --against-floor``). The statistics read the logits without writing, and the gradient
 recomputes p = e^(z − lse) from them instead of storing e: a second tile buffer costs memory, and on CPU its first
 touch in each call (about 60 ms for 180 MB here) took back what the second exponential costs; no benchmark showed it
-faster (issue #51). The argmax is a float min over a column vector the caller keeps, returned as a float, so that
-the row's max, sums and argmax stay one loop per row (an index made inside the kernel splits it into three loops,
-and an arange made per vector costs a sixth of the pass).
+faster, and e written over the tile inside this loop compiles to a fresh buffer copied back (issue #51). The argmax
+is a float min over a column vector the caller keeps, returned as a float, so that the row's max, sums and argmax
+stay one loop per row (an index made inside the kernel splits it into three loops, and an arange made per vector
+costs a sixth of the pass).
 
 Which runs is chosen per call: the compiled functions for tiles of at least ``COMPILE_MIN_ELEMENTS`` (below that
 the one-time compile, seconds per process, costs more than it saves), the eager ones otherwise, inside an outer
